@@ -1,0 +1,50 @@
+/* app: the process-wide context every module reaches through a request:
+ * configuration, secrets, the loop, the database pool, the HTTP server. */
+#ifndef IDX_APP_H
+#define IDX_APP_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "crypto/secrets.h"
+#include "http/router.h"
+
+struct event_base;
+struct db_pool;
+struct http_server;
+struct tenant_set;
+
+struct app {
+    struct config cfg;
+    struct secrets secrets;
+    struct event_base *base;
+    struct db_pool *db;
+    struct http_server *http;
+    struct tenant_set *tenants;
+    bool schema_ready;           /* public objects created */
+    bool schema_running;
+    const struct route *routes;
+    size_t nroutes;
+    /* CORS: allowed origins (exact "scheme://host[:port]"), plus the localhost rule. */
+    char **origins;
+    size_t norigins;
+    bool stopping;
+};
+
+/* Build the route table, CORS list and the modules. Returns 0 or -1 with err set. */
+int app_init(struct app *a, struct event_base *base, char *err, size_t errlen);
+void app_free(struct app *a);
+
+/* The request pipeline: routing, CORS, authentication, body parsing, handler. */
+void app_dispatch(struct http_req *r);
+
+
+
+/* Run one statement for a request: holds r until the result arrives, answers 503
+ * itself when the database is unavailable, drops the result if the client left,
+ * otherwise calls done(r, res). */
+struct db_result;
+typedef void (*app_query_done)(struct http_req *r, const struct db_result *res);
+void app_query(struct http_req *r, const char *sql, int nparams, const char *const *params,
+               app_query_done done);
+#endif

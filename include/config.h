@@ -1,0 +1,53 @@
+/* config: the environment, read once at start into one immutable struct.
+ * Every variable of SPEC section 2 lives in one table in src/config.c. */
+#ifndef IDX_CONFIG_H
+#define IDX_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
+
+struct config {
+    int port;
+    char *bind_address;
+
+    /* PostgreSQL: DATABASE_URL wins over the DB_* pieces; both end up here. */
+    char *database_url;
+    char *db_host, *db_port, *db_name, *db_user, *db_password;
+    int db_pool_size;
+
+    char *redis_url;             /* "" = run without Redis */
+    char *redis_channel_prefix;
+
+    char *jwt_secret;
+    char *encryption_key;
+    char *encryption_password;
+    char *encryption_algorithm;
+
+    char *slack_api_url, *slack_api_base, *slack_client_id, *slack_client_secret;
+    char *frontend_url;
+    char *github_api_url;
+    char *anthropic_api_url, *openai_api_url, *openrouter_api_url;
+    char *mlflow_sync_schedule;
+    char *outbound_deny_cidrs;
+    char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
+    bool trust_proxy;
+    size_t max_body_bytes;
+    enum log_level log_level;
+    enum log_format log_format;
+};
+
+/* A getenv-like lookup, so tests can feed a table instead of the environment. */
+typedef const char *(*config_getenv_fn)(const char *name, void *arg);
+
+/* Fill *c from the lookup. On error returns -1 and writes a one-line reason
+ * naming the variable into err (never its value). On success returns 0; free
+ * with config_free. */
+int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
+void config_free(struct config *c);
+
+/* Names of every variable the service reads (NULL-terminated), for docs checks. */
+const char *const *config_variable_names(void);
+
+#endif

@@ -1,0 +1,54 @@
+/* crypto/secrets: the two VerifyWise encryption formats, masking and fingerprints.
+ * Scheme A: AES-256-CBC, key = scrypt(ENCRYPTION_PASSWORD, "default-salt", N=16384,
+ *           r=8, p=1, 32 bytes), ciphertext and IV stored as separate lowercase hex.
+ * Scheme B: AES-256-CBC, key = ENCRYPTION_KEY right-padded with '0' and cut to 32
+ *           bytes, stored as "ivhex:cipherhex".
+ * Keys live only in struct secrets; every temporary copy is cleansed. */
+#ifndef IDX_CRYPTO_SECRETS_H
+#define IDX_CRYPTO_SECRETS_H
+#include <stddef.h>
+
+struct secrets {
+    unsigned char key_a[32];
+    unsigned char key_b[32];
+    unsigned char key_fp[32];   /* HMAC key for fingerprints, derived from key_b */
+};
+
+/* Derive all keys (scrypt runs here, once). password and key are NUL-terminated.
+ * Returns 0, or -1 when a derivation fails or key is longer than 32 bytes of
+ * UTF-8 after padding would need truncating inside a multi-byte character. */
+int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key);
+/* Wipe the keys. */
+void secrets_clear(struct secrets *s);
+
+/* Scheme A. encrypt: random IV; *hex_out is malloc'd lowercase hex of the
+ * ciphertext, iv_hex gets 32 hex chars + NUL. Returns 0 or -1. */
+int secrets_a_encrypt(const struct secrets *s, const char *pt, size_t len,
+                      char **hex_out, char iv_hex[33]);
+/* Same with a caller-chosen 16-byte IV (test vectors). */
+int secrets_a_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
+                         const unsigned char iv[16], char **hex_out, char iv_hex[33]);
+/* decrypt: *pt_out is malloc'd, NUL-terminated, length in *len_out.
+ * Returns 0, or -1 for bad hex, bad IV length, bad padding or a bad key. */
+int secrets_a_decrypt(const struct secrets *s, const char *hex, const char *iv_hex,
+                      char **pt_out, size_t *len_out);
+
+/* Scheme B. An empty plaintext is refused (-1), as in VerifyWise. *out is malloc'd. */
+int secrets_b_encrypt(const struct secrets *s, const char *pt, size_t len, char **out);
+int secrets_b_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
+                         const unsigned char iv[16], char **out);
+/* Rejects anything that is not exactly "hex:hex" with a 16-byte IV. */
+int secrets_b_decrypt(const struct secrets *s, const char *in, char **pt_out, size_t *len_out);
+
+/* "****..." + the last 4 characters, or "****" when shorter than 4 bytes.
+ * out holds at least SECRETS_MASK_MAX bytes. */
+#define SECRETS_MASK_MAX 16
+void secrets_mask(const char *pt, size_t len, char out[SECRETS_MASK_MAX]);
+
+/* HMAC-SHA256(key_fp, pt) as 64 lowercase hex chars + NUL. Returns 0 or -1. */
+int secrets_fingerprint(const struct secrets *s, const char *pt, size_t len, char out[65]);
+
+/* Free a plaintext returned by a decrypt function after wiping it. NULL is fine. */
+void secrets_free_plain(char *pt, size_t len);
+
+#endif

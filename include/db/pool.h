@@ -1,0 +1,72 @@
+/* db/pool: a small pool of non-blocking libpq connections on the event loop.
+ * Each connection runs in pipeline mode: many queries in flight, one Sync per
+ * submitted unit, so each unit is its own (implicit) transaction. Submitted units
+ * wait in one FIFO for the least-loaded ready connection.
+ *
+ * Connection states: DOWN -> CONNECTING -> READY -> (broken) -> BACKOFF -> CONNECTING.
+ * While no connection is READY, submissions fail at once with DB_UNAVAILABLE.
+ * Callbacks never run inside db_submit(); they always come from the loop. */
+#ifndef IDX_DB_POOL_H
+#define IDX_DB_POOL_H
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+struct event_base;
+struct db_pool;
+
+enum db_status {
+    DB_OK = 0,
+    DB_UNAVAILABLE,   /* no connection, queue full, or the connection died mid-query */
+    DB_SQL_ERROR,     /* the server answered with an error: see sqlstate */
+};
+
+struct db_result {
+    enum db_status status;
+    int n;                   /* statements in the unit */
+    PGresult **res;          /* per statement (NULL if not reached); borrowed for the callback */
+    const char *sqlstate;    /* first error's SQLSTATE ("23505"...) or "" */
+    const char *message;     /* first error's primary message, for logs only */
+};
+
+typedef void (*db_callback)(const struct db_result *r, void *arg);
+
+struct db_stmt {
+    const char *sql;
+    int nparams;
+    const char *const *params;   /* text values; NULL entry = SQL NULL */
+};
+
+struct db_pool_opts {
+    const char *const *keywords; /* libpq connection keywords/values, NULL-terminated */
+    const char *const *values;
+    int size;
+    int max_depth;               /* queries in flight per connection */
+    int max_queue;               /* units waiting for a connection */
+    int connect_timeout_ms;
+    int stall_timeout_ms;        /* a unit in flight longer than this breaks its connection */
+    void (*on_live_change)(int live, void *arg); /* called from the loop */
+    void *arg;
+};
+
+struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts);
+void db_pool_free(struct db_pool *p);   /* fails nothing: callbacks are dropped */
+
+/* Submit a unit of n statements (copied). cb(arg) is called exactly once, later. */
+void db_submit(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg);
+/* One statement. */
+void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params,
+              db_callback cb, void *arg);
+
+int db_pool_live(const struct db_pool *p);
+int db_pool_size(const struct db_pool *p);
+int db_pool_queued(const struct db_pool *p);
+int db_pool_in_flight(const struct db_pool *p);
+
+/* Helpers on results. */
+static inline const PGresult *db_last(const struct db_result *r)
+{
+    return r->n > 0 ? r->res[r->n - 1] : NULL;
+}
+bool db_is_unique_violation(const struct db_result *r);
+
+#endif

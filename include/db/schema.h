@@ -1,0 +1,28 @@
+/* db/schema: the tables integrationsd needs, created idempotently.
+ * Public objects at start (db_schema_bootstrap); a tenant's schema and tables the
+ * first time the tenant is seen (db_schema_ensure_tenant), recorded in
+ * public.integration_tenants. Adds, never drops. */
+#ifndef IDX_DB_SCHEMA_H
+#define IDX_DB_SCHEMA_H
+#include <stdbool.h>
+#include "auth/tenant.h"
+#include "db/pool.h"
+
+/* Create the public objects. cb gets the pool result. */
+void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg);
+
+/* Create (if missing) the tenant schema `tenant` (validated) for organization org. */
+void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,
+                             db_callback cb, void *arg);
+
+/* Tenants known to be ready in this process: an open-addressing set. */
+struct tenant_set;
+struct tenant_set *tenant_set_new(void);
+void tenant_set_free(struct tenant_set *s);
+bool tenant_set_has(const struct tenant_set *s, const char *tenant);
+int tenant_set_add(struct tenant_set *s, const char *tenant); /* 0 or -1 (OOM) */
+
+/* Build "\"<tenant>\".<table>" into buf; -1 if tenant is not a valid name or buf is short. */
+int db_table(char *buf, size_t len, const char *tenant, const char *table);
+
+#endif

@@ -1,0 +1,73 @@
+/* http/request: one HTTP request as handlers see it, independent of libevhtp.
+ * Ownership: server.c creates it with one reference held by the HTTP side, which
+ * it drops when libevhtp frees the request. Asynchronous work takes its own
+ * reference (http_req_ref) and drops it when done. Replying to a request whose
+ * HTTP side is gone is a no-op, so late callbacks are safe. */
+#ifndef IDX_HTTP_REQUEST_H
+#define IDX_HTTP_REQUEST_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/tenant.h"
+#include "http/router.h"
+
+struct app;
+struct event;
+
+struct auth_identity {
+    long long user_id;
+    long long org_id;
+    char role[64];
+    char tenant[TENANT_HASH_LEN + 1];
+    bool is_admin;
+};
+
+struct http_req {
+    int refs;
+    void *ev;                    /* evhtp_request_t *; NULL once the HTTP side is gone */
+    struct app *app;
+    unsigned method;
+    char *path;                  /* raw path (not percent-decoded), no query */
+    char *query;                 /* raw query string or NULL */
+    const struct route *route;
+    struct route_params params;  /* values point into path */
+    struct auth_identity auth;
+    json_t *json;                /* parsed body for ROUTE_JSON_BODY routes */
+    const char *cors_origin;     /* allowed Origin to echo, points into headers, or NULL */
+    char cors_buf[256];
+    char id[17];                 /* request id (hex), also in logs */
+    uint64_t start_us;
+    int status;                  /* 0 until answered */
+    bool paused;
+    struct event *deadline;
+    void *handler_state;         /* owned by the request: freed with handler_state_free */
+    void (*handler_state_free)(void *state);
+};
+
+struct http_req *http_req_ref(struct http_req *r);
+void http_req_unref(struct http_req *r);
+/* true while a reply can still be sent */
+bool http_req_alive(const struct http_req *r);
+
+/* Request header (first match, case-insensitive) or NULL. */
+const char *http_req_header(const struct http_req *r, const char *name);
+/* Body bytes (not NUL-terminated) and length; NULL/0 when empty. */
+const unsigned char *http_req_body(struct http_req *r, size_t *len);
+/* Query parameter, percent-decoded into buf (NUL-terminated). Returns its length,
+ * or -1 when absent or longer than buflen-1. */
+int http_req_query(const struct http_req *r, const char *key, char *buf, size_t buflen);
+/* Peer address as text. */
+void http_req_peer(const struct http_req *r, char *buf, size_t len);
+
+/* Send status with a JSON body (stolen, may be NULL for an empty body) and the
+ * standard headers. Extra headers: NULL-terminated name/value pairs or NULL.
+ * Returns once queued; a second call, or a call after the client left, is ignored. */
+void http_req_send(struct http_req *r, int status, json_t *body, const char *const *extra_headers);
+
+/* Keep the request open after the handler returns; the server arms the request
+ * deadline. Called by the dispatcher before going asynchronous. */
+void http_req_hold(struct http_req *r);
+
+#endif

@@ -1,0 +1,37 @@
+/* http/server: the libevhtp glue. The only module that includes evhtp.h.
+ * It owns the listener, connections, transport limits (413/414/400 framing),
+ * the standard response headers, request deadlines, the access log and
+ * graceful draining. Everything above it sees struct http_req. */
+#ifndef IDX_HTTP_SERVER_H
+#define IDX_HTTP_SERVER_H
+#include <stddef.h>
+#include "http/request.h"
+
+struct event_base;
+struct http_server;
+
+struct http_server_opts {
+    const char *bind_address;    /* IPv4/IPv6 literal */
+    int port;                    /* 0: pick a free port */
+    size_t max_body_bytes;       /* inclusive */
+    int max_connections;         /* accepted connections beyond this are closed */
+    int request_timeout_s;       /* deadline for a request answered asynchronously */
+    int idle_timeout_s;          /* read/write inactivity on a connection */
+};
+
+typedef void (*http_dispatch_fn)(struct http_req *r);
+
+/* Bind and start accepting. Returns NULL and a reason in err on failure. */
+struct http_server *http_server_new(struct event_base *base, struct app *app,
+                                    const struct http_server_opts *opts,
+                                    http_dispatch_fn dispatch, char *err, size_t errlen);
+int http_server_port(const struct http_server *s);
+/* Stop accepting; answered requests from now on close their connection. */
+void http_server_drain(struct http_server *s);
+/* Requests that have not been answered yet. */
+int http_server_pending(const struct http_server *s);
+int http_server_connections(const struct http_server *s);
+/* Close every connection and free everything. */
+void http_server_free(struct http_server *s);
+
+#endif

@@ -1,0 +1,22 @@
+/* log: structured logs on stderr, one JSON object (or one text line) per event.
+ * Callers never pass secrets, header values or bodies. */
+#ifndef IDX_LOG_H
+#define IDX_LOG_H
+#include <jansson.h>
+#include "config.h"
+
+void log_setup(enum log_level min, enum log_format fmt);
+int log_enabled(enum log_level lvl);
+
+/* Log `msg` with extra fields (stolen; may be NULL). */
+void log_fields(enum log_level lvl, const char *msg, json_t *fields);
+
+/* printf-style message without extra fields. */
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

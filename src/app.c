@@ -1,0 +1,457 @@
+/* app: owns the wiring: the route table, CORS policy, the request pipeline
+ * (route -> CORS -> auth -> body -> handler), the database connection settings
+ * and the schema bootstrap. */
+#include "app.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "auth/middleware.h"
+#include "db/pool.h"
+#include "db/schema.h"
+#include "http/reply.h"
+#include "http/server.h"
+#include "integrations/llm_keys.h"
+#include "log.h"
+#include "ops/health.h"
+#include "util/json.h"
+
+#define AUTH ROUTE_AUTH
+#define BODY ROUTE_JSON_BODY
+
+static const struct route routes[] = {
+    {HTTP_GET, "/healthz", health_live, ROUTE_PUBLIC, "healthz"},
+    {HTTP_GET, "/readyz", health_ready, ROUTE_PUBLIC, "readyz"},
+    {HTTP_GET, "/api/llm-keys", llm_keys_list, AUTH, "llm_keys_list"},
+    {HTTP_POST, "/api/llm-keys", llm_keys_create, AUTH | BODY, "llm_keys_create"},
+    {HTTP_GET, "/api/llm-keys/status", llm_keys_status, AUTH, "llm_keys_status"},
+    {HTTP_GET, "/api/llm-keys/:name", llm_keys_by_name, AUTH, "llm_keys_by_name"},
+    {HTTP_PATCH, "/api/llm-keys/:id", llm_keys_update, AUTH | BODY, "llm_keys_update"},
+    {HTTP_DELETE, "/api/llm-keys/:id", llm_keys_delete, AUTH, "llm_keys_delete"},
+};
+
+/* ---- CORS ------------------------------------------------------------------ */
+
+/* "scheme://host[:port]" of a URL, or -1. */
+static int origin_of(const char *url, char *out, size_t len)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return -1;
+    p += 3;
+    size_t host = strcspn(p, "/?#");
+    int n = snprintf(out, len, "%.*s%.*s", (int)(p - url), url, (int)host, p);
+    return n < 0 || (size_t)n >= len || host == 0 ? -1 : 0;
+}
+
+/* VerifyWise's rule: hostname localhost, 127.0.0.1 or ::1, any port, http(s). */
+static bool localhost_origin(const char *o)
+{
+    const char *p;
+    if (strncmp(o, "http://", 7) == 0)
+        p = o + 7;
+    else if (strncmp(o, "https://", 8) == 0)
+        p = o + 8;
+    else
+        return false;
+    static const char *const hosts[] = {"localhost", "127.0.0.1", "[::1]"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t l = strlen(hosts[i]);
+        if (strncmp(p, hosts[i], l) != 0)
+            continue;
+        const char *q = p + l;
+        if (*q == '\0')
+            return true;
+        if (*q != ':' || !q[1] || strlen(q + 1) > 5)
+            return false;
+        for (q++; *q; q++)
+            if (*q < '0' || *q > '9')
+                return false;
+        return true;
+    }
+    return false;
+}
+
+static bool origin_allowed(const struct app *a, const char *o)
+{
+    for (size_t i = 0; i < a->norigins; i++)
+        if (strcmp(a->origins[i], o) == 0)
+            return true;
+    return a->cfg.allowed_origins == NULL && localhost_origin(o);
+}
+
+static int add_origin(struct app *a, const char *o)
+{
+    char **n = realloc(a->origins, (a->norigins + 1) * sizeof *n);
+    if (!n)
+        return -1;
+    a->origins = n;
+    if (!(a->origins[a->norigins] = strdup(o)))
+        return -1;
+    a->norigins++;
+    return 0;
+}
+
+static int cors_init(struct app *a, char *err, size_t errlen)
+{
+    char o[512];
+    if (!a->cfg.allowed_origins) {
+        if (origin_of(a->cfg.frontend_url, o, sizeof o) < 0 || add_origin(a, o) < 0) {
+            snprintf(err, errlen, "FRONTEND_URL has no usable origin");
+            return -1;
+        }
+        return 0;
+    }
+    char *list = strdup(a->cfg.allowed_origins), *save = NULL;
+    if (!list)
+        return -1;
+    for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        if (origin_of(tok, o, sizeof o) < 0 || strcmp(o, tok) != 0 || add_origin(a, tok) < 0) {
+            snprintf(err, errlen, "ALLOWED_ORIGINS entries must be scheme://host[:port]");
+            free(list);
+            return -1;
+        }
+    }
+    free(list);
+    return 0;
+}
+
+static void cors_apply(struct http_req *r)
+{
+    const char *o = http_req_header(r, "Origin");
+    if (!o || strlen(o) >= sizeof r->cors_buf || !origin_allowed(r->app, o))
+        return;
+    memcpy(r->cors_buf, o, strlen(o) + 1);
+    r->cors_origin = r->cors_buf;
+}
+
+static void preflight(struct http_req *r)
+{
+    static const char *const hdrs[] = {
+        "Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE",
+        "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Requested-With",
+        "Access-Control-Max-Age", "600",
+        NULL};
+    http_req_send(r, 204, NULL, r->cors_origin ? hdrs : NULL);
+}
+
+/* ---- the request pipeline ---------------------------------------------------- */
+
+static void run_handler(struct http_req *r)
+{
+    if (r->route->flags & ROUTE_JSON_BODY) {
+        size_t len;
+        const unsigned char *body = http_req_body(r, &len);
+        switch (json_parse_body(body, len, &r->json)) {
+        case JSON_BODY_OK:
+            break;
+        case JSON_BODY_NOT_OBJECT:
+            reply_text(r, 400, "Request body must be a JSON object");
+            return;
+        default:
+            reply_text(r, 400, "Invalid JSON body");
+            return;
+        }
+    }
+    r->route->handler(r);
+}
+
+static void reply_not_found(struct http_req *r)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "Cannot %s %.120s", http_method_name(r->method), r->path);
+    json_t *s = json_string(msg);
+    reply_data(r, 404, s ? s : json_string("Not found"));
+}
+
+void app_dispatch(struct http_req *r)
+{
+    struct app *a = r->app;
+    cors_apply(r);
+    if (r->method == HTTP_OPTIONS) {
+        preflight(r);
+        return;
+    }
+    const struct route *route;
+    unsigned allowed = 0;
+    switch (router_match(a->routes, a->nroutes, r->method, r->path, &route, &r->params, &allowed)) {
+    case ROUTE_NOT_FOUND:
+        reply_not_found(r);
+        return;
+    case ROUTE_METHOD_NOT_ALLOWED: {
+        char allow[96];
+        router_allow_header(allowed | HTTP_OPTIONS, allow, sizeof allow);
+        const char *hdrs[] = {"Allow", allow, NULL};
+        http_req_send(r, 405,
+                      json_pack("{s:s,s:s}", "message", "Method Not Allowed", "data", "Method not allowed"),
+                      hdrs);
+        return;
+    }
+    case ROUTE_FOUND:
+        break;
+    }
+    r->route = route;
+    if (route->flags & ROUTE_AUTH) {
+        if (!a->schema_ready) {
+            reply_db_unavailable(r);
+            return;
+        }
+        auth_run(r, run_handler);
+        return;
+    }
+    run_handler(r);
+}
+
+/* ---- requests that wait for the database ------------------------------------ */
+
+struct pending_query {
+    struct http_req *r;
+    app_query_done done;
+};
+
+static void on_query(const struct db_result *res, void *arg)
+{
+    struct pending_query *q = arg;
+    struct http_req *r = q->r;
+    if (http_req_alive(r)) {
+        if (res->status == DB_UNAVAILABLE)
+            reply_db_unavailable(r);
+        else
+            q->done(r, res);
+    }
+    http_req_unref(r);
+    free(q);
+}
+
+void app_query(struct http_req *r, const char *sql, int nparams, const char *const *params,
+               app_query_done done)
+{
+    struct pending_query *q = malloc(sizeof *q);
+    if (!q) {
+        reply_internal(r);
+        return;
+    }
+    q->r = http_req_ref(r);
+    q->done = done;
+    http_req_hold(r);
+    db_query(r->app->db, sql, nparams, params, on_query, q);
+}
+
+/* ---- database settings and schema ------------------------------------------- */
+
+#define MAX_KW 40
+struct conninfo {
+    const char *kw[MAX_KW + 1];
+    const char *val[MAX_KW + 1];
+    char *owned[MAX_KW];
+    int n, nowned;
+    PQconninfoOption *parsed;
+};
+
+static const char *keep(struct conninfo *ci, char *s)
+{
+    if (s && ci->nowned < MAX_KW)
+        ci->owned[ci->nowned++] = s;
+    return s;
+}
+
+static void ci_set(struct conninfo *ci, const char *k, const char *v)
+{
+    for (int i = 0; i < ci->n; i++)
+        if (strcmp(ci->kw[i], k) == 0) {
+            ci->val[i] = v;
+            return;
+        }
+    if (ci->n < MAX_KW) {
+        ci->kw[ci->n] = k;
+        ci->val[ci->n++] = v;
+    }
+}
+
+static const char *ci_get(const struct conninfo *ci, const char *k)
+{
+    for (int i = 0; i < ci->n; i++)
+        if (strcmp(ci->kw[i], k) == 0)
+            return ci->val[i];
+    return NULL;
+}
+
+static struct conninfo conninfo;
+
+/* libpq resolves host names synchronously inside PQconnectPoll: resolve once here,
+ * at start-up, and hand the pool a numeric hostaddr. */
+static int resolve_host(struct conninfo *ci, char *err, size_t errlen)
+{
+    const char *host = ci_get(ci, "host");
+    if (!host || !*host || host[0] == '/' || ci_get(ci, "hostaddr") || strchr(host, ','))
+        return 0;
+    struct in6_addr probe;
+    if (inet_pton(AF_INET, host, &probe) == 1 || inet_pton(AF_INET6, host, &probe) == 1)
+        return 0;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve database host %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    void *addr = res->ai_family == AF_INET ? (void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
+                                           : (void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+    inet_ntop(res->ai_family, addr, buf, sizeof buf);
+    freeaddrinfo(res);
+    ci_set(ci, "hostaddr", keep(ci, strdup(buf)));
+    return 0;
+}
+
+static int conninfo_build(struct conninfo *ci, const struct config *c, char *err, size_t errlen)
+{
+    memset(ci, 0, sizeof *ci);
+    if (c->database_url && *c->database_url) {
+        char *perr = NULL;
+        ci->parsed = PQconninfoParse(c->database_url, &perr);
+        if (!ci->parsed) {
+            snprintf(err, errlen, "DATABASE_URL is not a valid connection URI");
+            PQfreemem(perr);
+            return -1;
+        }
+        for (PQconninfoOption *o = ci->parsed; o->keyword; o++)
+            if (o->val && *o->val)
+                ci_set(ci, o->keyword, o->val);
+    } else {
+        if (c->db_host) ci_set(ci, "host", c->db_host);
+        if (c->db_port) ci_set(ci, "port", c->db_port);
+        if (c->db_name) ci_set(ci, "dbname", c->db_name);
+        if (c->db_user) ci_set(ci, "user", c->db_user);
+        if (c->db_password) ci_set(ci, "password", c->db_password);
+    }
+    const char *opts = ci_get(ci, "options");
+    char *merged = NULL;
+    if (asprintf(&merged, "%s%s-c statement_timeout=5000 -c idle_in_transaction_session_timeout=10000",
+                 opts ? opts : "", opts ? " " : "") < 0)
+        return -1;
+    ci_set(ci, "options", keep(ci, merged));
+    if (!ci_get(ci, "application_name"))
+        ci_set(ci, "application_name", "integrationsd");
+    ci_set(ci, "keepalives", "1");
+    ci_set(ci, "keepalives_idle", "30");
+    ci_set(ci, "keepalives_interval", "10");
+    ci_set(ci, "keepalives_count", "3");
+    ci_set(ci, "tcp_user_timeout", "15000");
+    return resolve_host(ci, err, errlen);
+}
+
+static void conninfo_free(struct conninfo *ci)
+{
+    for (int i = 0; i < ci->nowned; i++)
+        free(ci->owned[i]);
+    if (ci->parsed)
+        PQconninfoFree(ci->parsed);
+    memset(ci, 0, sizeof *ci);
+}
+
+static struct event *schema_retry;
+
+static void bootstrap(struct app *a);
+
+static void on_bootstrap(const struct db_result *res, void *arg)
+{
+    struct app *a = arg;
+    a->schema_running = false;
+    if (res->status == DB_OK) {
+        a->schema_ready = true;
+        log_info("database schema ready");
+        return;
+    }
+    if (res->status == DB_SQL_ERROR)
+        log_error("creating the public schema objects failed: %s (%s); retrying", res->message,
+                  res->sqlstate);
+    struct timeval tv = {2, 0};
+    if (!a->stopping)
+        evtimer_add(schema_retry, &tv);
+}
+
+static void bootstrap(struct app *a)
+{
+    if (a->schema_ready || a->schema_running || a->stopping || db_pool_live(a->db) == 0)
+        return;
+    a->schema_running = true;
+    db_schema_bootstrap(a->db, on_bootstrap, a);
+}
+
+static void schema_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bootstrap(arg);
+}
+
+static void on_live_change(int live, void *arg)
+{
+    if (live > 0)
+        bootstrap(arg);
+}
+
+int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
+{
+    a->base = base;
+    a->routes = routes;
+    a->nroutes = sizeof routes / sizeof routes[0];
+    if (cors_init(a, err, errlen) < 0)
+        return -1;
+    if (!(a->tenants = tenant_set_new()) || !(schema_retry = evtimer_new(base, schema_retry_cb, a))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (conninfo_build(&conninfo, &a->cfg, err, errlen) < 0)
+        return -1;
+    struct db_pool_opts po = {
+        .keywords = conninfo.kw,
+        .values = conninfo.val,
+        .size = a->cfg.db_pool_size,
+        .max_depth = 64,
+        .max_queue = 8192,
+        .connect_timeout_ms = 5000,
+        .stall_timeout_ms = 15000,
+        .on_live_change = on_live_change,
+        .arg = a,
+    };
+    if (!(a->db = db_pool_new(base, &po))) {
+        snprintf(err, errlen, "cannot create the database pool");
+        return -1;
+    }
+    struct http_server_opts ho = {
+        .bind_address = a->cfg.bind_address,
+        .port = a->cfg.port,
+        .max_body_bytes = a->cfg.max_body_bytes,
+        .max_connections = 10000,
+        .request_timeout_s = 30,
+        .idle_timeout_s = 60,
+    };
+    if (!(a->http = http_server_new(base, a, &ho, app_dispatch, err, errlen)))
+        return -1;
+    return 0;
+}
+
+void app_free(struct app *a)
+{
+    http_server_free(a->http);
+    a->http = NULL;
+    db_pool_free(a->db);
+    a->db = NULL;
+    tenant_set_free(a->tenants);
+    a->tenants = NULL;
+    if (schema_retry) {
+        event_free(schema_retry);
+        schema_retry = NULL;
+    }
+    conninfo_free(&conninfo);
+    for (size_t i = 0; i < a->norigins; i++)
+        free(a->origins[i]);
+    free(a->origins);
+    a->origins = NULL;
+    a->norigins = 0;
+}

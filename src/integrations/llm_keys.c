@@ -1,0 +1,396 @@
+/* integrations/llm_keys: owns the LLM provider key routes:
+ * validate -> one statement -> shape the row (masked key) -> envelope.
+ * The plaintext key lives only in the request body and in short-lived buffers. */
+#include "integrations/llm_keys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "crypto/secrets.h"
+#include "db/pool.h"
+#include "db/schema.h"
+#include "http/reply.h"
+#include "log.h"
+#include "util/json.h"
+
+#define KEY_MAX_CHARS 512
+#define MODEL_MAX_CHARS 255
+
+static const struct {
+    const char *name;
+    const char *url;
+} providers[] = {
+    {"Anthropic", "https://api.anthropic.com/v1"},
+    {"OpenAI", "https://api.openai.com/v1/"},
+    {"OpenRouter", "https://openrouter.ai/api/v1/"},
+};
+
+static const char MSG_BAD_PROVIDER[] = "Invalid provider name. Must be one of: Anthropic, OpenAI, OpenRouter";
+static const char MSG_DUP_CREATE[] =
+    "This API key is already configured. Please use a different API key or edit the existing entry.";
+static const char MSG_DUP_UPDATE[] = "This API key is already configured. Please use a different API key.";
+
+/* Columns every row-returning statement selects, in this order. */
+#define ROW_COLS                                                                                   \
+    "id, name, url, model, "                                                                       \
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), key"
+
+const char *llm_provider_url(const char *name)
+{
+    for (size_t i = 0; i < sizeof providers / sizeof providers[0]; i++)
+        if (strcmp(providers[i].name, name) == 0)
+            return providers[i].url;
+    return NULL;
+}
+
+/* Mask of a stored key: scheme B ciphertext, or a legacy plaintext row. */
+static void mask_stored(const struct app *a, const char *stored, char out[SECRETS_MASK_MAX])
+{
+    char *pt = NULL;
+    size_t len = 0;
+    if (secrets_b_decrypt(&a->secrets, stored, &pt, &len) == 0) {
+        secrets_mask(pt, len, out);
+        secrets_free_plain(pt, len);
+        return;
+    }
+    if (strchr(stored, ':') == NULL) { /* VerifyWise stored keys in plaintext */
+        secrets_mask(stored, strlen(stored), out);
+        return;
+    }
+    log_warn("llm key cannot be decrypted with ENCRYPTION_KEY; masking it fully");
+    snprintf(out, SECRETS_MASK_MAX, "****");
+}
+
+static json_t *row_json(const struct app *a, const PGresult *res, int i)
+{
+    char mask[SECRETS_MASK_MAX];
+    mask_stored(a, PQgetvalue(res, i, 5), mask);
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(strtoll(PQgetvalue(res, i, 0), NULL, 10)));
+    json_object_set_new(o, "key", json_string(mask));
+    json_object_set_new(o, "name", json_string(PQgetvalue(res, i, 1)));
+    json_object_set_new(o, "url", PQgetisnull(res, i, 2) ? json_null() : json_string(PQgetvalue(res, i, 2)));
+    json_object_set_new(o, "model", json_string(PQgetvalue(res, i, 3)));
+    json_object_set_new(o, "created_at", json_string(PQgetvalue(res, i, 4)));
+    return o;
+}
+
+static json_t *rows_json(const struct app *a, const PGresult *res)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < PQntuples(res); i++)
+        json_array_append_new(arr, row_json(a, res, i));
+    return arr;
+}
+
+static int table(struct http_req *r, char *buf, size_t len)
+{
+    if (db_table(buf, len, r->auth.tenant, "llm_keys") < 0) {
+        reply_internal(r);
+        return -1;
+    }
+    return 0;
+}
+
+/* Positive int4 id from the path, or -1. */
+static long long parse_id(struct http_req *r, char *buf, size_t buflen)
+{
+    const char *v;
+    int len = route_param(&r->params, "id", &v);
+    if (len < 1 || len > 10 || v[0] == '0')
+        return -1;
+    long long id = 0;
+    for (int i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        id = id * 10 + (v[i] - '0');
+    }
+    if (id > 2147483647LL)
+        return -1;
+    snprintf(buf, buflen, "%lld", id);
+    return id;
+}
+
+static void reply_sql_failure(struct http_req *r, const struct db_result *res, const char *what)
+{
+    log_error("llm keys: %s failed: %s (%s)", what, res->message, res->sqlstate);
+    reply_internal(r);
+}
+
+/* ---- GET /api/llm-keys, GET /api/llm-keys/:name ---------------------------- */
+
+static void on_rows(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, "list");
+        return;
+    }
+    reply_data(r, 200, rows_json(r->app, db_last(res)));
+}
+
+void llm_keys_list(struct http_req *r)
+{
+    char t[64], sql[256];
+    if (table(r, t, sizeof t) < 0)
+        return;
+    snprintf(sql, sizeof sql, "SELECT " ROW_COLS " FROM %s ORDER BY created_at DESC, id DESC", t);
+    app_query(r, sql, 0, NULL, on_rows);
+}
+
+void llm_keys_by_name(struct http_req *r)
+{
+    const char *v;
+    int len = route_param(&r->params, "name", &v);
+    char name[16];
+    if (len < 1 || (size_t)len >= sizeof name) {
+        reply_text(r, 400, MSG_BAD_PROVIDER);
+        return;
+    }
+    memcpy(name, v, (size_t)len);
+    name[len] = '\0';
+    if (!llm_provider_url(name)) {
+        reply_text(r, 400, MSG_BAD_PROVIDER);
+        return;
+    }
+    char t[64], sql[320];
+    if (table(r, t, sizeof t) < 0)
+        return;
+    snprintf(sql, sizeof sql,
+             "SELECT " ROW_COLS " FROM %s WHERE name = $1::public.enum_llm_keys_provider "
+             "ORDER BY created_at DESC, id DESC",
+             t);
+    const char *params[] = {name};
+    app_query(r, sql, 1, params, on_rows);
+}
+
+/* ---- GET /api/llm-keys/status ---------------------------------------------- */
+
+static void on_status(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, "status");
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    json_t *provs = json_array();
+    long long total = 0;
+    for (int i = 0; i < PQntuples(pr); i++) {
+        json_array_append_new(provs, json_string(PQgetvalue(pr, i, 0)));
+        total += strtoll(PQgetvalue(pr, i, 1), NULL, 10);
+    }
+    reply_data(r, 200, json_pack("{s:b,s:I,s:o}", "hasKeys", total > 0, "keyCount",
+                                 (json_int_t)total, "providers", provs));
+}
+
+void llm_keys_status(struct http_req *r)
+{
+    char t[64], sql[256];
+    if (table(r, t, sizeof t) < 0)
+        return;
+    snprintf(sql, sizeof sql,
+             "SELECT name::text, count(*) FROM %s GROUP BY name ORDER BY name::text", t);
+    app_query(r, sql, 0, NULL, on_status);
+}
+
+/* ---- POST /api/llm-keys ---------------------------------------------------- */
+
+static void on_created(struct http_req *r, const struct db_result *res)
+{
+    if (db_is_unique_violation(res)) {
+        reply_text(r, 400, MSG_DUP_CREATE);
+        return;
+    }
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, "create");
+        return;
+    }
+    reply_data(r, 201, row_json(r->app, db_last(res), 0));
+}
+
+/* Shared field checks; returns the error message or NULL. */
+static const char *check_lengths(const char *key, size_t klen, const char *model, size_t mlen)
+{
+    if (key && utf8_length(key, klen) > KEY_MAX_CHARS)
+        return "Key must be at most 512 characters";
+    if (model && utf8_length(model, mlen) > MODEL_MAX_CHARS)
+        return "Model must be at most 255 characters";
+    return NULL;
+}
+
+void llm_keys_create(struct http_req *r)
+{
+    const char *name = NULL, *key = NULL, *model = NULL;
+    size_t nlen = 0, klen = 0, mlen = 0;
+    if (json_get_string(r->json, "name", &name, &nlen) != 1 || nlen == 0 ||
+        json_get_string(r->json, "key", &key, &klen) != 1 || klen == 0) {
+        reply_text(r, 400, "Name and key are required");
+        return;
+    }
+    const char *url = llm_provider_url(name);
+    if (!url || strlen(name) != nlen) {
+        reply_text(r, 400, MSG_BAD_PROVIDER);
+        return;
+    }
+    if (json_get_string(r->json, "model", &model, &mlen) != 1 || mlen == 0) {
+        reply_text(r, 400, "Model is required");
+        return;
+    }
+    const char *err = check_lengths(key, klen, model, mlen);
+    if (err || strlen(key) != klen || strlen(model) != mlen) {
+        reply_text(r, 400, err ? err : "Key and model must not contain NUL characters");
+        return;
+    }
+    struct app *a = r->app;
+    char *enc = NULL, fp[65];
+    if (secrets_b_encrypt(&a->secrets, key, klen, &enc) < 0 ||
+        secrets_fingerprint(&a->secrets, key, klen, fp) < 0) {
+        free(enc);
+        log_error("llm keys: encryption failed");
+        reply_internal(r);
+        return;
+    }
+    char t[64], sql[512];
+    if (table(r, t, sizeof t) < 0) {
+        free(enc);
+        return;
+    }
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s (key, name, url, model, key_fingerprint) "
+             "VALUES ($1, $2::public.enum_llm_keys_provider, $3, $4, $5) RETURNING " ROW_COLS,
+             t);
+    const char *params[] = {enc, name, url, model, fp};
+    app_query(r, sql, 5, params, on_created);
+    free(enc);
+}
+
+/* ---- PATCH /api/llm-keys/:id ----------------------------------------------- */
+
+static void on_updated(struct http_req *r, const struct db_result *res)
+{
+    if (db_is_unique_violation(res)) {
+        reply_text(r, 400, MSG_DUP_UPDATE);
+        return;
+    }
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, "update");
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    if (PQntuples(pr) != 1) {
+        reply_data(r, 404, NULL);
+        return;
+    }
+    reply_data(r, 200, row_json(r->app, pr, 0));
+}
+
+/* A PATCH field: absent, null and "" are dropped; another type is an error. */
+static int patch_field(struct http_req *r, const char *field, const char **s, size_t *len)
+{
+    int g = json_get_string(r->json, field, s, len);
+    if (g < 0) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s must be a string", field);
+        reply_text(r, 400, msg);
+        return -1;
+    }
+    if (g == 0 || *len == 0)
+        *s = NULL;
+    return 0;
+}
+
+void llm_keys_update(struct http_req *r)
+{
+    char idbuf[16];
+    if (parse_id(r, idbuf, sizeof idbuf) < 0) {
+        reply_text(r, 400, "Invalid id");
+        return;
+    }
+    const char *name, *key, *model;
+    size_t nlen, klen, mlen;
+    if (patch_field(r, "name", &name, &nlen) < 0 || patch_field(r, "key", &key, &klen) < 0 ||
+        patch_field(r, "model", &model, &mlen) < 0)
+        return;
+    if (!name && !key && !model) {
+        reply_text(r, 400, "No fields to update");
+        return;
+    }
+    const char *url = NULL;
+    if (name && (!(url = llm_provider_url(name)) || strlen(name) != nlen)) {
+        reply_text(r, 400, MSG_BAD_PROVIDER);
+        return;
+    }
+    const char *err = check_lengths(key, klen, model, mlen);
+    if (err || (key && strlen(key) != klen) || (model && strlen(model) != mlen)) {
+        reply_text(r, 400, err ? err : "Key and model must not contain NUL characters");
+        return;
+    }
+    struct app *a = r->app;
+    char *enc = NULL, fp[65];
+    if (key && (secrets_b_encrypt(&a->secrets, key, klen, &enc) < 0 ||
+                secrets_fingerprint(&a->secrets, key, klen, fp) < 0)) {
+        free(enc);
+        log_error("llm keys: encryption failed");
+        reply_internal(r);
+        return;
+    }
+    /* The statement is assembled from constant fragments only; values are bound. */
+    const char *params[6];
+    int n = 0;
+    char set[256] = "", t[64], sql[640];
+    params[n++] = idbuf;
+    if (name) {
+        params[n++] = name;
+        params[n++] = url;
+        snprintf(set + strlen(set), sizeof set - strlen(set),
+                 "%sname = $%d::public.enum_llm_keys_provider, url = $%d", *set ? ", " : "", n - 1, n);
+    }
+    if (key) {
+        params[n++] = enc;
+        params[n++] = fp;
+        snprintf(set + strlen(set), sizeof set - strlen(set), "%skey = $%d, key_fingerprint = $%d",
+                 *set ? ", " : "", n - 1, n);
+    }
+    if (model) {
+        params[n++] = model;
+        snprintf(set + strlen(set), sizeof set - strlen(set), "%smodel = $%d", *set ? ", " : "", n);
+    }
+    if (table(r, t, sizeof t) < 0) {
+        free(enc);
+        return;
+    }
+    snprintf(sql, sizeof sql, "UPDATE %s SET %s WHERE id = $1::int RETURNING " ROW_COLS, t, set);
+    app_query(r, sql, n, params, on_updated);
+    free(enc);
+}
+
+/* ---- DELETE /api/llm-keys/:id ---------------------------------------------- */
+
+static void on_deleted(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, "delete");
+        return;
+    }
+    if (PQntuples(db_last(res)) != 1) {
+        reply_data_message(r, 404, "LLM Key not found");
+        return;
+    }
+    reply_data_message(r, 200, "LLM Key deleted successfully");
+}
+
+void llm_keys_delete(struct http_req *r)
+{
+    char idbuf[16];
+    if (parse_id(r, idbuf, sizeof idbuf) < 0) {
+        reply_text(r, 400, "Invalid id");
+        return;
+    }
+    char t[64], sql[160];
+    if (table(r, t, sizeof t) < 0)
+        return;
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id = $1::int RETURNING id", t);
+    const char *params[] = {idbuf};
+    app_query(r, sql, 1, params, on_deleted);
+}

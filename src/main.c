@@ -1,0 +1,137 @@
+/* main: command line, start-up order, signals and graceful shutdown.
+ * Start: config -> logs -> secrets -> loop -> pool + HTTP listener -> dispatch.
+ * SIGTERM/SIGINT: stop accepting, let answered-later requests finish (bounded),
+ * then free everything and exit 0. */
+#include <event2/event.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "config.h"
+#include "http/server.h"
+#include "log.h"
+
+#include "autoconfig.h"
+
+#define DRAIN_LIMIT_MS 10000
+
+static struct app app;
+static struct event *drain_tick;
+static int drain_waited_ms;
+
+static const char *env_get(const char *name, void *arg)
+{
+    (void)arg;
+    return getenv(name);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: integrationsd [--check-config | --version | --help]\n"
+            "Serves the VerifyWise External Integrations API. Configuration comes from the\n"
+            "environment (see integrationsd(8) and README.md).\n");
+}
+
+static void drain_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    drain_waited_ms += 50;
+    int pending = http_server_pending(app.http);
+    if (pending == 0 || drain_waited_ms >= DRAIN_LIMIT_MS) {
+        if (pending)
+            log_warn("shutdown: %d request(s) still pending after %d ms; closing", pending, drain_waited_ms);
+        event_base_loopbreak(app.base);
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    if (app.stopping)
+        return;
+    app.stopping = true;
+    log_info("received %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    http_server_drain(app.http);
+    struct timeval tv = {0, 50000};
+    event_add(drain_tick, &tv);
+}
+
+int main(int argc, char **argv)
+{
+    bool check_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = true;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("integrationsd %s\n", PACKAGE_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    char err[256];
+    if (config_load(&app.cfg, env_get, NULL, err, sizeof err) < 0) {
+        fprintf(stderr, "integrationsd: configuration error: %s\n", err);
+        return 1;
+    }
+    log_setup(app.cfg.log_level, app.cfg.log_format);
+    if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0) {
+        fprintf(stderr, "integrationsd: configuration error: ENCRYPTION_KEY must be ASCII "
+                        "(its first 32 characters are the AES key)\n");
+        config_free(&app.cfg);
+        return 1;
+    }
+    if (check_only) {
+        printf("configuration OK\n");
+        secrets_clear(&app.secrets);
+        config_free(&app.cfg);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    json_object_seed(0);
+
+    int rc = 1;
+    struct event *sigterm = NULL, *sigint = NULL;
+    app.base = event_base_new();
+    if (!app.base) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+    if (app_init(&app, app.base, err, sizeof err) < 0) {
+        log_error("start-up failed: %s", err);
+        goto out;
+    }
+    sigterm = evsignal_new(app.base, SIGTERM, on_signal, NULL);
+    sigint = evsignal_new(app.base, SIGINT, on_signal, NULL);
+    drain_tick = event_new(app.base, -1, EV_PERSIST, drain_tick_cb, NULL);
+    if (!sigterm || !sigint || !drain_tick || event_add(sigterm, NULL) || event_add(sigint, NULL)) {
+        log_error("cannot install signal handlers");
+        goto out;
+    }
+    log_fields(LOG_INFO, "listening",
+               json_pack("{s:s,s:i,s:s}", "address", app.cfg.bind_address, "port",
+                         http_server_port(app.http), "version", PACKAGE_VERSION));
+    event_base_dispatch(app.base);
+    log_info("stopped");
+    rc = 0;
+out:
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (drain_tick)
+        event_free(drain_tick);
+    app_free(&app);
+    if (app.base)
+        event_base_free(app.base);
+    libevent_global_shutdown();
+    secrets_clear(&app.secrets);
+    config_free(&app.cfg);
+    return rc;
+}

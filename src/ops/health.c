@@ -1,0 +1,25 @@
+/* ops/health: owns /healthz (the process answers) and /readyz (the database pool
+ * has a live connection and the schema is in place; Redis state reported). */
+#include "ops/health.h"
+
+#include "app.h"
+#include "db/pool.h"
+#include "http/reply.h"
+
+void health_live(struct http_req *r)
+{
+    reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void health_ready(struct http_req *r)
+{
+    struct app *a = r->app;
+    int live = db_pool_live(a->db);
+    bool ready = live > 0 && a->schema_ready;
+    /* Redis carries events only; this version publishes none yet. */
+    const char *redis = a->cfg.redis_url && *a->cfg.redis_url ? "configured" : "disabled";
+    reply_json(r, ready ? 200 : 503,
+               json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:s}", "status", ready ? "ready" : "unavailable",
+                         "database", live > 0 ? "up" : "down", "pool", "live", live, "size",
+                         db_pool_size(a->db), "queued", db_pool_queued(a->db), "redis", redis));
+}
