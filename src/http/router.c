@@ -96,8 +96,10 @@ size_t router_allow_header(unsigned methods, char *buf, size_t len)
         if (!(methods & method_names[i].bit))
             continue;
         int w = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", method_names[i].name);
-        if (w < 0 || (size_t)w >= len - used)
+        if (w < 0 || (size_t)w >= len - used) {
+            buf[used] = '\0'; /* whole names only */
             break;
+        }
         used += (size_t)w;
     }
     return used;

@@ -61,7 +61,7 @@ static void test_b64url_encoded_len(void **state)
 static void test_b64url_round_trip(void **state)
 {
     (void)state;
-    unsigned char in[64], back[64];
+    unsigned char in[64] = {0}, back[64];
     char txt[100];
 
     for (size_t len = 0; len <= 64; len++) {

@@ -1,0 +1,131 @@
+/* Unit tests for config: defaults, required secrets, validation messages that
+ * name the variable and never its value. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "config.h"
+
+struct env {
+    const char *kv[64];
+};
+
+static const char *lookup(const char *name, void *arg)
+{
+    struct env *e = arg;
+    for (int i = 0; e->kv[i]; i += 2)
+        if (strcmp(e->kv[i], name) == 0)
+            return e->kv[i + 1];
+    return NULL;
+}
+
+#define BASE "JWT_SECRET", "s3cret-value", "ENCRYPTION_KEY", "k", "ENCRYPTION_PASSWORD", "p", \
+             "ENCRYPTION_ALGORITHM", "aes-256-cbc"
+
+static void defaults(void **state)
+{
+    struct env e = {{BASE, NULL}};
+    struct config c;
+    char err[256];
+    assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), 0);
+    assert_int_equal(c.port, 3000);
+    assert_string_equal(c.bind_address, "0.0.0.0");
+    assert_int_equal(c.db_pool_size, 4);
+    assert_string_equal(c.redis_url, "redis://localhost:6379/0");
+    assert_int_equal(c.max_body_bytes, 1048576);
+    assert_string_equal(c.mlflow_sync_schedule, "0 * * * *");
+    assert_string_equal(c.github_api_url, "https://api.github.com");
+    assert_string_equal(c.slack_api_base, "https://slack.com/api");
+    assert_null(c.allowed_origins);
+    assert_false(c.trust_proxy);
+    assert_int_equal(c.log_level, LOG_INFO);
+    assert_int_equal(c.log_format, LOG_FORMAT_JSON);
+    config_free(&c);
+}
+
+static void required_secrets(void **state)
+{
+    static const char *const names[] = {"JWT_SECRET", "ENCRYPTION_KEY", "ENCRYPTION_PASSWORD",
+                                        "ENCRYPTION_ALGORITHM"};
+    for (int i = 0; i < 4; i++) {
+        struct env e = {{BASE, NULL}};
+        for (int j = 0; e.kv[j]; j += 2)
+            if (strcmp(e.kv[j], names[i]) == 0)
+                e.kv[j + 1] = ""; /* empty counts as missing */
+        struct config c;
+        char err[256] = "";
+        assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), -1);
+        assert_non_null(strstr(err, names[i]));
+    }
+}
+
+static void algorithm_must_be_cbc(void **state)
+{
+    struct env e = {{"JWT_SECRET", "x", "ENCRYPTION_KEY", "k", "ENCRYPTION_PASSWORD", "p",
+                     "ENCRYPTION_ALGORITHM", "AES-256-CBC", NULL}};
+    struct config c;
+    char err[256];
+    assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), 0);
+    config_free(&c);
+    e.kv[7] = "aes-128-cbc";
+    assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), -1);
+    assert_non_null(strstr(err, "ENCRYPTION_ALGORITHM"));
+}
+
+static void bad_values_name_the_variable(void **state)
+{
+    static const char *const cases[][2] = {
+        {"PORT", "70000"},        {"PORT", "abc"},          {"DB_POOL_SIZE", "0"},
+        {"MAX_BODY_BYTES", "-1"}, {"TRUST_PROXY", "maybe"}, {"LOG_LEVEL", "loud"},
+        {"LOG_FORMAT", "xml"},    {"GITHUB_API_URL", "ftp://x"}, {"DATABASE_URL", "mysql://x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct env e = {{BASE, cases[i][0], cases[i][1], NULL}};
+        struct config c;
+        char err[256] = "";
+        assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), -1);
+        assert_non_null(strstr(err, cases[i][0]));
+        assert_null(strstr(err, "s3cret-value"));
+    }
+}
+
+static void overrides(void **state)
+{
+    struct env e = {{BASE, "PORT", "0", "TRUST_PROXY", "yes", "REDIS_URL", "", "LOG_LEVEL", "DEBUG",
+                     "MAX_BODY_BYTES", "1024", NULL}};
+    struct config c;
+    char err[256];
+    assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), 0);
+    assert_int_equal(c.port, 0);
+    assert_true(c.trust_proxy);
+    assert_string_equal(c.redis_url, "");
+    assert_int_equal(c.log_level, LOG_DEBUG);
+    assert_int_equal(c.max_body_bytes, 1024);
+    config_free(&c);
+}
+
+static void variable_list(void **state)
+{
+    const char *const *names = config_variable_names();
+    int n = 0, seen_jwt = 0;
+    for (; names[n]; n++)
+        seen_jwt += strcmp(names[n], "JWT_SECRET") == 0;
+    assert_true(n >= 30);
+    assert_int_equal(seen_jwt, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(required_secrets),
+        cmocka_unit_test(algorithm_must_be_cbc),
+        cmocka_unit_test(bad_values_name_the_variable),
+        cmocka_unit_test(overrides),
+        cmocka_unit_test(variable_list),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
