@@ -13,6 +13,7 @@ struct event_base;
 struct db_pool;
 struct http_server;
 struct tenant_set;
+struct member_cache;
 
 struct app {
     struct config cfg;
@@ -21,6 +22,7 @@ struct app {
     struct db_pool *db;
     struct http_server *http;
     struct tenant_set *tenants;
+    struct member_cache *members; /* public.users lookups, AUTH_CACHE_MS */
     bool schema_ready;           /* public objects created */
     bool schema_running;
     const struct route *routes;

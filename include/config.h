@@ -33,6 +33,7 @@ struct config {
     char *outbound_deny_cidrs;
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
     bool trust_proxy;
+    int auth_cache_ms;           /* how long a public.users lookup is reused */
     size_t max_body_bytes;
     enum log_level log_level;
     enum log_format log_format;

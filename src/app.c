@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "auth/member_cache.h"
 #include "auth/middleware.h"
 #include "db/pool.h"
 #include "db/schema.h"
@@ -402,7 +403,8 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     a->nroutes = sizeof routes / sizeof routes[0];
     if (cors_init(a, err, errlen) < 0)
         return -1;
-    if (!(a->tenants = tenant_set_new()) || !(schema_retry = evtimer_new(base, schema_retry_cb, a))) {
+    if (!(a->members = member_cache_new(4096, a->cfg.auth_cache_ms)) ||
+        !(a->tenants = tenant_set_new()) || !(schema_retry = evtimer_new(base, schema_retry_cb, a))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -442,6 +444,8 @@ void app_free(struct app *a)
     a->http = NULL;
     db_pool_free(a->db);
     a->db = NULL;
+    member_cache_free(a->members);
+    a->members = NULL;
     tenant_set_free(a->tenants);
     a->tenants = NULL;
     if (schema_retry) {

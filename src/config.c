@@ -48,6 +48,7 @@ static const struct cf_key keys[] = {
     {"MLFLOW_SYNC_SCHEDULE", CF_STR, OFF(mlflow_sync_schedule), "0 * * * *", 0, 0, false},
     {"OUTBOUND_DENY_CIDRS", CF_STR, OFF(outbound_deny_cidrs), "169.254.0.0/16,fe80::/10", 0, 0, false},
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
+    {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},
     {"TRUST_PROXY", CF_BOOL, OFF(trust_proxy), "false", 0, 0, false},
     {"MAX_BODY_BYTES", CF_SIZE, OFF(max_body_bytes), "1048576", 1, 64LL * 1024 * 1024, false},
     {"LOG_LEVEL", CF_LEVEL, OFF(log_level), "info", 0, 0, false},

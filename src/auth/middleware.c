@@ -1,6 +1,6 @@
 /* auth/middleware: owns the authentication state machine of one request:
- *   TOKEN -> (sync) VERIFY -> MEMBERSHIP (db) -> TENANT_CHECK -> ENSURE_TENANT (db,
- *   first time only) -> ROLE_GATE -> next.
+ *   TOKEN -> (sync) VERIFY -> MEMBERSHIP (member cache, else db) -> TENANT_CHECK ->
+ *   ENSURE_TENANT (db, first time only) -> ROLE_GATE -> next.
  * Every failure answers with VerifyWise's status and body and stops. */
 #include "auth/middleware.h"
 
@@ -10,6 +10,7 @@
 
 #include "app.h"
 #include "auth/jwt.h"
+#include "auth/member_cache.h"
 #include "auth/tenant.h"
 #include "db/pool.h"
 #include "db/schema.h"
@@ -102,7 +103,28 @@ static void check_tenant(struct auth_job *j)
     db_schema_ensure_tenant(r->app->db, expect, c->organization_id, on_tenant_ready, j);
 }
 
-/* Steps 5 and 6: membership and role against public.users, when it exists. */
+/* Steps 5 and 6 on a (possibly cached) public.users lookup. */
+static void check_member(struct auth_job *j, const struct member_entry *e)
+{
+    struct http_req *r = j->r;
+    if (e->state == MEMBER_NO_TABLE) { /* no public.users: the check is skipped */
+        check_tenant(j);
+        return;
+    }
+    if (e->state != MEMBER_ROW || e->org_id != j->claims.organization_id) {
+        reply_bare_message(r, 403, "User does not belong to this organization");
+        job_end(j);
+        return;
+    }
+    const char *role = auth_role_name(e->role_id);
+    if (!role || strcmp(role, j->claims.role_name) != 0) {
+        reply_bare_message(r, 403, "Not allowed to access");
+        job_end(j);
+        return;
+    }
+    check_tenant(j);
+}
+
 static void on_membership(const struct db_result *res, void *arg)
 {
     struct auth_job *j = arg;
@@ -116,31 +138,25 @@ static void on_membership(const struct db_result *res, void *arg)
         job_end(j);
         return;
     }
+    struct member_entry e = {.user_id = j->claims.id};
     if (res->status == DB_SQL_ERROR) {
-        if (strcmp(res->sqlstate, "42P01") == 0) { /* no public.users: check skipped */
-            check_tenant(j);
+        if (strcmp(res->sqlstate, "42P01") != 0) {
+            log_error("membership check failed: %s", res->message);
+            reply_internal(r);
+            job_end(j);
             return;
         }
-        log_error("membership check failed: %s", res->message);
-        reply_internal(r);
-        job_end(j);
-        return;
+        e.state = MEMBER_NO_TABLE;
+    } else {
+        const PGresult *pr = db_last(res);
+        e.state = PQntuples(pr) == 1 ? MEMBER_ROW : MEMBER_NO_ROW;
+        if (e.state == MEMBER_ROW) {
+            e.org_id = PQgetisnull(pr, 0, 0) ? 0 : strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
+            e.role_id = PQgetisnull(pr, 0, 1) ? 0 : strtoll(PQgetvalue(pr, 0, 1), NULL, 10);
+        }
     }
-    const PGresult *pr = db_last(res);
-    if (PQntuples(pr) != 1 || PQgetisnull(pr, 0, 0) ||
-        strtoll(PQgetvalue(pr, 0, 0), NULL, 10) != j->claims.organization_id) {
-        reply_bare_message(r, 403, "User does not belong to this organization");
-        job_end(j);
-        return;
-    }
-    const char *role = PQgetisnull(pr, 0, 1) ? NULL
-                                              : auth_role_name(strtoll(PQgetvalue(pr, 0, 1), NULL, 10));
-    if (!role || strcmp(role, j->claims.role_name) != 0) {
-        reply_bare_message(r, 403, "Not allowed to access");
-        job_end(j);
-        return;
-    }
-    check_tenant(j);
+    member_cache_put(r->app->members, e.user_id, e.state, e.org_id, e.role_id, now_ms());
+    check_member(j, &e);
 }
 
 /* The token: second space-separated word of Authorization (scheme unchecked). */
@@ -197,6 +213,11 @@ void auth_run(struct http_req *r, auth_next_fn next)
     r->auth.org_id = claims.organization_id;
     snprintf(r->auth.role, sizeof r->auth.role, "%s", claims.role_name);
     r->auth.is_admin = strcmp(claims.role_name, "Admin") == 0;
+    struct member_entry cached;
+    if (member_cache_get(a->members, claims.id, now_ms(), &cached)) {
+        check_member(j, &cached);
+        return;
+    }
     http_req_hold(r);
     char idbuf[24];
     snprintf(idbuf, sizeof idbuf, "%lld", claims.id);

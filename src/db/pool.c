@@ -40,6 +40,7 @@ struct db_conn {
     struct unit *head, *tail; /* in flight, oldest first */
     int depth;
     int backoff_ms;
+    bool dirty;               /* queries sent into libpq's buffer, not yet flushed */
 };
 
 struct db_pool {
@@ -50,6 +51,7 @@ struct db_pool {
     int queued;
     struct unit *dhead, *dtail;   /* completed, callbacks pending (never called inline) */
     struct event *deliver;
+    struct event *flush;      /* one write per connection per loop iteration */
     struct event *tick;
     int live;
 };
@@ -224,6 +226,7 @@ static void conn_broken(struct db_conn *c, const char *why)
     struct db_pool *p = c->pool;
     log_warn("database connection %d lost: %s", c->idx, why);
     conn_close(c);
+    c->dirty = false;
     struct unit *u = c->head;
     c->head = c->tail = NULL;
     c->depth = 0;
@@ -442,8 +445,25 @@ static void pool_pump(struct db_pool *p)
             conn_broken(best, "send failed");
             continue;
         }
-        if (conn_flush(best) < 0)
-            continue;
+        if (!best->dirty) {
+            best->dirty = true;
+            event_active(p->flush, EV_TIMEOUT, 0);
+        }
+    }
+}
+
+/* Flush every connection that was given queries during this loop iteration, so
+ * units submitted by several requests leave in one write. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_pool *p = arg;
+    for (int i = 0; i < p->opts.size; i++) {
+        struct db_conn *c = &p->conns[i];
+        if (c->dirty) {
+            c->dirty = false;
+            if (c->state == CONN_READY)
+                conn_flush(c);
+        }
     }
 }
 
@@ -471,8 +491,9 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *
     p->opts = *opts;
     p->conns = calloc((size_t)opts->size, sizeof *p->conns);
     p->deliver = event_new(base, -1, 0, deliver_cb, p);
+    p->flush = event_new(base, -1, 0, flush_cb, p);
     p->tick = event_new(base, -1, EV_PERSIST, tick_cb, p);
-    if (!p->conns || !p->deliver || !p->tick) {
+    if (!p->conns || !p->deliver || !p->flush || !p->tick) {
         db_pool_free(p);
         return NULL;
     }
@@ -522,6 +543,8 @@ void db_pool_free(struct db_pool *p)
         event_free(p->deliver);
     if (p->tick)
         event_free(p->tick);
+    if (p->flush)
+        event_free(p->flush);
     free(p->conns);
     free(p);
 }
