@@ -19,7 +19,7 @@ struct jwt_claims {
     bool has_id;            /* `id` present and a JSON integer */
     long long id;
     bool has_role;          /* `roleName` present and a string */
-    char role_name[64];     /* truncated copy; has_role false if longer */
+    char role_name[64];     /* copied only when it fits; else has_role is false */
     bool has_tenant;        /* `tenantId` present and a string (<= 63 bytes) */
     char tenant_id[64];
     bool has_org;           /* `organizationId` present and a JSON integer */

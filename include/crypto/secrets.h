@@ -15,8 +15,8 @@ struct secrets {
 };
 
 /* Derive all keys (scrypt runs here, once). password and key are NUL-terminated.
- * Returns 0, or -1 when a derivation fails or key is longer than 32 bytes of
- * UTF-8 after padding would need truncating inside a multi-byte character. */
+ * Returns 0, or -1 when a derivation fails or the first 32 bytes of key are not
+ * all ASCII (Node throws "Invalid key length" for those keys). */
 int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key);
 /* Wipe the keys. */
 void secrets_clear(struct secrets *s);
@@ -40,9 +40,9 @@ int secrets_b_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
 /* Rejects anything that is not exactly "hex:hex" with a 16-byte IV. */
 int secrets_b_decrypt(const struct secrets *s, const char *in, char **pt_out, size_t *len_out);
 
-/* "****..." + the last 4 characters, or "****" when shorter than 4 bytes.
- * out holds at least SECRETS_MASK_MAX bytes. */
-#define SECRETS_MASK_MAX 16
+/* "****..." + the last 4 characters (UTF-8 code points), or "****" when the
+ * secret has fewer than 4. out holds at least SECRETS_MASK_MAX bytes. */
+#define SECRETS_MASK_MAX 24
 void secrets_mask(const char *pt, size_t len, char out[SECRETS_MASK_MAX]);
 
 /* HMAC-SHA256(key_fp, pt) as 64 lowercase hex chars + NUL. Returns 0 or -1. */

@@ -311,21 +311,22 @@ int secrets_b_decrypt(const struct secrets *s, const char *in, char **pt_out, si
 void secrets_mask(const char *pt, size_t len, char out[SECRETS_MASK_MAX])
 {
     static const char prefix[] = "****...";
-    size_t start, n;
+    size_t start = len, chars = 0;
 
-    if (pt == NULL || len < 4) {
+    /* The last 4 characters (code points, as VerifyWise's slice(-4) on BMP text);
+     * "****" when the secret has fewer than 4. */
+    while (pt != NULL && start > 0 && chars < 4) {
+        start--;
+        if (((unsigned char)pt[start] & 0xC0) != 0x80)
+            chars++;
+    }
+    if (pt == NULL || chars < 4 || len - start > SECRETS_MASK_MAX - sizeof prefix) {
         memcpy(out, "****", 5);
         return;
     }
-    /* Last 4 bytes, but never starting inside a UTF-8 character, so the mask
-     * stays valid UTF-8 (and shows at most 4 bytes of the secret). */
-    start = len - 4;
-    while (start < len && ((unsigned char)pt[start] & 0xC0) == 0x80)
-        start++;
-    n = len - start;
     memcpy(out, prefix, sizeof prefix - 1);
-    memcpy(out + sizeof prefix - 1, pt + start, n);
-    out[sizeof prefix - 1 + n] = '\0';
+    memcpy(out + sizeof prefix - 1, pt + start, len - start);
+    out[sizeof prefix - 1 + len - start] = '\0';
 }
 
 int secrets_fingerprint(const struct secrets *s, const char *pt, size_t len, char out[65])

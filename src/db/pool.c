@@ -356,8 +356,13 @@ static void record_error(struct unit *u, const PGresult *res)
 {
     if (u->status != DB_OK)
         return;
-    u->status = DB_SQL_ERROR;
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    /* Connection failures and server shutdown (class 08, 57P01-57P03) mean the
+     * statement did not run to completion: the caller sees "unavailable". */
+    u->status = !st || strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
+                        strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0
+                    ? DB_UNAVAILABLE
+                    : DB_SQL_ERROR;
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     snprintf(u->sqlstate, sizeof u->sqlstate, "%s", st ? st : "");
     free(u->message);

@@ -1,0 +1,208 @@
+# Configuration and process behaviour: refusing to start (non-zero exit, variable named) when
+# a required secret is missing or ENCRYPTION_ALGORITHM is not aes-256-cbc, --check-config,
+# --version, clean exit 0 on SIGTERM and SIGINT, and structured logs: every stderr line is a
+# JSON object, request lines carry method/path/status/duration/request id, and no header
+# value or secret is ever logged.
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import (ENCRYPTION_KEY, ENCRYPTION_PASSWORD, JWT_SECRET, INTEGRATIONSD_BIN, _clean_env,
+                      apply_overrides, base_env, free_port, require_binary, token_for)
+
+REQUIRED = ["JWT_SECRET", "ENCRYPTION_KEY", "ENCRYPTION_PASSWORD", "ENCRYPTION_ALGORITHM"]
+
+
+def run_binary(env, args=(), timeout=5.0):
+    """Run integrationsd to completion; fail if it is still running after `timeout` s."""
+    require_binary()
+    p = subprocess.Popen([INTEGRATIONSD_BIN] + list(args), env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail("integrationsd %s still running after %.0f s\nstdout: %s\nstderr: %s"
+                    % (" ".join(args), timeout, out.decode(errors="replace")[-2000:],
+                       err.decode(errors="replace")[-2000:]), pytrace=False)
+    return p.returncode, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
+
+
+@pytest.fixture
+def full_env(pg, redis_server, itest_db):
+    return base_env(pg, redis_server.url)
+
+
+# ---------------------------------------------------------------- refusing to start
+
+@pytest.mark.parametrize("var", REQUIRED)
+def test_refuses_to_start_without_required_variable(full_env, var):
+    env = apply_overrides(dict(full_env), {var: None})
+    rc, out, err = run_binary(env)
+    assert rc != 0, "started without %s" % var
+    assert var in err, "stderr does not name %s:\n%s" % (var, err)
+
+
+@pytest.mark.parametrize("algo", ["aes-128-cbc", "aes-256-gcm", "YOUR_ENCRYPTION_ALGORITHM"])
+def test_refuses_to_start_with_other_algorithm(full_env, algo):
+    env = apply_overrides(dict(full_env), {"ENCRYPTION_ALGORITHM": algo})
+    rc, out, err = run_binary(env)
+    assert rc != 0, "started with ENCRYPTION_ALGORITHM=%s" % algo
+    assert "ENCRYPTION_ALGORITHM" in err, err
+
+
+def test_refusal_does_not_leak_secrets(full_env):
+    env = apply_overrides(dict(full_env), {"ENCRYPTION_ALGORITHM": "aes-128-cbc"})
+    rc, out, err = run_binary(env)
+    assert rc != 0
+    for secret in (JWT_SECRET, ENCRYPTION_KEY, ENCRYPTION_PASSWORD):
+        assert secret not in out + err
+
+
+# ---------------------------------------------------------------- --check-config, --version
+
+def test_check_config_ok(full_env):
+    rc, out, err = run_binary(full_env, ["--check-config"])
+    assert rc == 0, "stdout: %s\nstderr: %s" % (out, err)
+
+
+def test_check_config_accepts_uppercase_algorithm(full_env):
+    env = apply_overrides(dict(full_env), {"ENCRYPTION_ALGORITHM": "AES-256-CBC"})
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc == 0, err
+
+
+def test_check_config_does_not_serve(full_env):
+    port = free_port()
+    env = apply_overrides(dict(full_env), {"PORT": port})
+    rc, _, err = run_binary(env, ["--check-config"])
+    assert rc == 0, err
+    import socket
+    with socket.socket() as s:
+        s.settimeout(1)
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "--check-config left something listening"
+
+
+@pytest.mark.parametrize("var", REQUIRED)
+def test_check_config_names_missing_variable(full_env, var):
+    env = apply_overrides(dict(full_env), {var: None})
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc != 0
+    assert var in out + err, out + err
+
+
+def test_check_config_rejects_other_algorithm(full_env):
+    env = apply_overrides(dict(full_env), {"ENCRYPTION_ALGORITHM": "aes-128-cbc"})
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc != 0
+    assert "ENCRYPTION_ALGORITHM" in out + err
+
+
+def test_version():
+    rc, out, err = run_binary(_clean_env(), ["--version"])
+    assert rc == 0, err
+    first = out.splitlines()[0] if out else ""
+    assert re.match(r"^integrationsd \d+\.\d+(\.\d+)?\S*", first), repr(out)
+
+
+# ---------------------------------------------------------------- signals
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_exits_zero(service, tokens, sig):
+    s = service()
+    st, _, _ = s.req("GET", "/api/llm-keys", token=tokens.admin1)
+    assert st == 200
+    t0 = time.monotonic()
+    problems = s.stop(sig=sig)
+    assert not problems, "%s\n%s" % (problems, s.describe())
+    assert s.exit_code == 0
+    assert time.monotonic() - t0 < 10
+
+
+def test_sigterm_with_idle_keepalive_connection_exits_zero(service):
+    s = service()
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read()
+        problems = s.stop()
+        assert not problems, "%s\n%s" % (problems, s.describe())
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- structured logs
+
+REQ_ID_KEYS = re.compile(r"^(request_?id|req_?id|requestId|rid)$", re.I)
+
+
+def _request_lines(records, method, path):
+    return [r for r in records if r.get("method") == method and r.get("path") == path and "status" in r]
+
+
+def test_log_lines_are_json_and_requests_are_logged(service, tokens):
+    s = service()
+    probe = "X-Log-Probe-" + os.urandom(8).hex()
+    tok = token_for(1, 1, "Admin")
+    s.req("GET", "/healthz")
+    s.req("GET", "/api/log-probe-404")
+    st, _, _ = s.req("GET", "/api/llm-keys", token=tok, headers={"X-Custom": probe, "User-Agent": probe,
+                                                                  "Cookie": "refresh_token=" + probe})
+    assert st == 200
+    s.req("GET", "/api/llm-keys", token="not-a-jwt-" + probe)
+    problems = s.stop()
+    assert not problems, "%s\n%s" % (problems, s.describe())
+    lines = s.log_lines()
+    assert lines, "no log output"
+    records = []
+    for ln in lines:
+        try:
+            obj = json.loads(ln)
+        except ValueError:
+            pytest.fail("log line is not JSON: %r" % ln)
+        assert isinstance(obj, dict), ln
+        records.append(obj)
+
+    hits = _request_lines(records, "GET", "/api/log-probe-404")
+    assert hits, "no request log line for GET /api/log-probe-404"
+    rec = hits[-1]
+    assert rec["status"] == 404
+    assert any(k.startswith("duration") for k in rec), rec
+    dur = [v for k, v in rec.items() if k.startswith("duration")][0]
+    assert isinstance(dur, (int, float)) and dur >= 0
+    ids = [k for k in rec if REQ_ID_KEYS.match(k)]
+    assert ids and rec[ids[0]], "no request id field in %r" % rec
+    ok = _request_lines(records, "GET", "/api/llm-keys")
+    assert any(r["status"] == 200 for r in ok), ok
+    # request ids differ between requests
+    rid_key = ids[0]
+    rids = [r.get(rid_key) for r in records if "status" in r and r.get(rid_key)]
+    assert len(rids) == len(set(rids)), rids
+
+    text = s.log_text()
+    assert probe not in text, "a header value was logged"
+    assert tok not in text and tok.rsplit(".", 1)[1] not in text, "the JWT was logged"
+    for secret in (JWT_SECRET, ENCRYPTION_KEY, ENCRYPTION_PASSWORD):
+        assert secret not in text
+
+
+def test_log_level_filters_lower_levels(service):
+    quiet = service(LOG_LEVEL="error")
+    quiet.req("GET", "/api/log-level-probe")
+    quiet.stop_and_check()
+    for ln in quiet.log_lines():
+        rec = json.loads(ln)
+        assert str(rec.get("level", "")).lower() not in ("debug", "info"), ln
+        assert rec.get("path") != "/api/log-level-probe", "a 404 request line logged at LOG_LEVEL=error"
+    loud = service(LOG_LEVEL="debug")
+    loud.req("GET", "/api/log-level-probe")
+    loud.stop_and_check()
+    recs = [json.loads(ln) for ln in loud.log_lines()]
+    assert any(r.get("path") == "/api/log-level-probe" for r in recs), "no request line at LOG_LEVEL=debug"
