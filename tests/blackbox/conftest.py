@@ -316,8 +316,18 @@ def raw_exchange(port, payload, count=1, timeout=5.0, chunks=None):
 
 # --------------------------------------------------------------------------- PostgreSQL
 
+def _scratch_dir():
+    """Where servers keep their data: TMPDIR when it is under /var/tmp (contrib/dev/test
+    sets one the postgres user can reach), else /var/tmp."""
+    t = os.environ.get("TMPDIR", "")
+    return t if t.startswith("/var/tmp/") and os.path.isdir(t) else "/var/tmp"
+
+
 def _clean_env():
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C", "LC_ALL": "C"}
+    # contrib/dev/test marks what it starts, so its safety net can find leftovers.
+    if os.environ.get("INTEGRATIONSD_TEST_RUN"):
+        env["INTEGRATIONSD_TEST_RUN"] = os.environ["INTEGRATIONSD_TEST_RUN"]
     return env
 
 
@@ -325,7 +335,7 @@ class PgCluster:
     """A private PostgreSQL 15 cluster on 127.0.0.1:<port>, trust auth, fsync off."""
 
     def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="integrationsd-pg-", dir="/var/tmp")
+        self.base = tempfile.mkdtemp(prefix="integrationsd-pg-", dir=_scratch_dir())
         self.datadir = os.path.join(self.base, "data")
         self.logfile = os.path.join(self.base, "postgres.log")
         self.as_root = os.geteuid() == 0
@@ -523,7 +533,7 @@ def seed_users(pg, dbname):
 
 class RedisServer:
     def __init__(self):
-        self.base = tempfile.mkdtemp(prefix="integrationsd-redis-", dir="/var/tmp")
+        self.base = tempfile.mkdtemp(prefix="integrationsd-redis-", dir=_scratch_dir())
         self.logfile = os.path.join(self.base, "redis.log")
         self.port = None
         self.proc = None
