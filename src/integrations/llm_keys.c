@@ -94,8 +94,8 @@ static int table(struct http_req *r, char *buf, size_t len)
     return 0;
 }
 
-/* Positive int4 id from the path, or -1. */
-static long long parse_id(struct http_req *r, char *buf, size_t buflen)
+/* Positive int4 id from the path, as canonical text in buf; -1 if invalid. */
+static long long parse_id(struct http_req *r, char buf[24])
 {
     const char *v;
     int len = route_param(&r->params, "id", &v);
@@ -109,7 +109,7 @@ static long long parse_id(struct http_req *r, char *buf, size_t buflen)
     }
     if (id > 2147483647LL)
         return -1;
-    snprintf(buf, buflen, "%lld", id);
+    snprintf(buf, 24, "%lld", id);
     return id;
 }
 
@@ -302,8 +302,8 @@ static int patch_field(struct http_req *r, const char *field, const char **s, si
 
 void llm_keys_update(struct http_req *r)
 {
-    char idbuf[16];
-    if (parse_id(r, idbuf, sizeof idbuf) < 0) {
+    char idbuf[24];
+    if (parse_id(r, idbuf) < 0) {
         reply_text(r, 400, "Invalid id");
         return;
     }
@@ -382,8 +382,8 @@ static void on_deleted(struct http_req *r, const struct db_result *res)
 
 void llm_keys_delete(struct http_req *r)
 {
-    char idbuf[16];
-    if (parse_id(r, idbuf, sizeof idbuf) < 0) {
+    char idbuf[24];
+    if (parse_id(r, idbuf) < 0) {
         reply_text(r, 400, "Invalid id");
         return;
     }

@@ -293,11 +293,17 @@ static void test_mask(void **state)
     assert_string_equal(out, "****");
     secrets_mask("wxyz", 4, out);
     assert_string_equal(out, "****...wxyz");
-    /* never starts inside a UTF-8 character */
+    /* the last 4 characters, not bytes */
     secrets_mask("key-\xc3\xa9xyz", 9, out);
-    assert_string_equal(out, "****...xyz");
+    assert_string_equal(out, "****...\xc3\xa9xyz");
     secrets_mask("key-x\xc3\xa9yz", 9, out);
-    assert_string_equal(out, "****...\xc3\xa9yz");
+    assert_string_equal(out, "****...x\xc3\xa9yz");
+    /* 4 three-byte characters: the widest tail that fits */
+    secrets_mask("k-\xe2\x82\xac\xe2\x9c\x93\xe2\x82\xac\xe2\x9c\x93", 14, out);
+    assert_string_equal(out, "****...\xe2\x82\xac\xe2\x9c\x93\xe2\x82\xac\xe2\x9c\x93");
+    /* fewer than 4 characters even though more than 4 bytes */
+    secrets_mask("\xc3\xa9\xc3\xa9\xc3\xa9", 6, out);
+    assert_string_equal(out, "****");
 }
 
 static void test_fingerprint(void **state)
