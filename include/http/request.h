@@ -42,6 +42,8 @@ struct http_req {
     int status;                  /* 0 until answered */
     bool paused;
     struct event *deadline;
+    void (*on_abandon)(struct http_req *r, void *arg); /* see http_req_on_abandon */
+    void *abandon_arg;
     void *handler_state;         /* owned by the request: freed with handler_state_free */
     void (*handler_state_free)(void *state);
 };
@@ -65,6 +67,11 @@ void http_req_peer(const struct http_req *r, char *buf, size_t len);
  * standard headers. Extra headers: NULL-terminated name/value pairs or NULL.
  * Returns once queued; a second call, or a call after the client left, is ignored. */
 void http_req_send(struct http_req *r, int status, json_t *body, const char *const *extra_headers);
+
+/* Call fn(r, arg) once if the request is abandoned before it is answered (the
+ * client went away, or the request deadline passed): the place to cancel outbound
+ * work. Replaces an earlier hook; fn NULL removes it. Not called after a reply. */
+void http_req_on_abandon(struct http_req *r, void (*fn)(struct http_req *r, void *arg), void *arg);
 
 /* Keep the request open after the handler returns; the server arms the request
  * deadline. Called by the dispatcher before going asynchronous. */

@@ -314,6 +314,7 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
     struct http_server *s = server_of(r);
     http_req_ref(r); /* evhtp_send_reply may free the request (and drop its ref) */
     r->status = status;
+    r->on_abandon = NULL;
     if (r->deadline)
         evtimer_del(r->deadline);
     add_standard_headers(req);
@@ -344,11 +345,29 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
     http_req_unref(r);
 }
 
+void http_req_on_abandon(struct http_req *r, void (*fn)(struct http_req *r, void *arg), void *arg)
+{
+    r->on_abandon = fn;
+    r->abandon_arg = arg;
+}
+
+static void abandon(struct http_req *r)
+{
+    void (*fn)(struct http_req *, void *) = r->on_abandon;
+    r->on_abandon = NULL;
+    if (fn)
+        fn(r, r->abandon_arg);
+}
+
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct http_req *r = arg;
-    if (http_req_alive(r))
-        reply_error(r, 504, "request timed out");
+    if (!http_req_alive(r))
+        return;
+    http_req_ref(r);
+    abandon(r);
+    reply_error(r, 504, "request timed out");
+    http_req_unref(r);
 }
 
 void http_req_hold(struct http_req *r)
@@ -368,9 +387,11 @@ void http_req_hold(struct http_req *r)
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
 {
     struct http_req *r = arg;
-    if (!r->status)
-        server_of(r)->pending--; /* client went away before we answered */
     r->ev = NULL;
+    if (!r->status) {
+        server_of(r)->pending--; /* client went away before we answered */
+        abandon(r);
+    }
     if (r->deadline)
         evtimer_del(r->deadline);
     http_req_unref(r);
