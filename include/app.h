@@ -4,6 +4,7 @@
 #define IDX_APP_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "crypto/secrets.h"
@@ -14,6 +15,7 @@ struct db_pool;
 struct http_server;
 struct tenant_set;
 struct member_cache;
+struct fetch_client;
 
 struct app {
     struct config cfg;
@@ -21,6 +23,7 @@ struct app {
     struct event_base *base;
     struct db_pool *db;
     struct http_server *http;
+    struct fetch_client *fetch;  /* outbound HTTP */
     struct tenant_set *tenants;
     struct member_cache *members; /* public.users lookups, AUTH_CACHE_MS */
     bool schema_ready;           /* public objects created */
@@ -46,7 +49,22 @@ void app_dispatch(struct http_req *r);
  * itself when the database is unavailable, drops the result if the client left,
  * otherwise calls done(r, res). */
 struct db_result;
+struct db_stmt;
 typedef void (*app_query_done)(struct http_req *r, const struct db_result *res);
 void app_query(struct http_req *r, const char *sql, int nparams, const char *const *params,
                app_query_done done);
+/* Several statements as one transaction (one pipeline sync); same rules as app_query. */
+void app_submit(struct http_req *r, const struct db_stmt *stmts, int n, app_query_done done);
+
+/* An outbound call for a request: cancelled if the request is abandoned (client
+ * gone, deadline), otherwise done(r, res) runs while r can still be answered. */
+struct fetch_request;
+struct fetch_response;
+typedef void (*app_fetch_done)(struct http_req *r, const struct fetch_response *res);
+void app_fetch(struct http_req *r, const struct fetch_request *req, app_fetch_done done);
+
+/* Publish an integration event (SPEC section 6) after the change committed.
+ * data is stolen (a JSON object; never a secret); actor_user_id 0 = none. */
+void app_event(struct app *a, const char *type, long long organization_id, const char *tenant,
+               long long actor_user_id, json_t *data);
 #endif

@@ -3,6 +3,8 @@
  * and the schema bootstrap. */
 #include "app.h"
 
+#include "autoconfig.h"
+
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netdb.h>
@@ -18,12 +20,15 @@
 #include "db/schema.h"
 #include "http/reply.h"
 #include "http/server.h"
+#include "integrations/github.h"
 #include "integrations/llm_keys.h"
+#include "net/fetch.h"
 #include "log.h"
 #include "ops/health.h"
 #include "util/json.h"
 
 #define AUTH ROUTE_AUTH
+#define ADMIN ROUTE_ADMIN
 #define BODY ROUTE_JSON_BODY
 
 static const struct route routes[] = {
@@ -35,6 +40,11 @@ static const struct route routes[] = {
     {HTTP_GET, "/api/llm-keys/:name", llm_keys_by_name, AUTH, "llm_keys_by_name"},
     {HTTP_PATCH, "/api/llm-keys/:id", llm_keys_update, AUTH | BODY, "llm_keys_update"},
     {HTTP_DELETE, "/api/llm-keys/:id", llm_keys_delete, AUTH, "llm_keys_delete"},
+    {HTTP_POST, "/api/llm-keys/:id/verify", llm_keys_verify, AUTH, "llm_keys_verify"},
+    {HTTP_GET, "/api/integrations/github/token", github_token_get, AUTH | ADMIN, "github_token_get"},
+    {HTTP_POST, "/api/integrations/github/token", github_token_save, AUTH | ADMIN | BODY, "github_token_save"},
+    {HTTP_DELETE, "/api/integrations/github/token", github_token_delete, AUTH | ADMIN, "github_token_delete"},
+    {HTTP_POST, "/api/integrations/github/token/test", github_token_test, AUTH | ADMIN | BODY, "github_token_test"},
 };
 
 /* ---- CORS ------------------------------------------------------------------ */
@@ -230,8 +240,7 @@ static void on_query(const struct db_result *res, void *arg)
     free(q);
 }
 
-void app_query(struct http_req *r, const char *sql, int nparams, const char *const *params,
-               app_query_done done)
+void app_submit(struct http_req *r, const struct db_stmt *stmts, int n, app_query_done done)
 {
     struct pending_query *q = malloc(sizeof *q);
     if (!q) {
@@ -241,7 +250,65 @@ void app_query(struct http_req *r, const char *sql, int nparams, const char *con
     q->r = http_req_ref(r);
     q->done = done;
     http_req_hold(r);
-    db_query(r->app->db, sql, nparams, params, on_query, q);
+    db_submit(r->app->db, stmts, n, on_query, q);
+}
+
+void app_query(struct http_req *r, const char *sql, int nparams, const char *const *params,
+               app_query_done done)
+{
+    struct db_stmt s = {sql, nparams, params};
+    app_submit(r, &s, 1, done);
+}
+
+/* ---- requests that wait for an outbound call --------------------------------- */
+
+struct pending_fetch {
+    struct http_req *r;
+    app_fetch_done done;
+    struct fetch *f;
+};
+
+static void fetch_abandoned(struct http_req *r, void *arg)
+{
+    struct pending_fetch *pf = arg;
+    fetch_cancel(pf->f); /* its callback will not run: release here */
+    http_req_unref(pf->r);
+    free(pf);
+}
+
+static void on_fetch(const struct fetch_response *res, void *arg)
+{
+    struct pending_fetch *pf = arg;
+    struct http_req *r = pf->r;
+    http_req_on_abandon(r, NULL, NULL);
+    if (http_req_alive(r))
+        pf->done(r, res);
+    http_req_unref(r);
+    free(pf);
+}
+
+void app_fetch(struct http_req *r, const struct fetch_request *req, app_fetch_done done)
+{
+    struct pending_fetch *pf = calloc(1, sizeof *pf);
+    if (!pf) {
+        reply_internal(r);
+        return;
+    }
+    pf->r = http_req_ref(r);
+    pf->done = done;
+    http_req_hold(r);
+    pf->f = fetch_start(r->app->fetch, req, on_fetch, pf);
+    if (pf->f)
+        http_req_on_abandon(r, fetch_abandoned, pf);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+void app_event(struct app *a, const char *type, long long organization_id, const char *tenant,
+               long long actor_user_id, json_t *data)
+{
+    (void)a, (void)type, (void)organization_id, (void)tenant, (void)actor_user_id;
+    json_decref(data); /* wired to Redis by the events module */
 }
 
 /* ---- database settings and schema ------------------------------------------- */
@@ -433,6 +500,10 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .request_timeout_s = 30,
         .idle_timeout_s = 60,
     };
+    char ua[64];
+    snprintf(ua, sizeof ua, "integrationsd/%s", PACKAGE_VERSION);
+    if (!(a->fetch = fetch_client_new(base, a->cfg.outbound_deny_cidrs, ua, err, errlen)))
+        return -1;
     if (!(a->http = http_server_new(base, a, &ho, app_dispatch, err, errlen)))
         return -1;
     return 0;
@@ -442,6 +513,8 @@ void app_free(struct app *a)
 {
     http_server_free(a->http);
     a->http = NULL;
+    fetch_client_free(a->fetch);
+    a->fetch = NULL;
     db_pool_free(a->db);
     a->db = NULL;
     member_cache_free(a->members);

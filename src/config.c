@@ -1,5 +1,5 @@
 /* config: one table of every environment variable (name, type, default, bounds)
- * and its validation. Nothing else in the service calls getenv(). */
+ * and its validation. Only systemd's own NOTIFY_SOCKET/WATCHDOG_* are read elsewhere (ops/sdnotify). */
 #include "config.h"
 
 #include <errno.h>

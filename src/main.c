@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http/server.h"
 #include "log.h"
+#include "ops/sdnotify.h"
 
 #include "autoconfig.h"
 
@@ -53,6 +54,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     app.stopping = true;
     log_info("received %s: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sdnotify_stopping();
     http_server_drain(app.http);
     struct timeval tv = {0, 50000};
     event_add(drain_tick, &tv);
@@ -103,6 +105,9 @@ int main(int argc, char **argv)
         log_error("cannot create the event loop");
         goto out;
     }
+    /* Before app_init, so the watchdog also covers start-up; logs its own error. */
+    if (sdnotify_init(app.base) < 0)
+        goto out;
     if (app_init(&app, app.base, err, sizeof err) < 0) {
         log_error("start-up failed: %s", err);
         goto out;
@@ -117,6 +122,7 @@ int main(int argc, char **argv)
     log_fields(LOG_INFO, "listening",
                json_pack("{s:s,s:i,s:s}", "address", app.cfg.bind_address, "port",
                          http_server_port(app.http), "version", PACKAGE_VERSION));
+    sdnotify_ready();
     event_base_dispatch(app.base);
     log_info("stopped");
     rc = 0;
@@ -127,6 +133,7 @@ out:
         event_free(sigint);
     if (drain_tick)
         event_free(drain_tick);
+    sdnotify_free();   /* its timer belongs to app.base: before event_base_free */
     app_free(&app);
     if (app.base)
         event_base_free(app.base);

@@ -11,6 +11,8 @@ void llm_keys_by_name(struct http_req *r);
 void llm_keys_create(struct http_req *r);
 void llm_keys_update(struct http_req *r);
 void llm_keys_delete(struct http_req *r);
+/* POST /api/llm-keys/:id/verify: check the key against its provider. */
+void llm_keys_verify(struct http_req *r);
 
 /* The fixed provider table: url for a provider name, or NULL if unknown. */
 const char *llm_provider_url(const char *name);

@@ -13,10 +13,12 @@
 #include "db/schema.h"
 #include "http/reply.h"
 #include "log.h"
+#include "net/fetch.h"
 #include "util/json.h"
 
 #define KEY_MAX_CHARS 512
 #define MODEL_MAX_CHARS 255
+#define VERIFY_TIMEOUT_MS 10000
 
 static const struct {
     const char *name;
@@ -75,6 +77,14 @@ static json_t *row_json(const struct app *a, const PGresult *res, int i)
     json_object_set_new(o, "model", json_string(PQgetvalue(res, i, 3)));
     json_object_set_new(o, "created_at", json_string(PQgetvalue(res, i, 4)));
     return o;
+}
+
+/* llm_key.created / updated: the row without any part of the key. */
+static void key_event(struct http_req *r, const char *type, const PGresult *res)
+{
+    app_event(r->app, type, r->auth.org_id, r->auth.tenant, r->auth.user_id,
+              json_pack("{s:I,s:s,s:s}", "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+                        "provider", PQgetvalue(res, 0, 1), "model", PQgetvalue(res, 0, 3)));
 }
 
 static json_t *rows_json(const struct app *a, const PGresult *res)
@@ -206,7 +216,9 @@ static void on_created(struct http_req *r, const struct db_result *res)
         reply_sql_failure(r, res, "create");
         return;
     }
-    reply_data(r, 201, row_json(r->app, db_last(res), 0));
+    const PGresult *pr = db_last(res);
+    key_event(r, "llm_key.created", pr);
+    reply_data(r, 201, row_json(r->app, pr, 0));
 }
 
 /* Shared field checks; returns the error message or NULL. */
@@ -282,6 +294,7 @@ static void on_updated(struct http_req *r, const struct db_result *res)
         reply_data(r, 404, NULL);
         return;
     }
+    key_event(r, "llm_key.updated", pr);
     reply_data(r, 200, row_json(r->app, pr, 0));
 }
 
@@ -373,10 +386,13 @@ static void on_deleted(struct http_req *r, const struct db_result *res)
         reply_sql_failure(r, res, "delete");
         return;
     }
-    if (PQntuples(db_last(res)) != 1) {
+    const PGresult *pr = db_last(res);
+    if (PQntuples(pr) != 1) {
         reply_data_message(r, 404, "LLM Key not found");
         return;
     }
+    app_event(r->app, "llm_key.deleted", r->auth.org_id, r->auth.tenant, r->auth.user_id,
+              json_pack("{s:I}", "id", (json_int_t)strtoll(PQgetvalue(pr, 0, 0), NULL, 10)));
     reply_data_message(r, 200, "LLM Key deleted successfully");
 }
 
@@ -393,4 +409,128 @@ void llm_keys_delete(struct http_req *r)
     snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id = $1::int RETURNING id", t);
     const char *params[] = {idbuf};
     app_query(r, sql, 1, params, on_deleted);
+}
+
+/* ---- POST /api/llm-keys/:id/verify ----------------------------------------- */
+
+struct verify_state {
+    char provider[16];
+};
+
+static void free_verify(void *p)
+{
+    free(p);
+}
+
+static void on_provider(struct http_req *r, const struct fetch_response *res)
+{
+    const struct verify_state *vs = r->handler_state;
+    const char *provider = vs->provider;
+    json_t *d;
+    if (res->outcome == FETCH_OK && res->status >= 200 && res->status < 300) {
+        d = json_pack("{s:b,s:s}", "valid", 1, "provider", provider);
+    } else {
+        char msg[320];
+        if (res->outcome == FETCH_TIMEOUT)
+            snprintf(msg, sizeof msg, "%s timed out: no answer within %d seconds", provider,
+                     VERIFY_TIMEOUT_MS / 1000);
+        else if (res->outcome != FETCH_OK)
+            snprintf(msg, sizeof msg, "Could not reach %s: %s", provider, res->error ? res->error : "network error");
+        else if (res->status == 401 || res->status == 403)
+            snprintf(msg, sizeof msg, "%s rejected the API key (HTTP %ld)", provider, res->status);
+        else if (res->status == 429)
+            snprintf(msg, sizeof msg, "%s is rate limiting this key (HTTP 429); try again later", provider);
+        else
+            snprintf(msg, sizeof msg, "%s answered HTTP %ld", provider, res->status);
+        d = json_pack("{s:b,s:s,s:s}", "valid", 0, "error", msg, "provider", provider);
+    }
+    reply_data(r, 200, d);
+}
+
+static void on_key_for_verify(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, "verify");
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    if (PQntuples(pr) != 1) {
+        reply_data_message(r, 404, "LLM Key not found");
+        return;
+    }
+    struct app *a = r->app;
+    const char *stored = PQgetvalue(pr, 0, 1);
+    char *key = NULL;
+    size_t klen = 0;
+    if (secrets_b_decrypt(&a->secrets, stored, &key, &klen) < 0) {
+        if (strchr(stored, ':')) {
+            log_error("llm keys: key cannot be decrypted with ENCRYPTION_KEY");
+            reply_error(r, 500, "stored key cannot be decrypted");
+            return;
+        }
+        klen = strlen(stored); /* a legacy plaintext row */
+        if (!(key = strdup(stored))) {
+            reply_internal(r);
+            return;
+        }
+    }
+    struct verify_state *vs = calloc(1, sizeof *vs);
+    if (!vs) {
+        secrets_free_plain(key, klen);
+        reply_internal(r);
+        return;
+    }
+    snprintf(vs->provider, sizeof vs->provider, "%s", PQgetvalue(pr, 0, 0));
+    r->handler_state = vs;
+    r->handler_state_free = free_verify;
+
+    char url[1024], *auth = NULL;
+    const char *base, *path = "/models", *extra = NULL;
+    int n;
+    if (strcmp(vs->provider, "Anthropic") == 0) {
+        base = a->cfg.anthropic_api_url;
+        n = asprintf(&auth, "x-api-key: %s", key);
+        extra = "anthropic-version: 2023-06-01";
+    } else {
+        base = strcmp(vs->provider, "OpenAI") == 0 ? a->cfg.openai_api_url : a->cfg.openrouter_api_url;
+        if (strcmp(vs->provider, "OpenRouter") == 0)
+            path = "/key"; /* /models is public there and proves nothing */
+        n = asprintf(&auth, "Authorization: Bearer %s", key);
+    }
+    secrets_free_plain(key, klen);
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/')
+        bl--;
+    if (n < 0 || snprintf(url, sizeof url, "%.*s%s", (int)bl, base, path) >= (int)sizeof url) {
+        free(auth);
+        reply_internal(r);
+        return;
+    }
+    const char *headers[] = {auth, extra, NULL};
+    struct fetch_request fr = {
+        .method = "GET",
+        .url = url,
+        .headers = headers,
+        .timeout_ms = VERIFY_TIMEOUT_MS,
+        .connect_timeout_ms = 5000,
+        .max_response = 4 * 1024 * 1024,
+        .target = vs->provider,
+    };
+    app_fetch(r, &fr, on_provider);
+    secrets_free_plain(auth, strlen(auth));
+}
+
+void llm_keys_verify(struct http_req *r)
+{
+    char idbuf[24];
+    if (parse_id(r, idbuf) < 0) {
+        reply_text(r, 400, "Invalid id");
+        return;
+    }
+    char t[64], sql[160];
+    if (table(r, t, sizeof t) < 0)
+        return;
+    snprintf(sql, sizeof sql, "SELECT name::text, key FROM %s WHERE id = $1::int", t);
+    const char *params[] = {idbuf};
+    app_query(r, sql, 1, params, on_key_for_verify);
 }

@@ -39,7 +39,7 @@ enum json_body_status json_parse_body(const unsigned char *buf, size_t len, json
     if (!depth_ok(buf, len))
         return JSON_BODY_INVALID;
     json_error_t err;
-    json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (!root)
         return JSON_BODY_INVALID;
     if (!json_is_object(root)) {

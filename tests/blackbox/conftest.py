@@ -891,3 +891,115 @@ def tokens():
         admin2 = token_for(3, 2, "Admin")
         admin10 = token_for(5, 10, "Admin")
     return T
+
+
+# =====================================================================================
+# Fake upstreams: GitHub and LLM providers (added for test_github.py and
+# test_llm_verify.py; nothing above depends on this section). The fakes live in
+# tests/fakes/ (stdlib only); behaviour is chosen by the credential's marker suffix, see
+# tests/fakes/__init__.py.
+#
+#   fake_github          session FakeGitHub on 127.0.0.1 (.url, .requests, .requests_with(t))
+#   fake_llm             session FakeLLM: .anthropic/.openai/.openrouter, .env() -> the three
+#                        *_API_URL variables, .by_name(provider)
+#   extra_fakes          function-scoped factory: extra_fakes(FakeGitHub, host="127.0.0.2")
+#                        starts another fake (closed at teardown)
+#   new_gh_token(marker="VALID", prefix="ghp_", length=None)  a GitHub-shaped token,
+#                        remembered in SEEN_GITHUB_TOKENS for the response/log checks
+#   new_llm_key(provider, marker="VALID")  a provider-shaped key, remembered in SEEN_KEYS
+#   scheme_b_decrypt(stored) / scheme_b_encrypt(plain)  "ivhex:cipherhex" with openssl enc
+#                        (the test's own implementation; skips the test without openssl)
+# =====================================================================================
+import sys as _sys
+
+_TESTS_DIR = os.path.dirname(HERE)
+if _TESTS_DIR not in _sys.path:
+    _sys.path.insert(0, _TESTS_DIR)
+
+from fakes.github import FakeGitHub, gh_token, legacy_token  # noqa: E402
+from fakes.llm import FakeLLM, llm_key  # noqa: E402
+
+SEEN_GITHUB_TOKENS = []
+
+
+def new_gh_token(marker="VALID", prefix="ghp_", length=None):
+    t = gh_token(marker, prefix, length)
+    SEEN_GITHUB_TOKENS.append(t)
+    return t
+
+
+def remember_gh_token(t):
+    SEEN_GITHUB_TOKENS.append(t)
+    return t
+
+
+def new_llm_key(provider, marker="VALID"):
+    return remember_key(llm_key(provider, marker))
+
+
+def _scheme_b_key_hex():
+    return (ENCRYPTION_KEY + "0" * 32)[:32].encode("utf-8").hex()
+
+
+def _openssl():
+    path = shutil.which("openssl")
+    if not path:
+        pytest.skip("openssl is not installed: cannot check the scheme B ciphertext independently")
+    return path
+
+
+def scheme_b_decrypt(stored):
+    """Plaintext (str) of a scheme B value `ivhex:cipherhex` (AES-256-CBC, PKCS#7,
+    key = ENCRYPTION_KEY '0'-padded to 32 bytes), decrypted by `openssl enc`."""
+    iv, ct = stored.split(":")
+    p = subprocess.run([_openssl(), "enc", "-d", "-aes-256-cbc", "-K", _scheme_b_key_hex(), "-iv", iv,
+                        "-nosalt"], input=bytes.fromhex(ct), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=10)
+    assert p.returncode == 0, "openssl could not decrypt %r: %s" % (stored[:40], p.stderr.decode(errors="replace"))
+    return p.stdout.decode("utf-8")
+
+
+def scheme_b_encrypt(plain, iv_hex=None):
+    """`ivhex:cipherhex` of `plain`, as the Node backend would write it."""
+    iv_hex = iv_hex or secrets.token_hex(16)
+    p = subprocess.run([_openssl(), "enc", "-e", "-aes-256-cbc", "-K", _scheme_b_key_hex(), "-iv", iv_hex,
+                        "-nosalt"], input=plain.encode("utf-8"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=10)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    return iv_hex + ":" + p.stdout.hex()
+
+
+@pytest.fixture(scope="session")
+def fake_github():
+    srv = FakeGitHub().start()
+    _CLEANUPS.append(srv.close)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="session")
+def fake_llm():
+    f = FakeLLM().start()
+    _CLEANUPS.append(f.close)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@pytest.fixture
+def extra_fakes():
+    """Factory: extra_fakes(FakeGitHub | FakeLLM, host="127.0.0.2", **kw) -> a started fake."""
+    started = []
+
+    def make(cls, host="127.0.0.1", **kw):
+        f = cls(host=host, **kw).start()
+        started.append(f)
+        _CLEANUPS.append(f.close)
+        return f
+
+    yield make
+    for f in started:
+        f.close()
