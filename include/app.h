@@ -16,6 +16,8 @@ struct http_server;
 struct tenant_set;
 struct member_cache;
 struct fetch_client;
+struct events;
+struct notify_msg;
 
 struct app {
     struct config cfg;
@@ -24,6 +26,9 @@ struct app {
     struct db_pool *db;
     struct http_server *http;
     struct fetch_client *fetch;  /* outbound HTTP */
+    struct events *events;       /* Redis pub/sub */
+    /* Called for each valid message on <prefix>notify (set before app_init). */
+    void (*on_notify)(const struct notify_msg *m, void *app);
     struct tenant_set *tenants;
     struct member_cache *members; /* public.users lookups, AUTH_CACHE_MS */
     bool schema_ready;           /* public objects created */

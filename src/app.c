@@ -23,6 +23,7 @@
 #include "integrations/github.h"
 #include "integrations/llm_keys.h"
 #include "net/fetch.h"
+#include "events/events.h"
 #include "log.h"
 #include "ops/health.h"
 #include "util/json.h"
@@ -307,8 +308,8 @@ void app_fetch(struct http_req *r, const struct fetch_request *req, app_fetch_do
 void app_event(struct app *a, const char *type, long long organization_id, const char *tenant,
                long long actor_user_id, json_t *data)
 {
-    (void)a, (void)type, (void)organization_id, (void)tenant, (void)actor_user_id;
-    json_decref(data); /* wired to Redis by the events module */
+    events_publish(a->events, type, organization_id, tenant, actor_user_id, data);
+    json_decref(data);
 }
 
 /* ---- database settings and schema ------------------------------------------- */
@@ -504,6 +505,15 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     snprintf(ua, sizeof ua, "integrationsd/%s", PACKAGE_VERSION);
     if (!(a->fetch = fetch_client_new(base, a->cfg.outbound_deny_cidrs, ua, err, errlen)))
         return -1;
+    struct events_opts eo = {
+        .redis_url = a->cfg.redis_url,
+        .prefix = a->cfg.redis_channel_prefix,
+        .max_queue = 10000,
+        .on_notify = a->on_notify,
+        .arg = a,
+    };
+    if (!(a->events = events_new(base, &eo, err, errlen)))
+        return -1;
     if (!(a->http = http_server_new(base, a, &ho, app_dispatch, err, errlen)))
         return -1;
     return 0;
@@ -515,6 +525,8 @@ void app_free(struct app *a)
     a->http = NULL;
     fetch_client_free(a->fetch);
     a->fetch = NULL;
+    events_free(a->events);
+    a->events = NULL;
     db_pool_free(a->db);
     a->db = NULL;
     member_cache_free(a->members);

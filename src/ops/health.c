@@ -4,6 +4,7 @@
 
 #include "app.h"
 #include "db/pool.h"
+#include "events/events.h"
 #include "http/reply.h"
 
 void health_live(struct http_req *r)
@@ -16,10 +17,14 @@ void health_ready(struct http_req *r)
     struct app *a = r->app;
     int live = db_pool_live(a->db);
     bool ready = live > 0 && a->schema_ready;
-    /* Redis carries events only; this version publishes none yet. */
-    const char *redis = a->cfg.redis_url && *a->cfg.redis_url ? "configured" : "disabled";
+    /* Redis carries events only: its state is reported, never a reason to be unready. */
+    struct events_stats es;
+    events_get_stats(a->events, &es);
     reply_json(r, ready ? 200 : 503,
-               json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:s}", "status", ready ? "ready" : "unavailable",
-                         "database", live > 0 ? "up" : "down", "pool", "live", live, "size",
-                         db_pool_size(a->db), "queued", db_pool_queued(a->db), "redis", redis));
+               json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:s,s:{s:b,s:I,s:I}}", "status",
+                         ready ? "ready" : "unavailable", "database", live > 0 ? "up" : "down", "pool",
+                         "live", live, "size", db_pool_size(a->db), "queued", db_pool_queued(a->db),
+                         "redis", events_state(a->events), "events", "subscribed",
+                         events_subscribed(a->events), "queued", (json_int_t)es.queued, "dropped",
+                         (json_int_t)es.dropped));
 }
