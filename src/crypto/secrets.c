@@ -75,6 +75,16 @@ void secrets_clear(struct secrets *s)
         OPENSSL_cleanse(s, sizeof *s);
 }
 
+/* The cipher, fetched from the provider once for the process: EVP_aes_256_cbc()
+ * would make every init do a locked provider lookup. Never freed (process lifetime). */
+static const EVP_CIPHER *aes_256_cbc(void)
+{
+    static EVP_CIPHER *fetched;
+    if (!fetched)
+        fetched = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    return fetched;
+}
+
 /* AES-256-CBC with PKCS#7 over pt into a fresh buffer of the ciphertext.
  * Returns the buffer (length in *ct_len) or NULL. */
 static unsigned char *secrets_cbc_encrypt(const unsigned char key[SECRETS_KEY_LEN],
@@ -91,7 +101,7 @@ static unsigned char *secrets_cbc_encrypt(const unsigned char key[SECRETS_KEY_LE
     ctx = EVP_CIPHER_CTX_new();
     if (ct == NULL || ctx == NULL)
         goto fail;
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, iv) != 1)
+    if (!aes_256_cbc() || EVP_EncryptInit_ex2(ctx, aes_256_cbc(), key, iv, NULL) != 1)
         goto fail;
     if (len > 0) {
         if (EVP_EncryptUpdate(ctx, ct, &n, (const unsigned char *)pt, (int)len) != 1)
@@ -129,7 +139,7 @@ static int secrets_cbc_decrypt(const unsigned char key[SECRETS_KEY_LEN],
     ctx = EVP_CIPHER_CTX_new();
     if (pt == NULL || ctx == NULL)
         goto fail;
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, iv) != 1)
+    if (!aes_256_cbc() || EVP_DecryptInit_ex2(ctx, aes_256_cbc(), key, iv, NULL) != 1)
         goto fail;
     if (EVP_DecryptUpdate(ctx, pt, &n, ct, (int)ct_len) != 1)
         goto fail;
