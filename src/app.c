@@ -22,10 +22,12 @@
 #include "http/server.h"
 #include "integrations/github.h"
 #include "integrations/llm_keys.h"
+#include "integrations/mlflow.h"
 #include "net/fetch.h"
 #include "events/events.h"
 #include "log.h"
 #include "ops/health.h"
+#include "ops/metrics.h"
 #include "util/json.h"
 
 #define AUTH ROUTE_AUTH
@@ -35,6 +37,7 @@
 static const struct route routes[] = {
     {HTTP_GET, "/healthz", health_live, ROUTE_PUBLIC, "healthz"},
     {HTTP_GET, "/readyz", health_ready, ROUTE_PUBLIC, "readyz"},
+    {HTTP_GET, "/metrics", metrics_handler, ROUTE_PUBLIC, "metrics"},
     {HTTP_GET, "/api/llm-keys", llm_keys_list, AUTH, "llm_keys_list"},
     {HTTP_POST, "/api/llm-keys", llm_keys_create, AUTH | BODY, "llm_keys_create"},
     {HTTP_GET, "/api/llm-keys/status", llm_keys_status, AUTH, "llm_keys_status"},
@@ -46,6 +49,14 @@ static const struct route routes[] = {
     {HTTP_POST, "/api/integrations/github/token", github_token_save, AUTH | ADMIN | BODY, "github_token_save"},
     {HTTP_DELETE, "/api/integrations/github/token", github_token_delete, AUTH | ADMIN, "github_token_delete"},
     {HTTP_POST, "/api/integrations/github/token/test", github_token_test, AUTH | ADMIN | BODY, "github_token_test"},
+    {HTTP_POST, "/api/integrations/mlflow/test", mlflow_test, AUTH | BODY, "mlflow_test"},
+    {HTTP_GET, "/api/integrations/mlflow/config", mlflow_config_get, AUTH, "mlflow_config"},
+    {HTTP_POST, "/api/integrations/mlflow/configure", mlflow_configure, AUTH | BODY, "mlflow_configure"},
+    {HTTP_GET, "/api/integrations/mlflow/models", mlflow_models, AUTH, "mlflow_models"},
+    {HTTP_GET, "/api/integrations/mlflow/sync-status", mlflow_sync_status, AUTH, "mlflow_sync_status"},
+    {HTTP_GET, "/api/integrations/mlflow/health", mlflow_health, AUTH, "mlflow_health"},
+    {HTTP_POST, "/api/integrations/mlflow/sync", mlflow_sync_now, AUTH, "mlflow_sync"},
+    {HTTP_GET, "/api/integrations/mlflow/sync-history", mlflow_sync_history, AUTH, "mlflow_sync_history"},
 };
 
 /* ---- CORS ------------------------------------------------------------------ */
@@ -516,11 +527,14 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         return -1;
     if (!(a->http = http_server_new(base, a, &ho, app_dispatch, err, errlen)))
         return -1;
+    if (mlflow_start(a, err, errlen) < 0) /* validates MLFLOW_SYNC_SCHEDULE */
+        return -1;
     return 0;
 }
 
 void app_free(struct app *a)
 {
+    mlflow_stop(a); /* first: its jobs hold requests, calls and queries */
     http_server_free(a->http);
     a->http = NULL;
     fetch_client_free(a->fetch);

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http/server.h"
 #include "log.h"
+#include "ops/metrics.h"
 #include "ops/sdnotify.h"
 
 #include "autoconfig.h"
@@ -137,6 +138,7 @@ out:
     app_free(&app);
     if (app.base)
         event_base_free(app.base);
+    metrics_free();
     libevent_global_shutdown();
     secrets_clear(&app.secrets);
     config_free(&app.cfg);

@@ -73,6 +73,10 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
  * work. Replaces an earlier hook; fn NULL removes it. Not called after a reply. */
 void http_req_on_abandon(struct http_req *r, void (*fn)(struct http_req *r, void *arg), void *arg);
 
+/* Send a non-JSON body (e.g. /metrics) with the standard headers. */
+void http_req_send_text(struct http_req *r, int status, const char *content_type, const char *body,
+                        size_t len);
+
 /* Keep the request open after the handler returns; the server arms the request
  * deadline. Called by the dispatcher before going asynchronous. */
 void http_req_hold(struct http_req *r);

@@ -23,6 +23,7 @@
 #include "app.h"
 #include "http/reply.h"
 #include "log.h"
+#include "ops/metrics.h"
 
 #define URI_MAX 2048
 
@@ -83,15 +84,20 @@ static void add_header(evhtp_request_t *req, const char *k, const char *v, int c
     evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, copy_value));
 }
 
-static void add_standard_headers(evhtp_request_t *req)
+static void add_standard_headers_ct(evhtp_request_t *req, const char *content_type)
 {
-    add_header(req, "Content-Type", "application/json; charset=utf-8", 0);
+    add_header(req, "Content-Type", content_type, 0);
     add_header(req, "Cache-Control", "no-store", 0);
     add_header(req, "X-Content-Type-Options", "nosniff", 0);
     add_header(req, "Referrer-Policy", "no-referrer", 0);
     add_header(req, "X-Frame-Options", "SAMEORIGIN", 0);
     add_header(req, "Cross-Origin-Resource-Policy", "same-origin", 0);
     add_header(req, "Date", http_date(), 1);
+}
+
+static void add_standard_headers(evhtp_request_t *req)
+{
+    add_standard_headers_ct(req, "application/json; charset=utf-8");
 }
 
 /* Answer from a hook before the body is read: close afterwards, swallow the body. */
@@ -117,6 +123,7 @@ static void early_reply(evhtp_request_t *req, int status, const char *body, size
                           "path", "(rejected)", "status", status);
     (void)s;
     log_fields(LOG_INFO, "request rejected", f);
+    metrics_observe_request("rejected", status, 0);
 }
 
 struct header_scan {
@@ -304,20 +311,18 @@ static void log_request(struct http_req *r, int status)
     log_fields(lvl, "request", f);
 }
 
-void http_req_send(struct http_req *r, int status, json_t *body, const char *const *extra)
+/* Queue the reply: standard headers (with content_type), CORS, extra headers, body. */
+static void send_reply(struct http_req *r, int status, const char *content_type, const char *body,
+                       size_t len, const char *const *extra)
 {
     evhtp_request_t *req = r->ev;
-    if (!req || r->status) {
-        json_decref(body);
-        return;
-    }
     struct http_server *s = server_of(r);
     http_req_ref(r); /* evhtp_send_reply may free the request (and drop its ref) */
     r->status = status;
     r->on_abandon = NULL;
     if (r->deadline)
         evtimer_del(r->deadline);
-    add_standard_headers(req);
+    add_standard_headers_ct(req, content_type);
     if (r->cors_origin) {
         add_header(req, "Access-Control-Allow-Origin", r->cors_origin, 1);
         add_header(req, "Access-Control-Allow-Credentials", "true", 0);
@@ -325,24 +330,39 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
     }
     for (size_t i = 0; extra && extra[i]; i += 2)
         add_header(req, extra[i], extra[i + 1], 1);
-    if (body) {
-        char *text = json_dumps(body, JSON_COMPACT);
-        if (text) {
-            evbuffer_add(req->buffer_out, text, strlen(text));
-            free(text);
-        }
-        json_decref(body);
-    }
+    if (len)
+        evbuffer_add(req->buffer_out, body, len);
     if (s->draining)
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     s->pending--;
     log_request(r, status);
+    metrics_observe_request(r->route ? r->route->name : NULL, status, now_us() - r->start_us);
     if (r->paused) {
         r->paused = false;
         evhtp_request_resume(req);
     }
     evhtp_send_reply(req, (evhtp_res)status);
     http_req_unref(r);
+}
+
+void http_req_send(struct http_req *r, int status, json_t *body, const char *const *extra)
+{
+    if (!r->ev || r->status) {
+        json_decref(body);
+        return;
+    }
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    send_reply(r, status, "application/json; charset=utf-8", text, text ? strlen(text) : 0, extra);
+    free(text);
+}
+
+void http_req_send_text(struct http_req *r, int status, const char *content_type, const char *body,
+                        size_t len)
+{
+    if (!r->ev || r->status)
+        return;
+    send_reply(r, status, content_type, body, len, NULL);
 }
 
 void http_req_on_abandon(struct http_req *r, void (*fn)(struct http_req *r, void *arg), void *arg)

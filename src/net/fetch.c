@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "ops/metrics.h"
 #include "net/cidr.h"
 
 #define FETCH_DEFAULT_TIMEOUT_MS 30000L
@@ -497,6 +498,10 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
 
 static void log_done(const struct fetch *f)
 {
+    char labels[128];
+    snprintf(labels, sizeof labels, "target=\"%s\",result=\"%s\"", f->target ? f->target : "other",
+             fetch_outcome_name(f->res.outcome));
+    metrics_inc("integrationsd_outbound_requests_total", labels, 1);
     enum log_level lvl = f->res.outcome == FETCH_DENIED ? LOG_WARN : LOG_DEBUG;
     if (!log_enabled(lvl))
         return;
