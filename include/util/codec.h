@@ -24,4 +24,12 @@ void hex_encode(const unsigned char *in, size_t n, char *out);
  * Returns 0 and sets *outlen, or -1 on an odd length or a non-hex character. */
 int hex_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
 
+/* Value of one hex digit (either case), or -1. */
+int hex_digit(int c);
+
+/* Percent-decode [s, s+n) into out (outlen bytes, NUL-terminated); '+' becomes a
+ * space when plus_is_space. Returns the decoded length, or -1 on a bad escape, a
+ * decoded NUL, or when out is too small. */
+int percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_is_space);
+
 #endif

@@ -46,6 +46,7 @@
 
 #include "events/codec.h"
 #include "log.h"
+#include "util/codec.h"
 
 #define DEFAULT_PREFIX "verifywise:integrations:"
 #define DEFAULT_MAX_QUEUE 10000
@@ -78,6 +79,14 @@ struct link {
     unsigned failures;            /* consecutive, reset when UP */
     int addr_idx;                 /* which resolved address to try */
     const char *fail_why;         /* static reason for a failure deferred to the timer */
+};
+
+/* One events_incr command: owned by hiredis while sent, by the deferred list otherwise. */
+struct incr_op {
+    struct incr_op *next;
+    struct events *e;
+    events_incr_cb cb;
+    void *arg;
 };
 
 /* One encoded event: channel and payload in a single allocation, owned by the queue. */
@@ -120,6 +129,9 @@ struct events {
     uint64_t rng;                 /* xorshift64* state for jitter */
     uint64_t id_counter;
     struct ratelog log_malformed, log_dropped, log_publish_err;
+    struct incr_op *deferred;     /* events_incr callbacks due with ok=false, FIFO */
+    struct incr_op *deferred_tail;
+    struct event *defer_timer;    /* fires them from the loop */
 };
 
 static void link_connect(struct link *l);
@@ -556,6 +568,90 @@ void events_publish(struct events *e, const char *type, long long organization_i
     pump(e);
 }
 
+/* ---- shared counters (events_incr) ------------------------------------------------ */
+
+/* INCR, and an expiry when the key has none (also repairs a key left without one). */
+static const char INCR_SCRIPT[] =
+    "local n = redis.call('INCR', KEYS[1]) "
+    "local t = redis.call('PTTL', KEYS[1]) "
+    "if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) t = tonumber(ARGV[1]) end "
+    "return {n, t}";
+
+static void defer_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct events *e = arg;
+    struct incr_op *op = e->deferred;
+    e->deferred = e->deferred_tail = NULL;
+    while (op) {   /* callbacks may add new ones: those wait for the next turn */
+        struct incr_op *next = op->next;
+        op->cb(0, 0, false, op->arg);
+        free(op);
+        op = next;
+    }
+}
+
+static void incr_defer(struct events *e, struct incr_op *op)
+{
+    op->next = NULL;
+    if (e->deferred_tail)
+        e->deferred_tail->next = op;
+    else
+        e->deferred = op;
+    e->deferred_tail = op;
+    timer_arm(e->defer_timer, 0);
+}
+
+static void on_incr_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct incr_op *op = privdata;
+    struct events *e = op->e;
+    redisReply *reply = r;
+    e->inflight--;
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+              reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[1]->type == REDIS_REPLY_INTEGER;
+    op->cb(ok ? reply->element[0]->integer : 0, ok ? reply->element[1]->integer : 0, ok, op->arg);
+    free(op);
+    if (!reply || e->pub.ac != ac || e->pub.state != LINK_UP)
+        return;
+    if (e->inflight == 0)
+        evtimer_del(e->pub.timer);
+    else
+        timer_arm(e->pub.timer, REPLY_TIMEOUT_MS);
+    pump(e);
+}
+
+int events_incr(struct events *e, const char *key, long long ttl_ms, events_incr_cb cb, void *arg)
+{
+    if (!e || !key || !cb)
+        return -1;
+    if (!e->defer_timer && !(e->defer_timer = evtimer_new(e->base, defer_fire, e)))
+        return -1;
+    struct incr_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return -1;
+    op->e = e;
+    op->cb = cb;
+    op->arg = arg;
+    struct link *l = &e->pub;
+    if (e->disabled || l->state != LINK_UP || !l->ac || e->inflight >= MAX_INFLIGHT) {
+        incr_defer(e, op);
+        return 0;
+    }
+    char ttl[24];
+    int n = snprintf(ttl, sizeof ttl, "%lld", ttl_ms > 0 ? ttl_ms : 1);
+    const char *argv[5] = {"EVAL", INCR_SCRIPT, "1", key, ttl};
+    size_t lens[5] = {4, sizeof INCR_SCRIPT - 1, 1, strlen(key), (size_t)n};
+    if (redisAsyncCommandArgv(l->ac, on_incr_reply, op, 5, argv, lens) != REDIS_OK) {
+        incr_defer(e, op);
+        return 0;
+    }
+    if (e->inflight++ == 0)
+        timer_arm(l->timer, REPLY_TIMEOUT_MS);
+    return 0;
+}
+
 /* ---- subscriber ----------------------------------------------------------------- */
 
 static void notify_malformed(struct events *e, const char *why, size_t len)
@@ -610,40 +706,15 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 /* ---- REDIS_URL ---------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode [s, s+n) into a new string; NULL on a bad escape, NUL or no memory. */
 static char *pct_decode(const char *s, size_t n)
 {
     char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                OPENSSL_cleanse(out, n + 1);
-                free(out);
-                return NULL;
-            }
-            c = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        out[j++] = c;
+    if (out && percent_decode(s, n, out, n + 1, 0) < 0) {
+        OPENSSL_cleanse(out, n + 1);
+        free(out);
+        out = NULL;
     }
-    out[j] = '\0';
     return out;
 }
 
@@ -928,8 +999,13 @@ void events_free(struct events *e)
 {
     if (!e)
         return;
-    link_close(&e->pub);
+    link_close(&e->pub);   /* commands in flight: their callbacks run now, ok false */
     link_close(&e->sub);
+    if (e->defer_timer) {
+        event_free(e->defer_timer);
+        e->defer_timer = NULL;
+        defer_fire(-1, 0, e);
+    }
     struct qitem *it;
     while ((it = queue_pop(e)))
         free(it);

@@ -1,6 +1,8 @@
 /* http/router: owns path pattern matching and the Allow header text. Pure. */
 #include "http/router.h"
 
+#include "util/codec.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -105,40 +107,6 @@ size_t router_allow_header(unsigned methods, char *buf, size_t len)
     return used;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode [s, s+n) into buf; -1 on a bad escape, a NUL or overflow. */
-static int url_decode(const char *s, size_t n, char *buf, size_t buflen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
-                return -1;
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= buflen)
-            return -1;
-        buf[o++] = (char)c;
-    }
-    buf[o] = '\0';
-    return (int)o;
-}
-
 int url_query_get(const char *query, const char *key, char *buf, size_t buflen)
 {
     size_t kl = strlen(key);
@@ -150,7 +118,7 @@ int url_query_get(const char *query, const char *key, char *buf, size_t buflen)
         if (namelen == kl && memcmp(p, key, kl) == 0) {
             if (!eq)
                 return buflen ? (buf[0] = '\0', 0) : -1;
-            return url_decode(eq + 1, seg - namelen - 1, buf, buflen);
+            return percent_decode(eq + 1, seg - namelen - 1, buf, buflen, 1);
         }
         p += seg;
         if (*p == '&')

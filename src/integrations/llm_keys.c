@@ -396,19 +396,25 @@ static void on_deleted(struct http_req *r, const struct db_result *res)
     reply_data_message(r, 200, "LLM Key deleted successfully");
 }
 
-void llm_keys_delete(struct http_req *r)
+/* Run "<head><table><tail>" with $1 = the id from the path, for the :id routes. */
+static void query_by_id(struct http_req *r, const char *head, const char *tail, app_query_done done)
 {
     char idbuf[24];
     if (parse_id(r, idbuf) < 0) {
         reply_text(r, 400, "Invalid id");
         return;
     }
-    char t[64], sql[160];
+    char t[64], sql[256];
     if (table(r, t, sizeof t) < 0)
         return;
-    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id = $1::int RETURNING id", t);
+    snprintf(sql, sizeof sql, "%s%s%s", head, t, tail);
     const char *params[] = {idbuf};
-    app_query(r, sql, 1, params, on_deleted);
+    app_query(r, sql, 1, params, done);
+}
+
+void llm_keys_delete(struct http_req *r)
+{
+    query_by_id(r, "DELETE FROM ", " WHERE id = $1::int RETURNING id", on_deleted);
 }
 
 /* ---- POST /api/llm-keys/:id/verify ----------------------------------------- */
@@ -522,15 +528,5 @@ static void on_key_for_verify(struct http_req *r, const struct db_result *res)
 
 void llm_keys_verify(struct http_req *r)
 {
-    char idbuf[24];
-    if (parse_id(r, idbuf) < 0) {
-        reply_text(r, 400, "Invalid id");
-        return;
-    }
-    char t[64], sql[160];
-    if (table(r, t, sizeof t) < 0)
-        return;
-    snprintf(sql, sizeof sql, "SELECT name::text, key FROM %s WHERE id = $1::int", t);
-    const char *params[] = {idbuf};
-    app_query(r, sql, 1, params, on_key_for_verify);
+    query_by_id(r, "SELECT name::text, key FROM ", " WHERE id = $1::int", on_key_for_verify);
 }

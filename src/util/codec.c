@@ -26,7 +26,7 @@ static int b64url_value(unsigned char c)
     return -1;
 }
 
-static int hex_value(unsigned char c)
+int hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -136,12 +136,36 @@ int hex_decode(const char *in, size_t len, unsigned char *out, size_t *outlen)
     if (len % 2 != 0 || (len > 0 && in == NULL))
         return -1;
     for (size_t i = 0; i < len; i += 2) {
-        int hi = hex_value((unsigned char)in[i]);
-        int lo = hex_value((unsigned char)in[i + 1]);
+        int hi = hex_digit((unsigned char)in[i]);
+        int lo = hex_digit((unsigned char)in[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i / 2] = (unsigned char)(hi << 4 | lo);
     }
     *outlen = len / 2;
     return 0;
+}
+
+int percent_decode(const char *s, size_t n, char *out, size_t outlen, int plus_is_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '+' && plus_is_space) {
+            c = ' ';
+        } else if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= n || (hi = hex_digit(s[i + 1])) < 0 || (lo = hex_digit(s[i + 2])) < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)c;
+    }
+    if (outlen == 0)
+        return -1;
+    out[o] = '\0';
+    return (int)o;
 }
