@@ -1,0 +1,96 @@
+/* integrations/mlflow_client: how integrationsd talks to an MLflow tracking server:
+ * the connection settings (from a stored row, decrypted, or from a request body),
+ * URL validation, building REST calls (auth headers, timeouts, TLS), turning a
+ * failed call into VerifyWise's messages (reference 5.3), and parsing bodies.
+ * Also the stored configuration row's column list and its JSON summary
+ * (reference 1.1 GET /config), shared by the routes and the sync job. */
+#ifndef IDX_INTEGRATIONS_MLFLOW_CLIENT_H
+#define IDX_INTEGRATIONS_MLFLOW_CLIENT_H
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "net/fetch.h"
+
+struct secrets;
+
+#define MLFLOW_URL_MAX 255        /* tracking_server_url VARCHAR(255) */
+#define MLFLOW_CRED_MAX 111       /* plaintext bytes whose scheme A hex fits VARCHAR(255) */
+#define MLFLOW_TIMEOUT_MIN 1
+#define MLFLOW_TIMEOUT_MAX 300
+#define MLFLOW_TIMEOUT_DEFAULT 30
+
+enum mlflow_auth { MLFLOW_AUTH_NONE = 0, MLFLOW_AUTH_BASIC, MLFLOW_AUTH_TOKEN };
+
+/* Resolved settings. Credentials are malloc'd plaintext owned here, wiped by
+ * mlflow_conn_clear; never logged. */
+struct mlflow_conn {
+    char url[MLFLOW_URL_MAX + 1];   /* normalized: no trailing '/' */
+    enum mlflow_auth auth;
+    char *username, *password, *api_token;
+    int timeout_s;
+    bool verify_ssl;
+};
+
+void mlflow_conn_clear(struct mlflow_conn *c);
+const char *mlflow_auth_name(enum mlflow_auth a);
+/* "none"/"basic"/"token" -> 0 and *out; -1 otherwise. */
+int mlflow_auth_parse(const char *s, enum mlflow_auth *out);
+
+/* Trim, strip one trailing '/', and check: http(s), a host, no user info, no query
+ * or fragment, no spaces or control characters, at most MLFLOW_URL_MAX characters.
+ * Returns NULL (ok, out filled) or the 400 message. */
+const char *mlflow_url_normalize(const char *in, size_t len, char out[MLFLOW_URL_MAX + 1]);
+
+/* HMAC fingerprint of what a connection test proves: URL, method and credentials. */
+int mlflow_conn_fingerprint(const struct secrets *s, const struct mlflow_conn *c, char out[65]);
+
+/* ---- the stored row ---------------------------------------------------------- */
+#define MLFLOW_ISO(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define MLFLOW_CONFIG_COLS                                                                          \
+    "id, tracking_server_url, auth_method, username, username_iv, password, password_iv, "          \
+    "api_token, api_token_iv, verify_ssl, timeout, " MLFLOW_ISO("last_tested_at") ", "               \
+    "last_test_status, last_test_message, " MLFLOW_ISO("last_successful_test_at") ", "               \
+    MLFLOW_ISO("last_failed_test_at") ", last_failed_test_message, " MLFLOW_ISO("last_synced_at") ", " \
+    "last_sync_status, last_sync_message, " MLFLOW_ISO("updated_at") ", updated_by, "               \
+    "last_tested_fingerprint"
+enum mlflow_config_col {
+    MC_ID, MC_URL, MC_AUTH, MC_USER, MC_USER_IV, MC_PASS, MC_PASS_IV, MC_TOKEN, MC_TOKEN_IV,
+    MC_VERIFY, MC_TIMEOUT, MC_TESTED_AT, MC_TEST_STATUS, MC_TEST_MSG, MC_OK_AT, MC_FAIL_AT,
+    MC_FAIL_MSG, MC_SYNCED_AT, MC_SYNC_STATUS, MC_SYNC_MSG, MC_UPDATED_AT, MC_UPDATED_BY, MC_FPR,
+};
+
+/* {"configured":false} or {"configured":true,"config":{...}} for row 0 of res. */
+json_t *mlflow_config_summary(const PGresult *res);
+/* Connection settings of row 0 with decrypted credentials. Returns 0, or -1 when a
+ * stored credential cannot be decrypted (c is then cleared). */
+int mlflow_conn_from_row(const struct secrets *s, const PGresult *res, struct mlflow_conn *c);
+
+/* ---- calls --------------------------------------------------------------------- */
+struct mlflow_call {
+    char *url;
+    char *auth_header;   /* wiped on clear */
+    char *body;
+    const char *headers[4];
+    struct fetch_request req;
+};
+
+/* Build a call of `method` to <url><path>[?query] with an optional JSON body
+ * (borrowed). query must already be encoded (see mlflow_query_add). */
+int mlflow_call_build(struct mlflow_call *call, const struct mlflow_conn *c, const char *method,
+                      const char *path, const char *query, const json_t *body, size_t max_response);
+void mlflow_call_clear(struct mlflow_call *call);
+
+/* Append "&key=value" (percent-encoded) to a query buffer. Returns 0 or -1 (too long). */
+int mlflow_query_add(char *buf, size_t len, const char *key, const char *value);
+
+/* The message of reference 5.3 for a call that did not answer 2xx. */
+void mlflow_failure_message(const struct fetch_response *res, char *buf, size_t len);
+/* Network-type failure (the /models "not reachable" case). */
+bool mlflow_failure_is_network(const struct fetch_response *res);
+
+/* Parse a 2xx body as a JSON object (bounded depth). NULL with a message when not. */
+json_t *mlflow_parse_object(const struct fetch_response *res, char *err, size_t errlen);
+
+#endif

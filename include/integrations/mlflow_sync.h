@@ -1,0 +1,66 @@
+/* integrations/mlflow_sync: one MLflow sync of one tenant as an explicit state
+ * machine (enum mlflow_sync_state, one step function). It reads the configuration,
+ * takes the tenant's lease (public.integration_locks, so one sync per tenant across
+ * instances), pages through experiments -> runs (chunks of experiment ids) and
+ * registered models -> model versions, upserts each page as it arrives (bounded
+ * memory), marks records that disappeared upstream as stale, counts new / updated /
+ * unchanged / stale, and records the outcome (success / partial / error) in the
+ * configuration row and in mlflow_sync_history, with events.
+ * Jobs live in a process-wide list; mlflow_sync_stop_all frees them at shutdown. */
+#ifndef IDX_INTEGRATIONS_MLFLOW_SYNC_H
+#define IDX_INTEGRATIONS_MLFLOW_SYNC_H
+#include <stdbool.h>
+
+#include "auth/tenant.h"
+
+struct app;
+struct http_req;
+
+enum mlflow_trigger { MLFLOW_TRIGGER_MANUAL, MLFLOW_TRIGGER_SCHEDULED };
+
+/* How a job's start went, reported once to the request that asked for it. */
+enum mlflow_sync_gate {
+    MLFLOW_GATE_STARTED,          /* lease taken, sync running: sync_id set */
+    MLFLOW_GATE_NOT_CONFIGURED,   /* no configuration row */
+    MLFLOW_GATE_BUSY,             /* a sync of this tenant runs here or on another instance */
+    MLFLOW_GATE_SKIPPED,          /* scheduled pre-check failed (recorded) */
+    MLFLOW_GATE_DB_UNAVAILABLE,
+    MLFLOW_GATE_FAILED,           /* database error or out of memory */
+};
+
+struct mlflow_sync_result {
+    const char *status;           /* "success", "partial", "error" */
+    const char *message;
+    bool network_error;           /* the failure was the server being unreachable */
+    long long sync_id;
+    int fetched, created, updated, unchanged, stale, skipped, failures;
+};
+
+struct mlflow_sync_opts {
+    struct app *app;
+    char tenant[TENANT_HASH_LEN + 1];
+    long long org_id;
+    long long user_id;            /* 0 = none (scheduled) */
+    enum mlflow_trigger trigger;
+    /* Optional request: held (ref) by the job; gate() once the start is decided,
+     * finished() at the end when set; both only while the request is alive. */
+    struct http_req *req;
+    void (*gate)(struct http_req *r, enum mlflow_sync_gate g, long long sync_id);
+    void (*finished)(struct http_req *r, const struct mlflow_sync_result *res);
+    /* Optional: called once when the job ends, whatever happened (scheduler). */
+    void (*ended)(void *arg);
+    void *arg;
+};
+
+/* Start a job. Returns 0, or -1 (out of memory; nothing was called). */
+int mlflow_sync_start(const struct mlflow_sync_opts *o);
+/* Is a job of this tenant running in this process? */
+bool mlflow_sync_running(const char *tenant);
+int mlflow_sync_count(void);
+/* This process's lease holder id (random, set by mlflow_sync_init). */
+const char *mlflow_instance_id(void);
+int mlflow_sync_init(void);
+/* Free every job: cancels outbound calls and timers, drops requests. No callbacks. */
+void mlflow_sync_stop_all(void);
+
+#endif

@@ -1,0 +1,289 @@
+/* integrations/mlflow_models: owns the MLflow routes that read or start syncs:
+ *   models:       from mlflow_model_records (live, not stale) in VerifyWise's element
+ *                 shape (reference 5.5); ?refresh=true runs a sync first and maps its
+ *                 failure to the reference 1.1 shapes
+ *   sync:         start a manual sync (202 with its id; 400 without configuration;
+ *                 409 while one runs for the tenant here or on another instance)
+ *   sync-history: the last 50 runs with their counts. */
+#include "integrations/mlflow.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "db/pool.h"
+#include "db/schema.h"
+#include "http/reply.h"
+#include "integrations/mlflow_sync.h"
+#include "log.h"
+
+#define MODELS_MAX 10000   /* bound of one answer */
+#define HISTORY_MAX 50
+
+static const char MSG_NOT_CONFIGURED[] = "MLFlow integration is not configured";
+static const char MSG_BUSY[] = "A sync is already running for this organization";
+
+static void fail(struct http_req *r, int status, const char *error)
+{
+    reply_json(r, status, json_pack("{s:b,s:s}", "success", 0, "error", error));
+}
+
+static void fetch_failed(struct http_req *r)
+{
+    reply_json(r, 200, json_pack("{s:b,s:b,s:[],s:s}", "configured", 1, "connected", 0, "models", "error",
+                                 "Failed to fetch MLFlow models"));
+}
+
+/* ---- GET /models -------------------------------------------------------------------- */
+
+#define EPOCH_MS(c) "(extract(epoch FROM " c ") * 1000)::bigint"
+enum {
+    R_NAME, R_VERSION, R_STAGE, R_DESC, R_RUN, R_SOURCE, R_STATUS, R_TAGS, R_METRICS, R_PARAMS, R_EXP_ID,
+    R_EXP_NAME, R_ARTIFACT, R_TRAINING, R_STARTED, R_ENDED, R_SRCVER, R_CREATED, R_UPDATED, R_KIND,
+};
+
+static json_t *text(const PGresult *res, int i, int col, bool empty_default)
+{
+    if (PQgetisnull(res, i, col))
+        return empty_default ? json_string("") : json_null();
+    return json_string(PQgetvalue(res, i, col));
+}
+
+static json_t *obj(const PGresult *res, int i, int col)
+{
+    json_t *o = PQgetisnull(res, i, col) ? NULL : json_loads(PQgetvalue(res, i, col), 0, NULL);
+    return o ? o : json_object();
+}
+
+static json_t *ms(const PGresult *res, int i, int col)
+{
+    return PQgetisnull(res, i, col) ? json_null() : json_integer(strtoll(PQgetvalue(res, i, col), NULL, 10));
+}
+
+static json_t *model_json(const PGresult *res, int i)
+{
+    json_t *o = json_object();
+    bool version_row = !PQgetisnull(res, i, R_KIND) && strcmp(PQgetvalue(res, i, R_KIND), "model_version") == 0;
+    if (version_row) {
+        char *id = NULL;
+        if (asprintf(&id, "%s/%s", PQgetvalue(res, i, R_NAME), PQgetvalue(res, i, R_VERSION)) >= 0) {
+            json_object_set_new(o, "id", json_string(id));
+            free(id);
+        }
+    } else {
+        json_object_set_new(o, "id", json_string(PQgetvalue(res, i, R_VERSION)));
+    }
+    json_object_set_new(o, "name", json_string(PQgetvalue(res, i, R_NAME)));
+    json_object_set_new(o, "version", json_string(PQgetvalue(res, i, R_VERSION)));
+    json_object_set_new(o, "lifecycle_stage", text(res, i, R_STAGE, false));
+    json_object_set_new(o, "creation_timestamp", ms(res, i, R_CREATED));
+    json_object_set_new(o, "last_updated_timestamp", ms(res, i, R_UPDATED));
+    json_object_set_new(o, "description", text(res, i, R_DESC, true));
+    json_object_set_new(o, "run_id", text(res, i, R_RUN, false));
+    json_object_set_new(o, "source", text(res, i, R_SOURCE, false));
+    json_object_set_new(o, "status", text(res, i, R_STATUS, false));
+    json_object_set_new(o, "tags", obj(res, i, R_TAGS));
+    json_object_set_new(o, "metrics", obj(res, i, R_METRICS));
+    json_object_set_new(o, "parameters", obj(res, i, R_PARAMS));
+    json_object_set_new(o, "experiment_info",
+                        json_pack("{s:o,s:o,s:o}", "experiment_id", text(res, i, R_EXP_ID, false), "experiment_name",
+                                  text(res, i, R_EXP_NAME, false), "artifact_location",
+                                  text(res, i, R_ARTIFACT, false)));
+    json_object_set_new(o, "training_status", text(res, i, R_TRAINING, false));
+    json_object_set_new(o, "training_started_at", ms(res, i, R_STARTED));
+    if (!PQgetisnull(res, i, R_ENDED))
+        json_object_set_new(o, "training_ended_at", ms(res, i, R_ENDED));
+    json_object_set_new(o, "source_version", text(res, i, R_SRCVER, true));
+    return o;
+}
+
+static void on_models(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        log_error("mlflow: reading model records failed: %s (%s)", res->message, res->sqlstate);
+        fetch_failed(r);
+        return;
+    }
+    if (PQntuples(res->res[0]) == 0) {
+        reply_json(r, 200, json_pack("{s:b,s:[]}", "configured", 0, "models"));
+        return;
+    }
+    const PGresult *pr = res->res[1];
+    json_t *arr = json_array();
+    for (int i = 0; i < PQntuples(pr); i++)
+        json_array_append_new(arr, model_json(pr, i));
+    reply_json(r, 200, json_pack("{s:b,s:o}", "configured", 1, "models", arr));
+}
+
+static void read_models(struct http_req *r)
+{
+    char c[64], t[64], sql1[128], sql2[1024];
+    if (db_table(c, sizeof c, r->auth.tenant, "mlflow_integrations") < 0 ||
+        db_table(t, sizeof t, r->auth.tenant, "mlflow_model_records") < 0) {
+        fetch_failed(r);
+        return;
+    }
+    snprintf(sql1, sizeof sql1, "SELECT id FROM %s LIMIT 1", c);
+    snprintf(sql2, sizeof sql2,
+             "SELECT model_name, version, lifecycle_stage, description, run_id, source, status, tags, metrics,"
+             " parameters, experiment_id, experiment_name, artifact_location, training_status, "
+             EPOCH_MS("training_started_at") ", " EPOCH_MS("training_ended_at") ", source_version, "
+             EPOCH_MS("COALESCE(model_created_at, created_at)") ", "
+             EPOCH_MS("COALESCE(model_updated_at, updated_at)") ", record_kind"
+             " FROM %s WHERE deleted_at IS NULL ORDER BY id LIMIT %d",
+             t, MODELS_MAX);
+    const struct db_stmt stmts[] = {{sql1, 0, NULL}, {sql2, 0, NULL}};
+    app_submit(r, stmts, 2, on_models);
+}
+
+static void refresh_gate(struct http_req *r, enum mlflow_sync_gate g, long long sync_id)
+{
+    (void)sync_id;
+    switch (g) {
+    case MLFLOW_GATE_STARTED:
+        return; /* answered when it ends */
+    case MLFLOW_GATE_NOT_CONFIGURED:
+        reply_json(r, 200, json_pack("{s:b,s:[]}", "configured", 0, "models"));
+        return;
+    case MLFLOW_GATE_BUSY:
+    case MLFLOW_GATE_SKIPPED:
+        read_models(r); /* another sync is writing: answer with what is stored */
+        return;
+    case MLFLOW_GATE_DB_UNAVAILABLE:
+        reply_db_unavailable(r);
+        return;
+    case MLFLOW_GATE_FAILED:
+        fetch_failed(r);
+        return;
+    }
+}
+
+static void refresh_finished(struct http_req *r, const struct mlflow_sync_result *res)
+{
+    if (strcmp(res->status, "error") == 0) {
+        if (res->network_error)
+            reply_json(r, 200, json_pack("{s:b,s:b,s:[],s:s}", "configured", 1, "connected", 0, "models",
+                                         "message", "MLFlow server is not reachable"));
+        else
+            fetch_failed(r);
+        return;
+    }
+    read_models(r);
+}
+
+static int start_job(struct http_req *r, void (*gate_fn)(struct http_req *, enum mlflow_sync_gate, long long),
+                     void (*finished_fn)(struct http_req *, const struct mlflow_sync_result *))
+{
+    struct mlflow_sync_opts o = {
+        .app = r->app,
+        .org_id = r->auth.org_id,
+        .user_id = r->auth.user_id,
+        .trigger = MLFLOW_TRIGGER_MANUAL,
+        .req = r,
+        .gate = gate_fn,
+        .finished = finished_fn,
+    };
+    snprintf(o.tenant, sizeof o.tenant, "%s", r->auth.tenant);
+    http_req_hold(r);
+    return mlflow_sync_start(&o);
+}
+
+void mlflow_models(struct http_req *r)
+{
+    char v[16];
+    if (http_req_query(r, "refresh", v, sizeof v) > 0 && strcmp(v, "true") == 0) {
+        if (mlflow_sync_running(r->auth.tenant)) {
+            read_models(r);
+            return;
+        }
+        if (start_job(r, refresh_gate, refresh_finished) < 0)
+            fetch_failed(r);
+        return;
+    }
+    read_models(r);
+}
+
+/* ---- POST /sync ------------------------------------------------------------------------ */
+
+static void sync_gate(struct http_req *r, enum mlflow_sync_gate g, long long sync_id)
+{
+    switch (g) {
+    case MLFLOW_GATE_STARTED:
+        reply_json(r, 202, json_pack("{s:b,s:{s:I}}", "success", 1, "data", "syncId", (json_int_t)sync_id));
+        return;
+    case MLFLOW_GATE_NOT_CONFIGURED:
+        fail(r, 400, MSG_NOT_CONFIGURED);
+        return;
+    case MLFLOW_GATE_BUSY:
+    case MLFLOW_GATE_SKIPPED:
+        fail(r, 409, MSG_BUSY);
+        return;
+    case MLFLOW_GATE_DB_UNAVAILABLE:
+        reply_db_unavailable(r);
+        return;
+    case MLFLOW_GATE_FAILED:
+        fail(r, 500, "Failed to start MLFlow sync");
+        return;
+    }
+}
+
+void mlflow_sync_now(struct http_req *r)
+{
+    if (mlflow_sync_running(r->auth.tenant)) {
+        fail(r, 409, MSG_BUSY);
+        return;
+    }
+    if (start_job(r, sync_gate, NULL) < 0)
+        fail(r, 500, "Failed to start MLFlow sync");
+}
+
+/* ---- GET /sync-history -------------------------------------------------------------------- */
+
+static json_t *count(const PGresult *res, int i, int col)
+{
+    return json_integer(strtol(PQgetvalue(res, i, col), NULL, 10));
+}
+
+static void on_history(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        log_error("mlflow: reading the sync history failed: %s (%s)", res->message, res->sqlstate);
+        fail(r, 500, "Failed to load MLFlow sync history");
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    json_t *arr = json_array();
+    for (int i = 0; i < PQntuples(pr); i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(strtoll(PQgetvalue(pr, i, 0), NULL, 10)));
+        json_object_set_new(o, "trigger", text(pr, i, 1, false));
+        json_object_set_new(o, "status", text(pr, i, 2, false));
+        json_object_set_new(o, "startedAt", text(pr, i, 3, false));
+        json_object_set_new(o, "finishedAt", text(pr, i, 4, false));
+        json_object_set_new(o, "message", text(pr, i, 5, false));
+        json_object_set_new(o, "counts",
+                            json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "fetched", count(pr, i, 6), "new",
+                                      count(pr, i, 7), "updated", count(pr, i, 8), "unchanged", count(pr, i, 9),
+                                      "stale", count(pr, i, 10), "skipped", count(pr, i, 11), "failures",
+                                      count(pr, i, 12)));
+        json_array_append_new(arr, o);
+    }
+    reply_json(r, 200, json_pack("{s:b,s:o}", "success", 1, "data", arr));
+}
+
+void mlflow_sync_history(struct http_req *r)
+{
+    char h[64], sql[768];
+    if (db_table(h, sizeof h, r->auth.tenant, "mlflow_sync_history") < 0) {
+        fail(r, 500, "Failed to load MLFlow sync history");
+        return;
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT id, trigger_type, status, to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+             " to_char(finished_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), message, records_fetched, records_new,"
+             " records_updated, records_unchanged, records_stale, records_skipped, failures"
+             " FROM %s ORDER BY started_at DESC, id DESC LIMIT %d",
+             h, HISTORY_MAX);
+    app_query(r, sql, 0, NULL, on_history);
+}
