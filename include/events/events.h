@@ -58,6 +58,16 @@ void events_free(struct events *e);
 void events_publish(struct events *e, const char *type, long long organization_id,
                     const char *tenant, long long actor_user_id, const json_t *data);
 
+/* A counter shared by every instance (rate limits): INCR `key` on the publisher
+ * link, giving it an expiry of ttl_ms when it has none, in one EVAL. cb gets the new
+ * count and the key's remaining time to live in ms, with ok true; or ok false (count
+ * and ttl 0) when Redis is disabled, not connected, refuses the command, or the link
+ * dies before the reply. cb runs exactly once and never inside events_incr (from the
+ * loop, or from events_free with ok false). Returns 0, or -1 when out of memory (cb
+ * will not run). */
+typedef void (*events_incr_cb)(long long count, long long ttl_ms, bool ok, void *arg);
+int events_incr(struct events *e, const char *key, long long ttl_ms, events_incr_cb cb, void *arg);
+
 /* "disabled", "connecting", "up" or "down" (for /readyz), for the publisher link. */
 const char *events_state(const struct events *e);
 bool events_subscribed(const struct events *e);

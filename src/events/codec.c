@@ -344,7 +344,8 @@ int notify_decode(const char *buf, size_t len, struct notify_decoded *out, char 
         }
         for (uint32_t j = 0; j < i; j++)
             if (kv[j].key.via.str.size == kv[i].key.via.str.size &&
-                memcmp(kv[j].key.via.str.ptr, kv[i].key.via.str.ptr, kv[i].key.via.str.size) == 0) {
+                (kv[i].key.via.str.size == 0 || /* "" has a NULL ptr: no memcmp(NULL, ...) */
+                 memcmp(kv[j].key.via.str.ptr, kv[i].key.via.str.ptr, kv[i].key.via.str.size) == 0)) {
                 set_err(err, errlen, "duplicate key");
                 goto done;
             }

@@ -863,6 +863,88 @@ static void test_url_errors(void **state)
     }
 }
 
+/* ---- events_incr (shared counters) ---------------------------------------------------- */
+
+static int incr_calls, incr_in_call;
+static long long incr_count, incr_ttl;
+static bool incr_ok;
+
+static void on_incr(long long count, long long ttl_ms, bool ok, void *arg)
+{
+    assert_ptr_equal(arg, &fx);
+    assert_int_equal(incr_in_call, 0);   /* never inside events_incr */
+    incr_calls++;
+    incr_count = count;
+    incr_ttl = ttl_ms;
+    incr_ok = ok;
+}
+
+static int want_incr;
+static bool incr_enough(void)
+{
+    return incr_calls >= want_incr;
+}
+
+static void incr(const char *key)
+{
+    incr_in_call = 1;
+    assert_int_equal(events_incr(fx.ev, key, 60000, on_incr, &fx), 0);
+    incr_in_call = 0;
+}
+
+static void test_incr_counts_and_expires(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    fx.port = free_port();
+    start_redis(NULL);
+    char url[128];
+    url_for(url, sizeof url, NULL, "127.0.0.1", "0");
+    new_events(url, 0);
+    /* not connected yet: answered later with ok false */
+    incr_calls = 0;
+    incr(PREFIX "counter");
+    assert_int_equal(incr_calls, 0);
+    want_incr = 1;
+    assert_true(run_until(incr_enough, 1000));
+    assert_false(incr_ok);
+    assert_true(run_until(is_ready, 3000));
+    for (int i = 1; i <= 3; i++) {
+        incr(PREFIX "counter");
+        want_incr = i + 1;
+        assert_true(run_until(incr_enough, 3000));
+        assert_true(incr_ok);
+        assert_int_equal(incr_count, i);
+        assert_true(incr_ttl > 0 && incr_ttl <= 60000);
+    }
+    /* the link dies with a command in flight: the callback still runs, ok false */
+    stop_redis();
+    incr(PREFIX "counter");
+    want_incr = 5;
+    assert_true(run_until(incr_enough, 5000));
+    assert_false(incr_ok);
+}
+
+static void test_incr_disabled_and_free(void **state)
+{
+    (void)state;
+    new_events("", 0);
+    incr_calls = 0;
+    incr(PREFIX "x");
+    incr(PREFIX "y");
+    assert_int_equal(incr_calls, 0);
+    want_incr = 1;
+    assert_true(run_until(incr_enough, 1000));
+    assert_false(incr_ok);
+    /* a pending callback runs (ok false) when the module is freed */
+    incr(PREFIX "z");
+    int before = incr_calls;
+    events_free(fx.ev);
+    fx.ev = NULL;
+    assert_true(incr_calls >= before + 1);
+    assert_int_equal(incr_calls, 3);
+}
+
 int main(void)
 {
     const char *lvl = getenv("TEST_LOG_LEVEL");
@@ -881,6 +963,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_wrong, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_url_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incr_counts_and_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incr_disabled_and_free, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

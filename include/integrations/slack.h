@@ -1,0 +1,18 @@
+/* integrations/slack: the Slack integration as app and main see it: its route
+ * handlers (slack_webhooks.h, slack_oauth.h, slack_send.h, slack_notify.h) and its
+ * background work (token rotation, notification deliveries), started after app_init
+ * and stopped before app_free. */
+#ifndef IDX_INTEGRATIONS_SLACK_H
+#define IDX_INTEGRATIONS_SLACK_H
+#include "integrations/slack_notify.h"
+#include "integrations/slack_oauth.h"
+#include "integrations/slack_send.h"
+#include "integrations/slack_webhooks.h"
+
+struct app;
+
+/* Returns 0, or -1 (out of memory) with nothing left running. */
+int slack_start(struct app *a);
+void slack_stop(void);
+
+#endif

@@ -1,0 +1,58 @@
+/* integrations/slack_webhooks: /api/slackWebhooks and /api/slack-webhooks (reference
+ * 1.3 and 3.5, fixed per SPEC section 4): list, get, update and delete of the rows of
+ * public.slack_webhooks the caller may see (its own; all of its organization's for an
+ * Admin; another organization's are 404), and the helpers the other Slack modules
+ * share: the routing types, the id parameter, the row shape, the visibility check
+ * and the deactivation statement. Tokens and URLs are never returned. */
+#ifndef IDX_INTEGRATIONS_SLACK_WEBHOOKS_H
+#define IDX_INTEGRATIONS_SLACK_WEBHOOKS_H
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include "http/request.h"
+
+void slack_webhooks_list(struct http_req *r);
+void slack_webhooks_get(struct http_req *r);
+void slack_webhooks_update(struct http_req *r);
+void slack_webhooks_delete(struct http_req *r);
+
+/* The five routing types of VerifyWise (reference 3.5). */
+#define SLACK_ROUTING_TYPES 5
+extern const char *const slack_routing_types[SLACK_ROUTING_TYPES];
+bool slack_routing_type_valid(const char *s, size_t len);
+/* The 400 message for an unknown routing type. */
+#define SLACK_MSG_BAD_ROUTING                                                                      \
+    "Invalid routing type. Must be one of: Membership and roles, Projects and organizations, "   \
+    "Policy reminders and status, Evidence and task alerts, Control or policy changes"
+#define SLACK_MSG_BAD_ID "Valid ID is required (must be >= 1)"
+#define SLACK_MSG_NOT_FOUND "Slack Webhook not found"
+
+/* The columns every row-returning statement selects (prefix p. for a join), in the
+ * order slack_webhook_json reads them. */
+#define SLACK_WEBHOOK_COLS_P(p)                                                                    \
+    p "id, " p "scope, " p "user_id, " p "team_name, " p "team_id, " p "channel, " p "channel_id, " \
+    "to_char(" p "created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), " p      \
+    "is_active, " p "routing_type, " p "organization_id"
+#define SLACK_WEBHOOK_COLS SLACK_WEBHOOK_COLS_P("")
+#define SLACK_WEBHOOK_NCOLS 11
+
+/* The reference webhook object of row i (starting at column off). */
+json_t *slack_webhook_json(const PGresult *res, int row, int off);
+
+/* The path's :id as canonical text (positive int4). Replies 400 and returns -1 when
+ * invalid. */
+int slack_parse_id(struct http_req *r, char buf[24]);
+
+/* Visibility of a row to the caller, given its organization and owner columns:
+ * 0 visible, 403 same organization but not the caller's (and not an Admin), 404. */
+int slack_webhook_access(const struct http_req *r, const PGresult *res, int row, int org_col, int user_col);
+
+/* Parameters $1 id, $2 reason: set inactive with that reason, RETURNING the columns. */
+#define SLACK_SQL_DEACTIVATE                                                                       \
+    "UPDATE public.slack_webhooks SET is_active = false, deactivated_reason = $2, "              \
+    "updated_at = now() WHERE id = $1::int AND is_active RETURNING " SLACK_WEBHOOK_COLS
+
+/* slack.webhook.updated for a deactivation (no secret in it). */
+void slack_event_deactivated(struct app *a, const PGresult *res, const char *reason, long long actor);
+
+#endif

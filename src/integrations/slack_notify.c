@@ -1,0 +1,882 @@
+/* integrations/slack_notify: owns notification routing and the delivery queues.
+ *
+ * Routing (POST /api/notifications, or a decoded notify message; notify messages wait
+ * in a bounded FIFO, MAX_ROUTE_QUEUE, and are routed one at a time, so deliveries keep
+ * the order of publication): one statement
+ * selects the matching webhooks (organization, active, routing type, user) and
+ * inserts one pending delivery per webhook, ON CONFLICT (webhook_id,
+ * idempotency_key) DO NOTHING, owned by this process (owner + lease_until); the new
+ * rows are queued in memory.
+ *
+ * Memory: one queue per webhook (struct wq) holding deliveries in order; at most
+ * MAX_PER_WEBHOOK per queue and MAX_TOTAL in all. A delivery that does not fit is
+ * released in the table (owner NULL) and picked up later by the sweep. Titles,
+ * messages and secrets are loaded for the delivery being sent only.
+ *
+ * Each delivery is an explicit state machine (enum dlv_state, dlv_step):
+ *   QUEUED -> LOADING (claim: attempts+1, read row + webhook, decrypt)
+ *          -> POSTING (chat.postMessage) -> [FALLBACK (incoming webhook) when the
+ *             token is refused] -> [DEACTIVATING when the channel is gone]
+ *          -> RECORDING (sent / failed / retry later) -> done, or QUEUED again
+ * Pacing: a post starts at least PACE_MS after the previous one of the same webhook;
+ * a retry puts the delivery back at the head of its queue after the wait (429:
+ * Retry-After; otherwise exponential), so order per webhook is kept.
+ *
+ * The tick (TICK_MS) renews this process's leases and claims pending rows whose lease
+ * ran out (a previous run that stopped, an instance that died, released rows). */
+#include "integrations/slack_notify.h"
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "auth/tenant.h"
+#include "crypto/secrets.h"
+#include "db/pool.h"
+#include "events/events.h"
+#include "http/reply.h"
+#include "integrations/slack_send.h"
+#include "integrations/slack_webhooks.h"
+#include "log.h"
+#include "net/fetch.h"
+#include "util/json.h"
+
+#define PACE_MS 1000
+#define TICK_MS 5000
+#define LEASE "15 seconds"
+#define MAX_TOTAL 10000
+#define MAX_PER_WEBHOOK 1000
+#define MAX_ATTEMPTS 6
+#define BACKOFF_MAX_S 60
+#define IDEM_MAX 255
+#define MAX_ROUTE_QUEUE 10000    /* notify messages waiting to be routed */
+
+enum dlv_state { DLV_QUEUED, DLV_LOADING, DLV_POSTING, DLV_FALLBACK, DLV_DEACTIVATING, DLV_RECORDING };
+enum dlv_end { END_NONE, END_SENT, END_FAILED, END_RETRY, END_DROP };
+
+struct wq;
+
+struct delivery {
+    struct delivery *next;
+    struct wq *q;
+    long long id;
+    enum dlv_state state;
+    enum dlv_end end;             /* what RECORDING records */
+    int attempts;
+    long retry_s;
+    struct fetch *f;
+    /* loaded for the attempt in progress */
+    char *title, *message;
+    char *token, *url;            /* secrets: wiped */
+    size_t token_len, url_len;
+    char channel_id[256];
+    char routing_type[64];
+    char idem[IDEM_MAX + 1];
+    long long org, actor;
+    struct slack_post_outcome out;
+    const char *via;
+};
+
+struct wq {
+    struct wq *next;
+    long long webhook_id;
+    struct delivery *head, *tail; /* waiting, in order */
+    size_t n;
+    struct delivery *cur;         /* in progress, or NULL */
+    bool cur_waits;               /* cur waits for the pacing timer to post */
+    long long next_ms;            /* earliest start of the next post */
+    struct event *timer;
+};
+
+/* A notify message waiting to be routed (strings copied into one allocation). */
+struct pending_route {
+    struct pending_route *next;
+    long long org, user;
+    const char *routing_type, *title, *message, *idem;   /* idem may be NULL */
+    char buf[];
+};
+
+static struct notifier {
+    struct app *a;
+    struct wq *queues;
+    size_t total;                 /* deliveries in memory */
+    struct pending_route *rq_head, *rq_tail;   /* routed one at a time, in arrival order */
+    size_t rq_len;
+    bool rq_busy;
+    char owner[48];
+    struct event *tick;
+    bool lease_busy, sweep_busy;
+} N;
+
+static void dlv_step(struct delivery *d);
+static void wq_kick(struct wq *q);
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void arm(struct event *ev, long long ms)
+{
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(ev, &tv);
+}
+
+/* ---- memory --------------------------------------------------------------------- */
+
+static void dlv_forget(struct delivery *d)
+{
+    free(d->title);
+    free(d->message);
+    secrets_free_plain(d->token, d->token_len);
+    secrets_free_plain(d->url, d->url_len);
+    d->title = d->message = d->token = d->url = NULL;
+    d->token_len = d->url_len = 0;
+}
+
+static void dlv_free(struct delivery *d)
+{
+    if (d->f)
+        fetch_cancel(d->f);
+    dlv_forget(d);
+    free(d);
+    N.total--;
+}
+
+static void wq_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct wq *wq_get(long long webhook_id, bool create)
+{
+    for (struct wq *q = N.queues; q; q = q->next)
+        if (q->webhook_id == webhook_id)
+            return q;
+    if (!create)
+        return NULL;
+    struct wq *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    if (!(q->timer = evtimer_new(N.a->base, wq_timer_cb, q))) {
+        free(q);
+        return NULL;
+    }
+    q->webhook_id = webhook_id;
+    q->next = N.queues;
+    N.queues = q;
+    return q;
+}
+
+static void wq_free(struct wq *q)
+{
+    struct wq **pp = &N.queues;
+    while (*pp && *pp != q)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = q->next;
+    event_free(q->timer);
+    free(q);
+}
+
+static bool wq_has(const struct wq *q, long long id)
+{
+    if (q->cur && q->cur->id == id)
+        return true;
+    for (const struct delivery *d = q->head; d; d = d->next)
+        if (d->id == id)
+            return true;
+    return false;
+}
+
+/* Queue delivery id of webhook wid, due in delay_ms. Returns 0, 1 (already queued)
+ * or -1 (no room: the caller releases the row). */
+static int enqueue(long long id, long long wid, long long delay_ms)
+{
+    if (N.total >= MAX_TOTAL)
+        return -1;
+    struct wq *q = wq_get(wid, true);
+    if (!q)
+        return -1;
+    if (wq_has(q, id))
+        return 1;
+    if (q->n >= MAX_PER_WEBHOOK) {
+        wq_kick(q);
+        return -1;
+    }
+    struct delivery *d = calloc(1, sizeof *d);
+    if (!d) {
+        wq_kick(q);
+        return -1;
+    }
+    d->id = id;
+    d->q = q;
+    d->state = DLV_QUEUED;
+    if (q->tail)
+        q->tail->next = d;
+    else
+        q->head = d;
+    q->tail = d;
+    q->n++;
+    N.total++;
+    long long due = mono_ms() + delay_ms;
+    if (delay_ms > 0 && due > q->next_ms)
+        q->next_ms = due;
+    wq_kick(q);
+    return 0;
+}
+
+static void on_released(const struct db_result *res, void *arg)
+{
+    (void)arg;
+    if (res->status != DB_OK)
+        log_warn("slack deliveries: releasing rows failed: %s (their lease runs out)", res->message);
+}
+
+/* Hand rows back to the table (JSON array of ids) so the sweep takes them later. */
+static void release_rows(json_t *ids)
+{
+    if (json_array_size(ids) == 0)
+        return;
+    char *s = json_dumps(ids, JSON_COMPACT);
+    if (!s)
+        return;
+    const char *params[] = {s};
+    db_query(N.a->db,
+             "UPDATE public.slack_deliveries SET owner = NULL, lease_until = now() "
+             "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) AND status = 'pending'",
+             1, params, on_released, NULL);
+    free(s);
+}
+
+/* Queue the rows of a routing or sweep result: columns id, webhook_id, delay_ms. */
+static int queue_rows(const PGresult *pr, int id_col, int wid_col, int delay_col)
+{
+    json_t *over = json_array();
+    int queued = 0;
+    for (int i = 0; i < PQntuples(pr); i++) {
+        if (PQgetisnull(pr, i, id_col))
+            continue;
+        long long id = strtoll(PQgetvalue(pr, i, id_col), NULL, 10);
+        long long wid = strtoll(PQgetvalue(pr, i, wid_col), NULL, 10);
+        long long delay = delay_col >= 0 ? strtoll(PQgetvalue(pr, i, delay_col), NULL, 10) : 0;
+        int rc = enqueue(id, wid, delay);
+        if (rc < 0)
+            json_array_append_new(over, json_integer(id));
+        else
+            queued++;
+    }
+    if (json_array_size(over))
+        log_warn("slack deliveries: queue full, %zu deliveries left pending for later", json_array_size(over));
+    release_rows(over);
+    json_decref(over);
+    return queued;
+}
+
+/* ---- the queue of one webhook --------------------------------------------------------- */
+
+static void wq_kick(struct wq *q)
+{
+    if (q->cur)
+        return;
+    long long now = mono_ms();
+    if (!q->head) {
+        if (now >= q->next_ms)
+            wq_free(q);   /* idle, and the pacing window is over */
+        else
+            arm(q->timer, q->next_ms - now);
+        return;
+    }
+    if (now < q->next_ms) {
+        arm(q->timer, q->next_ms - now);
+        return;
+    }
+    struct delivery *d = q->head;
+    q->head = d->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->n--;
+    d->next = NULL;
+    q->cur = d;
+    d->state = DLV_LOADING;
+    dlv_step(d);
+}
+
+static void wq_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct wq *q = arg;
+    if (q->cur && q->cur_waits) {
+        q->cur_waits = false;
+        dlv_step(q->cur);
+        return;
+    }
+    wq_kick(q);
+}
+
+/* The delivery in progress is finished with (recorded, dropped, or due again). */
+static void dlv_finish(struct delivery *d)
+{
+    struct wq *q = d->q;
+    q->cur = NULL;
+    if (d->end == END_RETRY) {
+        dlv_forget(d);
+        d->state = DLV_QUEUED;
+        d->end = END_NONE;
+        d->next = q->head;   /* back at the head: order per webhook is kept */
+        q->head = d;
+        if (!q->tail)
+            q->tail = d;
+        q->n++;
+        long long due = mono_ms() + d->retry_s * 1000;
+        if (due > q->next_ms)
+            q->next_ms = due;
+    } else {
+        dlv_free(d);
+    }
+    wq_kick(q);
+}
+
+/* ---- one delivery --------------------------------------------------------------------- */
+
+static void dlv_event(struct delivery *d, bool sent)
+{
+    char tenant[TENANT_HASH_LEN + 1];
+    if (tenant_hash(d->org, tenant) < 0)
+        return;
+    json_t *data = json_pack("{s:I,s:I,s:s,s:s,s:s,s:i,s:s,s:s}", "delivery_id", (json_int_t)d->id, "webhook_id",
+                             (json_int_t)d->q->webhook_id, "channel_id", d->channel_id, "routing_type",
+                             d->routing_type, "idempotency_key", d->idem, "attempts", d->attempts, "source",
+                             "notification", "via", d->via ? d->via : "none");
+    if (sent)
+        json_object_set_new(data, "ts", d->out.ts[0] ? json_string(d->out.ts) : json_null());
+    else
+        json_object_set_new(data, "error", json_string(d->out.error));
+    app_event(N.a, sent ? "slack.message.sent" : "slack.message.failed", d->org, tenant, d->actor, data);
+}
+
+static void on_recorded(const struct db_result *res, void *arg)
+{
+    struct delivery *d = arg;
+    if (res->status != DB_OK)
+        log_error("slack delivery %lld: recording the outcome failed: %s", d->id, res->message);
+    else if (d->end == END_SENT || d->end == END_FAILED)
+        dlv_event(d, d->end == END_SENT);
+    if (d->end == END_FAILED)
+        log_warn("slack delivery %lld to webhook %lld failed after %d attempt(s): %s", d->id, d->q->webhook_id,
+                 d->attempts, d->out.error);
+    dlv_finish(d);
+}
+
+/* Decide what to record after a post (or a load that cannot post). */
+static void dlv_conclude(struct delivery *d)
+{
+    switch (d->out.result) {
+    case SLACK_POST_OK:
+        d->end = END_SENT;
+        break;
+    case SLACK_POST_RATE_LIMITED:
+    case SLACK_POST_RETRYABLE:
+        if (d->attempts >= MAX_ATTEMPTS) {
+            d->end = END_FAILED;
+            break;
+        }
+        d->end = END_RETRY;
+        if (d->out.result == SLACK_POST_RATE_LIMITED) {
+            d->retry_s = d->out.retry_after_s > 0 ? d->out.retry_after_s : 1;
+        } else {
+            d->retry_s = 1L << (d->attempts > 6 ? 6 : d->attempts - 1);
+            if (d->retry_s > BACKOFF_MAX_S)
+                d->retry_s = BACKOFF_MAX_S;
+        }
+        break;
+    default:
+        d->end = END_FAILED;
+    }
+    d->state = DLV_RECORDING;
+    dlv_step(d);
+}
+
+static void on_deactivated(const struct db_result *res, void *arg)
+{
+    struct delivery *d = arg;
+    if (res->status == DB_OK) {
+        char reason[192];
+        snprintf(reason, sizeof reason, "Slack answered %s", d->out.error);
+        slack_event_deactivated(N.a, db_last(res), reason, 0);
+    } else {
+        log_error("slack delivery %lld: deactivating webhook %lld failed: %s", d->id, d->q->webhook_id, res->message);
+    }
+    d->end = END_FAILED;
+    d->state = DLV_RECORDING;
+    dlv_step(d);
+}
+
+static void on_posted(const struct fetch_response *res, void *arg)
+{
+    struct delivery *d = arg;
+    d->f = NULL;
+    if (d->state == DLV_POSTING)
+        slack_classify_api(res, &d->out);
+    else
+        slack_classify_webhook(res, &d->out);
+    if (d->out.result == SLACK_POST_TOKEN_REJECTED && d->state == DLV_POSTING && d->url) {
+        d->state = DLV_FALLBACK;
+        dlv_step(d);
+        return;
+    }
+    if (d->out.result == SLACK_POST_CHANNEL_GONE) {
+        d->state = DLV_DEACTIVATING;
+        dlv_step(d);
+        return;
+    }
+    dlv_conclude(d);
+}
+
+static char *dup_col(const PGresult *pr, int col)
+{
+    return strdup(PQgetvalue(pr, 0, col));
+}
+
+static void on_loaded(const struct db_result *res, void *arg)
+{
+    struct delivery *d = arg;
+    if (res->status != DB_OK) {
+        log_warn("slack delivery %lld: loading failed: %s; retried", d->id, res->message ? res->message : "");
+        d->end = END_RETRY;
+        d->retry_s = 2;
+        dlv_finish(d);
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    if (PQntuples(pr) != 1) {   /* no longer ours, no longer pending, or the webhook was deleted */
+        d->end = END_DROP;
+        dlv_finish(d);
+        return;
+    }
+    d->title = dup_col(pr, 0);
+    d->message = dup_col(pr, 1);
+    d->attempts = atoi(PQgetvalue(pr, 0, 2));
+    snprintf(d->routing_type, sizeof d->routing_type, "%s", PQgetvalue(pr, 0, 3));
+    snprintf(d->idem, sizeof d->idem, "%s", PQgetvalue(pr, 0, 4));
+    d->org = strtoll(PQgetvalue(pr, 0, 5), NULL, 10);
+    d->actor = PQgetisnull(pr, 0, 6) ? 0 : strtoll(PQgetvalue(pr, 0, 6), NULL, 10);
+    snprintf(d->channel_id, sizeof d->channel_id, "%s", PQgetvalue(pr, 0, 7));
+    memset(&d->out, 0, sizeof d->out);
+    if (!d->title || !d->message) {
+        d->end = END_RETRY;
+        d->retry_s = 2;
+        dlv_finish(d);
+        return;
+    }
+    if (PQgetvalue(pr, 0, 12)[0] != 't') {
+        d->out.result = SLACK_POST_FAILED;
+        snprintf(d->out.error, sizeof d->out.error, "the webhook is inactive");
+        dlv_conclude(d);
+        return;
+    }
+    const struct secrets *s = &N.a->secrets;
+    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, 8), PQgetvalue(pr, 0, 9), &d->token, &d->token_len) < 0)
+        d->token = NULL;
+    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, 10), PQgetvalue(pr, 0, 11), &d->url, &d->url_len) < 0)
+        d->url = NULL;
+    if (!d->token && !d->url) {
+        d->out.result = SLACK_POST_FAILED;
+        snprintf(d->out.error, sizeof d->out.error, "stored Slack credentials cannot be decrypted");
+        dlv_conclude(d);
+        return;
+    }
+    d->state = d->token ? DLV_POSTING : DLV_FALLBACK;
+    dlv_step(d);
+}
+
+/* Start a post now, or wait for the webhook's pacing window. */
+static void dlv_post(struct delivery *d, bool api)
+{
+    struct wq *q = d->q;
+    long long now = mono_ms();
+    if (now < q->next_ms) {
+        q->cur_waits = true;
+        arm(q->timer, q->next_ms - now);
+        return;
+    }
+    q->next_ms = now + PACE_MS;
+    struct slack_call c;
+    int rc = api ? slack_call_api(&c, N.a, d->token, d->channel_id, d->title, d->message)
+                 : slack_call_webhook(&c, d->url, d->title, d->message);
+    if (rc < 0) {
+        d->out.result = SLACK_POST_RETRYABLE;
+        snprintf(d->out.error, sizeof d->out.error, "out of memory");
+        dlv_conclude(d);
+        return;
+    }
+    d->via = api ? "chat.postMessage" : "incoming_webhook";
+    d->f = fetch_start(N.a->fetch, &c.fr, on_posted, d);
+    slack_call_clear(&c);
+}
+
+static void dlv_step(struct delivery *d)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%lld", d->id);
+    switch (d->state) {
+    case DLV_QUEUED:
+        return;
+    case DLV_LOADING: {
+        const char *params[] = {id, N.owner};
+        db_query(N.a->db,
+                 "WITH d AS (UPDATE public.slack_deliveries SET attempts = attempts + 1, updated_at = now(), "
+                 "lease_until = now() + interval '" LEASE "' "
+                 "WHERE id = $1::bigint AND status = 'pending' AND owner = $2 "
+                 "RETURNING webhook_id, title, message, attempts, routing_type, idempotency_key, organization_id, "
+                 "actor_user_id) "
+                 "SELECT d.title, d.message, d.attempts, d.routing_type, d.idempotency_key, d.organization_id, "
+                 "d.actor_user_id, w.channel_id, w.access_token, w.access_token_iv, w.url, w.url_iv, w.is_active "
+                 "FROM d JOIN public.slack_webhooks w ON w.id = d.webhook_id",
+                 2, params, on_loaded, d);
+        return;
+    }
+    case DLV_POSTING:
+        dlv_post(d, true);
+        return;
+    case DLV_FALLBACK:
+        dlv_post(d, false);
+        return;
+    case DLV_DEACTIVATING: {
+        char wid[24], reason[192];
+        snprintf(wid, sizeof wid, "%lld", d->q->webhook_id);
+        snprintf(reason, sizeof reason, "Slack answered %s", d->out.error);
+        const char *params[] = {wid, reason};
+        db_query(N.a->db, SLACK_SQL_DEACTIVATE, 2, params, on_deactivated, d);
+        return;
+    }
+    case DLV_RECORDING: {
+        if (d->end == END_RETRY) {
+            char secs[24];
+            snprintf(secs, sizeof secs, "%ld", d->retry_s);
+            const char *params[] = {id, d->out.error, secs};
+            db_query(N.a->db,
+                     "UPDATE public.slack_deliveries SET last_error = $2, updated_at = now(), "
+                     "next_attempt_at = now() + make_interval(secs => $3::int) WHERE id = $1::bigint",
+                     3, params, on_recorded, d);
+            return;
+        }
+        const char *params[] = {id, d->end == END_SENT ? "sent" : "failed",
+                                d->end == END_SENT ? NULL : d->out.error, d->out.ts[0] ? d->out.ts : NULL};
+        db_query(N.a->db,
+                 "UPDATE public.slack_deliveries SET status = $2, last_error = $3, slack_ts = $4, owner = NULL, "
+                 "updated_at = now() WHERE id = $1::bigint",
+                 4, params, on_recorded, d);
+        return;
+    }
+    }
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
+
+/* $1 org, $2 routing type, $3 user or NULL, $4 idempotency key, $5 title, $6 message,
+ * $7 actor or NULL, $8 owner. Rows: id (NULL when nothing new), webhook_id, matched. */
+static const char SQL_ROUTE[] =
+    "WITH w AS (SELECT id FROM public.slack_webhooks WHERE organization_id = $1::int AND is_active "
+    "AND routing_type @> ARRAY[$2::text] AND ($3::int IS NULL OR user_id = $3::int)), "
+    "ins AS (INSERT INTO public.slack_deliveries (webhook_id, organization_id, idempotency_key, routing_type, "
+    "title, message, actor_user_id, owner, lease_until) "
+    "SELECT id, $1::int, $4, $2, $5, $6, $7::int, $8, now() + interval '" LEASE "' FROM w ORDER BY id "
+    "ON CONFLICT (webhook_id, idempotency_key) DO NOTHING RETURNING id, webhook_id) "
+    "SELECT ins.id, ins.webhook_id, m.n FROM (SELECT count(*) AS n FROM w) m LEFT JOIN ins ON true";
+
+static void random_key(char out[33])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) {
+        snprintf(out, 33, "%016llx%08x", (unsigned long long)mono_ms(), (unsigned)getpid());
+        return;
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+struct route_args {
+    char org[24], user[24], actor[24], key[IDEM_MAX + 1];
+    const char *params[8];
+};
+
+static void route_params(struct route_args *ra, long long org, long long user, long long actor,
+                         const char *routing_type, const char *idem, const char *title, const char *message)
+{
+    snprintf(ra->org, sizeof ra->org, "%lld", org);
+    snprintf(ra->user, sizeof ra->user, "%lld", user);
+    snprintf(ra->actor, sizeof ra->actor, "%lld", actor);
+    if (idem)
+        snprintf(ra->key, sizeof ra->key, "%s", idem);
+    else
+        random_key(ra->key);
+    const char *p[8] = {ra->org, routing_type, user > 0 ? ra->user : NULL, ra->key, title, message,
+                        actor > 0 ? ra->actor : NULL, N.owner};
+    memcpy(ra->params, p, sizeof p);
+}
+
+static void route_next(void);
+
+static void on_routed_bg(const struct db_result *res, void *arg)
+{
+    (void)arg;
+    N.rq_busy = false;
+    if (!N.a)
+        return;
+    if (res->status != DB_OK) {
+        log_warn("slack notify: routing failed: %s; notification dropped", res->message ? res->message : "");
+    } else {
+        const PGresult *pr = db_last(res);
+        int q = queue_rows(pr, 0, 1, -1);
+        log_debug("slack notify: %s webhook(s) matched, %d new deliveries", PQntuples(pr) ? PQgetvalue(pr, 0, 2) : "0",
+                  q);
+    }
+    route_next();
+}
+
+/* Route the oldest waiting notify message: one statement at a time keeps the order in
+ * which they were published. */
+static void route_next(void)
+{
+    if (N.rq_busy || !N.rq_head || !N.a || N.a->stopping)
+        return;
+    struct pending_route *p = N.rq_head;
+    N.rq_head = p->next;
+    if (!N.rq_head)
+        N.rq_tail = NULL;
+    N.rq_len--;
+    struct route_args ra;
+    route_params(&ra, p->org, p->user, 0, p->routing_type, p->idem, p->title, p->message);
+    N.rq_busy = true;
+    db_query(N.a->db, SQL_ROUTE, 8, ra.params, on_routed_bg, NULL);
+    free(p);
+}
+
+static char *put(char **at, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    memcpy(*at, s, n);
+    char *r = *at;
+    *at += n;
+    return r;
+}
+
+static bool notify_valid_text(const char *s)
+{
+    return s && *s;
+}
+
+void slack_on_notify(const struct notify_msg *m, void *app)
+{
+    struct app *a = app;
+    if (!N.a || a->stopping)
+        return;
+    const char *err = NULL;
+    if (m->organization_id > 2147483647LL || (m->has_user_id && m->user_id > 2147483647LL))
+        err = "organization_id or user_id out of range";
+    else if (!slack_routing_type_valid(m->routing_type, strlen(m->routing_type)))
+        err = "unknown routing_type";
+    else if (!notify_valid_text(m->title) || !notify_valid_text(m->message))
+        err = "empty title or message";
+    else
+        err = slack_text_error(m->title, strlen(m->title), m->message, strlen(m->message));
+    if (err) {
+        log_warn("slack notify: message for organization %lld dropped: %s", m->organization_id, err);
+        return;
+    }
+    if (N.rq_len >= MAX_ROUTE_QUEUE) {
+        log_warn("slack notify: %d notifications waiting to be routed; message for organization %lld dropped",
+                 MAX_ROUTE_QUEUE, m->organization_id);
+        return;
+    }
+    size_t len = strlen(m->routing_type) + strlen(m->title) + strlen(m->message) + 3 +
+                 (m->idempotency_key ? strlen(m->idempotency_key) + 1 : 0);
+    struct pending_route *p = malloc(sizeof *p + len);
+    if (!p) {
+        log_error("slack notify: out of memory; notification dropped");
+        return;
+    }
+    char *at = p->buf;
+    p->next = NULL;
+    p->org = m->organization_id;
+    p->user = m->has_user_id ? m->user_id : 0;
+    p->routing_type = put(&at, m->routing_type);
+    p->title = put(&at, m->title);
+    p->message = put(&at, m->message);
+    p->idem = m->idempotency_key ? put(&at, m->idempotency_key) : NULL;
+    if (N.rq_tail)
+        N.rq_tail->next = p;
+    else
+        N.rq_head = p;
+    N.rq_tail = p;
+    N.rq_len++;
+    route_next();
+}
+
+/* ---- POST /api/notifications ---------------------------------------------------------- */
+
+static void on_routed(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        log_error("slack notify: routing failed: %s (%s)", res->message, res->sqlstate);
+        reply_internal(r);
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    int queued = N.a ? queue_rows(pr, 0, 1, -1) : 0;
+    int created = 0;
+    for (int i = 0; i < PQntuples(pr); i++)
+        created += !PQgetisnull(pr, i, 0);
+    (void)queued;
+    long long matched = PQntuples(pr) ? strtoll(PQgetvalue(pr, 0, 2), NULL, 10) : 0;
+    reply_data(r, 202, json_pack("{s:I,s:i,s:I}", "matched", (json_int_t)matched, "queued", created, "duplicates",
+                                 (json_int_t)(matched - created)));
+}
+
+void slack_notifications_post(struct http_req *r)
+{
+    const char *rt, *title = NULL, *message = NULL, *idem = NULL;
+    size_t rtl, tl = 0, ml = 0, il = 0;
+    int g = json_get_string(r->json, "routing_type", &rt, &rtl);
+    if (g != 1 || rtl == 0) {
+        reply_text(r, 400, g < 0 ? "routing_type must be a string" : "routing_type is required");
+        return;
+    }
+    if (!slack_routing_type_valid(rt, rtl)) {
+        reply_text(r, 400, SLACK_MSG_BAD_ROUTING);
+        return;
+    }
+    int gt = json_get_string(r->json, "title", &title, &tl);
+    int gm = json_get_string(r->json, "message", &message, &ml);
+    if (gt < 0 || gm < 0) {
+        reply_text(r, 400, "Title and message must be strings");
+        return;
+    }
+    const char *err = slack_text_error(gt ? title : NULL, tl, gm ? message : NULL, ml);
+    if (err) {
+        reply_text(r, 400, err);
+        return;
+    }
+    int gi = json_get_string(r->json, "idempotency_key", &idem, &il);
+    if (gi < 0 || (gi == 1 && (il == 0 || il > IDEM_MAX || memchr(idem, '\0', il)))) {
+        reply_text(r, 400, "idempotency_key must be a string of 1 to 255 characters");
+        return;
+    }
+    json_t *uid = json_object_get(r->json, "user_id");
+    if (uid && !json_is_null(uid) &&
+        (!json_is_integer(uid) || json_integer_value(uid) < 1 || json_integer_value(uid) > 2147483647)) {
+        reply_text(r, 400, "user_id must be a positive integer");
+        return;
+    }
+    struct route_args ra;
+    route_params(&ra, r->auth.org_id, uid && json_is_integer(uid) ? json_integer_value(uid) : 0, r->auth.user_id, rt,
+                 gi == 1 ? idem : NULL, title, message);
+    app_query(r, SQL_ROUTE, 8, ra.params, on_routed);
+}
+
+/* ---- leases and the sweep ---------------------------------------------------------- */
+
+static void on_lease(const struct db_result *res, void *arg)
+{
+    (void)arg;
+    N.lease_busy = false;
+    if (res->status == DB_SQL_ERROR)
+        log_warn("slack deliveries: renewing leases failed: %s", res->message);
+}
+
+static void on_sweep(const struct db_result *res, void *arg)
+{
+    (void)arg;
+    N.sweep_busy = false;
+    if (res->status != DB_OK) {
+        if (res->status == DB_SQL_ERROR)
+            log_warn("slack deliveries: resuming pending deliveries failed: %s", res->message);
+        return;
+    }
+    int n = queue_rows(db_last(res), 0, 1, 2);
+    if (n)
+        log_info("slack deliveries: resumed %d pending deliveries", n);
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct app *a = N.a;
+    if (!a || !a->schema_ready || a->stopping)
+        return;
+    if (!N.lease_busy && N.total > 0) {
+        const char *params[] = {N.owner};
+        N.lease_busy = true;
+        db_query(a->db,
+                 "UPDATE public.slack_deliveries SET lease_until = now() + interval '" LEASE "' "
+                 "WHERE owner = $1 AND status = 'pending'",
+                 1, params, on_lease, NULL);
+    }
+    if (!N.sweep_busy && N.total < MAX_TOTAL) {
+        char room[24];
+        snprintf(room, sizeof room, "%zu", (size_t)(MAX_TOTAL - N.total) > 1000 ? (size_t)1000 : MAX_TOTAL - N.total);
+        const char *params[] = {N.owner, room};
+        N.sweep_busy = true;
+        db_query(a->db,
+                 "UPDATE public.slack_deliveries d SET owner = $1, lease_until = now() + interval '" LEASE "' "
+                 "WHERE d.id IN (SELECT id FROM public.slack_deliveries WHERE status = 'pending' "
+                 "AND lease_until < now() AND owner IS DISTINCT FROM $1 ORDER BY id LIMIT $2::int "
+                 "FOR UPDATE SKIP LOCKED) "
+                 "RETURNING d.id, d.webhook_id, "
+                 "GREATEST(0, ceil(extract(epoch FROM (d.next_attempt_at - now())) * 1000))::bigint",
+                 2, params, on_sweep, NULL);
+    }
+}
+
+int slack_notify_start(struct app *a)
+{
+    memset(&N, 0, sizeof N);
+    N.a = a;
+    char rnd[33];
+    random_key(rnd);
+    snprintf(N.owner, sizeof N.owner, "%d-%.16s", (int)getpid(), rnd);
+    N.tick = event_new(a->base, -1, EV_PERSIST, tick, NULL);
+    if (!N.tick)
+        return -1;
+    struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+    /* the first tick also resumes what a previous run left pending */
+    return event_add(N.tick, &tv) == 0 ? 0 : -1;
+}
+
+void slack_notify_stop(void)
+{
+    if (N.tick) {
+        event_free(N.tick);
+        N.tick = NULL;
+    }
+    while (N.queues) {
+        struct wq *q = N.queues;
+        if (q->cur)
+            dlv_free(q->cur);   /* its row stays pending: resumed by the next start */
+        struct delivery *d = q->head;
+        while (d) {
+            struct delivery *next = d->next;
+            dlv_free(d);
+            d = next;
+        }
+        wq_free(q);
+    }
+    while (N.rq_head) {
+        struct pending_route *p = N.rq_head;
+        N.rq_head = p->next;
+        free(p);
+    }
+    N.rq_tail = NULL;
+    N.rq_len = 0;
+    N.a = NULL;
+}

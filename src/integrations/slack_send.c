@@ -1,0 +1,502 @@
+/* integrations/slack_send: owns the Slack message format, the classification of
+ * Slack's answers, and the interactive send route, a state machine bound to the
+ * request (its state lives in r->handler_state):
+ *
+ *   SEND_LOAD        read the row (caller's organization) -> ownership, active,
+ *                    decrypt token and URL (scheme A)             -> SEND_API
+ *   SEND_API         chat.postMessage with the bot token: ok -> 200; token refused
+ *                    -> SEND_WEBHOOK; channel gone -> SEND_DEACTIVATE; 429 -> 429
+ *   SEND_WEBHOOK     POST the incoming-webhook URL (plain-text answer), same mapping
+ *   SEND_DEACTIVATE  is_active = false with the reason -> 502 naming Slack's error
+ *
+ * Decrypted secrets live in the job, are wiped when it is freed, and appear in no
+ * reply, log line or event. */
+#include "integrations/slack_send.h"
+
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "crypto/secrets.h"
+#include "db/pool.h"
+#include "http/reply.h"
+#include "integrations/slack_webhooks.h"
+#include "log.h"
+#include "util/json.h"
+
+#define RETRY_AFTER_MAX 3600
+
+/* ---- the message ------------------------------------------------------------------ */
+
+const char *slack_text_error(const char *title, size_t tlen, const char *message, size_t mlen)
+{
+    if (!title || tlen == 0)
+        return "Title is required";
+    if (!message || mlen == 0)
+        return "Message is required";
+    if (memchr(title, '\0', tlen) || memchr(message, '\0', mlen))
+        return "Title and message must not contain NUL characters";
+    if (utf8_length(title, tlen) > SLACK_HEADER_MAX)
+        return "Title must be at most 150 characters";
+    if (utf8_length(message, mlen) > SLACK_SECTION_MAX)
+        return "Message must be at most 3000 characters";
+    return NULL;
+}
+
+/* "📅 1/17/2026, 7:47:16 PM UTC": the en-US date of VerifyWise's context block. */
+static void context_date(char out[64])
+{
+    struct tm tm;
+    time_t t = time(NULL);
+    gmtime_r(&t, &tm);
+    int h = tm.tm_hour % 12 ? tm.tm_hour % 12 : 12;
+    snprintf(out, 64, "\xF0\x9F\x93\x85 %d/%d/%d, %d:%02d:%02d %s UTC", tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_year + 1900, h, tm.tm_min, tm.tm_sec, tm.tm_hour < 12 ? "AM" : "PM");
+}
+
+static char *message_body(const char *channel_id, const char *title, const char *message)
+{
+    char date[64];
+    context_date(date);
+    json_t *o = json_pack("{s:s,s:[{s:s,s:{s:s,s:s,s:b}},{s:s,s:{s:s,s:s}},{s:s,s:[{s:s,s:s}]}]}", "text",
+                          SLACK_FALLBACK_TEXT, "blocks", "type", "header", "text", "type", "plain_text", "text",
+                          title, "emoji", 1, "type", "section", "text", "type", "mrkdwn", "text", message, "type",
+                          "context", "elements", "type", "mrkdwn", "text", date);
+    if (!o)
+        return NULL;
+    if (channel_id)
+        json_object_set_new(o, "channel", json_string(channel_id));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+int slack_call_api(struct slack_call *c, const struct app *a, const char *token, const char *channel_id,
+                   const char *title, const char *message)
+{
+    memset(c, 0, sizeof *c);
+    int n = snprintf(c->url, sizeof c->url, "%s/chat.postMessage", a->cfg.slack_api_base);
+    if (n < 0 || (size_t)n >= sizeof c->url || !(c->body = message_body(channel_id, title, message)) ||
+        asprintf(&c->auth, "Authorization: Bearer %s", token) < 0) {
+        c->auth = NULL;
+        slack_call_clear(c);
+        return -1;
+    }
+    c->headers[0] = c->auth;
+    c->headers[1] = "Content-Type: application/json; charset=utf-8";
+    c->headers[2] = NULL;
+    c->fr = (struct fetch_request){
+        .method = "POST",
+        .url = c->url,
+        .headers = c->headers,
+        .body = c->body,
+        .body_len = strlen(c->body),
+        .timeout_ms = SLACK_TIMEOUT_MS,
+        .connect_timeout_ms = 5000,
+        .max_response = 256 * 1024,
+        .target = "slack",
+    };
+    return 0;
+}
+
+int slack_call_webhook(struct slack_call *c, const char *url, const char *title, const char *message)
+{
+    memset(c, 0, sizeof *c);
+    int n = snprintf(c->url, sizeof c->url, "%s", url);
+    if (n < 0 || (size_t)n >= sizeof c->url || !(c->body = message_body(NULL, title, message))) {
+        slack_call_clear(c);
+        return -1;
+    }
+    c->headers[0] = "Content-Type: application/json; charset=utf-8";
+    c->headers[1] = NULL;
+    c->fr = (struct fetch_request){
+        .method = "POST",
+        .url = c->url,
+        .headers = c->headers,
+        .body = c->body,
+        .body_len = strlen(c->body),
+        .timeout_ms = SLACK_TIMEOUT_MS,
+        .connect_timeout_ms = 5000,
+        .max_response = 64 * 1024,
+        .target = "slack_webhook",
+    };
+    return 0;
+}
+
+void slack_call_clear(struct slack_call *c)
+{
+    if (c->auth)
+        secrets_free_plain(c->auth, strlen(c->auth));
+    c->auth = NULL;
+    free(c->body);
+    c->body = NULL;
+    OPENSSL_cleanse(c->url, sizeof c->url);   /* an incoming-webhook URL is a secret too */
+}
+
+/* ---- Slack's answers ---------------------------------------------------------------- */
+
+static void set_error(struct slack_post_outcome *o, const char *s, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 1 < sizeof o->error; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        o->error[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    o->error[j] = '\0';
+}
+
+static long retry_after(const struct fetch_response *res)
+{
+    const char *v = fetch_response_header(res, "Retry-After");
+    if (!v)
+        return 1;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || n < 1)
+        return 1;
+    return n > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : n;
+}
+
+/* Transport failures and the statuses both endpoints share. Returns true when decided. */
+static bool classify_common(const struct fetch_response *res, struct slack_post_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    if (res->outcome != FETCH_OK) {
+        snprintf(o->error, sizeof o->error, "%s: %s", fetch_outcome_name(res->outcome),
+                 res->error ? res->error : "network error");
+        switch (res->outcome) {
+        case FETCH_DENIED:
+        case FETCH_BAD_URL:
+        case FETCH_TOO_LARGE:
+            o->result = SLACK_POST_FAILED;
+            break;
+        default:
+            o->result = SLACK_POST_RETRYABLE;
+        }
+        return true;
+    }
+    if (res->status == 429) {
+        o->result = SLACK_POST_RATE_LIMITED;
+        o->retry_after_s = retry_after(res);
+        snprintf(o->error, sizeof o->error, "ratelimited");
+        return true;
+    }
+    if (res->status >= 500) {
+        o->result = SLACK_POST_RETRYABLE;
+        snprintf(o->error, sizeof o->error, "HTTP %ld", res->status);
+        return true;
+    }
+    return false;
+}
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return true;
+    return false;
+}
+
+static const char *const token_errors[] = {"invalid_auth", "not_authed", "token_revoked", "token_expired",
+                                           "account_inactive", "missing_scope", "not_allowed_token_type",
+                                           "no_permission", "not_in_channel", NULL};
+static const char *const gone_errors[] = {"channel_not_found", "is_archived", "channel_is_archived",
+                                          "no_service", NULL};
+static const char *const transient_errors[] = {"internal_error", "fatal_error", "service_unavailable",
+                                               "request_timeout", "ratelimited", "rate_limited", NULL};
+
+void slack_classify_api(const struct fetch_response *res, struct slack_post_outcome *o)
+{
+    if (classify_common(res, o))
+        return;
+    json_error_t je;
+    json_t *j = json_loadb(res->body ? res->body : "", res->body_len, 0, &je);
+    json_t *ok = json_object_get(j, "ok");
+    if (!json_is_boolean(ok)) {
+        o->result = SLACK_POST_RETRYABLE;
+        snprintf(o->error, sizeof o->error, "unexpected answer from Slack (HTTP %ld)", res->status);
+    } else if (json_is_true(ok)) {
+        o->result = SLACK_POST_OK;
+        const char *ts = json_string_value(json_object_get(j, "ts"));
+        const char *ch = json_string_value(json_object_get(j, "channel"));
+        snprintf(o->ts, sizeof o->ts, "%s", ts ? ts : "");
+        snprintf(o->channel, sizeof o->channel, "%s", ch ? ch : "");
+    } else {
+        const char *e = json_string_value(json_object_get(j, "error"));
+        set_error(o, e ? e : "unknown_error", strlen(e ? e : "unknown_error"));
+        if (in_list(o->error, token_errors))
+            o->result = SLACK_POST_TOKEN_REJECTED;
+        else if (in_list(o->error, gone_errors))
+            o->result = SLACK_POST_CHANNEL_GONE;
+        else if (in_list(o->error, transient_errors))
+            o->result = strstr(o->error, "rate") ? SLACK_POST_RATE_LIMITED : SLACK_POST_RETRYABLE;
+        else
+            o->result = SLACK_POST_FAILED;
+        if (o->result == SLACK_POST_RATE_LIMITED)
+            o->retry_after_s = retry_after(res);
+    }
+    json_decref(j);
+}
+
+void slack_classify_webhook(const struct fetch_response *res, struct slack_post_outcome *o)
+{
+    if (classify_common(res, o))
+        return;
+    const char *b = res->body ? res->body : "";
+    size_t n = res->body_len;
+    while (n && isspace((unsigned char)*b))
+        b++, n--;
+    while (n && isspace((unsigned char)b[n - 1]))
+        n--;
+    if (res->status >= 200 && res->status < 300) {
+        if (n == 2 && memcmp(b, "ok", 2) == 0) {
+            o->result = SLACK_POST_OK;
+            return;
+        }
+        o->result = SLACK_POST_FAILED;   /* a URL that answers 200 with anything else is not Slack */
+        snprintf(o->error, sizeof o->error, "unexpected webhook answer (HTTP %ld)", res->status);
+        return;
+    }
+    if (n > 100)
+        n = 100;
+    set_error(o, b, n);
+    if (!o->error[0])
+        snprintf(o->error, sizeof o->error, "HTTP %ld", res->status);
+    o->result = in_list(o->error, gone_errors) || res->status == 410 ? SLACK_POST_CHANNEL_GONE : SLACK_POST_FAILED;
+}
+
+/* ---- POST /:id/send ------------------------------------------------------------------- */
+
+enum send_state { SEND_LOAD, SEND_API, SEND_WEBHOOK, SEND_DEACTIVATE };
+
+struct send_job {
+    enum send_state state;
+    char id[24];
+    char channel_id[256];
+    char *token, *url;          /* decrypted; wiped on free */
+    size_t token_len, url_len;
+    const char *title, *message; /* point into r->json */
+    struct slack_post_outcome out;
+    const char *via;            /* the way the last post went, for events */
+    char reason[192];
+};
+
+static void send_job_free(void *p)
+{
+    struct send_job *j = p;
+    if (!j)
+        return;
+    secrets_free_plain(j->token, j->token_len);
+    secrets_free_plain(j->url, j->url_len);
+    free(j);
+}
+
+static void send_step(struct http_req *r);
+
+static void sent_event(struct http_req *r, const char *type, const char *via)
+{
+    struct send_job *j = r->handler_state;
+    json_t *d = json_pack("{s:I,s:s,s:s,s:s}", "webhook_id", (json_int_t)strtoll(j->id, NULL, 10), "channel_id",
+                          j->channel_id, "via", via, "source", "send");
+    if (strcmp(type, "slack.message.sent") == 0)
+        json_object_set_new(d, "ts", j->out.ts[0] ? json_string(j->out.ts) : json_null());
+    else
+        json_object_set_new(d, "error", json_string(j->out.error));
+    app_event(r->app, type, r->auth.org_id, r->auth.tenant, r->auth.user_id, d);
+}
+
+static void reply_rate_limited(struct http_req *r, long wait_s)
+{
+    char ra[24], msg[128];
+    snprintf(ra, sizeof ra, "%ld", wait_s);
+    snprintf(msg, sizeof msg, "Slack rate limit reached; try again in %ld seconds", wait_s);
+    const char *hdrs[] = {"Retry-After", ra, NULL};
+    http_req_send(r, 429, json_pack("{s:s,s:s}", "message", "Too Many Requests", "data", msg), hdrs);
+}
+
+/* The answer for a post that did not deliver (not channel-gone, not token-refused). */
+static void reply_post_failure(struct http_req *r, const char *via)
+{
+    struct send_job *j = r->handler_state;
+    char msg[256];
+    sent_event(r, "slack.message.failed", via);
+    if (j->out.result == SLACK_POST_RATE_LIMITED) {
+        reply_rate_limited(r, j->out.retry_after_s);
+        return;
+    }
+    snprintf(msg, sizeof msg, "Slack error: %s", j->out.error);
+    reply_error(r, strncmp(j->out.error, "timeout", 7) == 0 ? 504 : 502, msg);
+}
+
+static void reply_sent(struct http_req *r, const char *via)
+{
+    struct send_job *j = r->handler_state;
+    sent_event(r, "slack.message.sent", via);
+    reply_data(r, 200, json_pack("{s:b,s:o,s:s}", "success", 1, "messageId",
+                                 j->out.ts[0] ? json_string(j->out.ts) : json_null(), "channel",
+                                 j->out.channel[0] ? j->out.channel : j->channel_id));
+}
+
+static void on_deactivated(struct http_req *r, const struct db_result *res)
+{
+    struct send_job *j = r->handler_state;
+    if (res->status != DB_OK)
+        log_error("slack send: deactivating webhook %s failed: %s", j->id, res->message);
+    else
+        slack_event_deactivated(r->app, db_last(res), j->reason, r->auth.user_id);
+    sent_event(r, "slack.message.failed", j->via);
+    char msg[256];
+    snprintf(msg, sizeof msg, "Slack error: %s; the webhook has been deactivated", j->out.error);
+    reply_error(r, 502, msg);
+}
+
+static void after_post(struct http_req *r, const char *via)
+{
+    struct send_job *j = r->handler_state;
+    j->via = via;
+    switch (j->out.result) {
+    case SLACK_POST_OK:
+        reply_sent(r, via);
+        return;
+    case SLACK_POST_TOKEN_REJECTED:
+        if (j->state == SEND_API && j->url) {
+            log_info("slack send: bot token of webhook %s refused (%s); using the incoming webhook", j->id,
+                     j->out.error);
+            j->state = SEND_WEBHOOK;
+            send_step(r);
+            return;
+        }
+        reply_post_failure(r, via);
+        return;
+    case SLACK_POST_CHANNEL_GONE:
+        snprintf(j->reason, sizeof j->reason, "Slack answered %s", j->out.error);
+        j->state = SEND_DEACTIVATE;
+        send_step(r);
+        return;
+    default:
+        reply_post_failure(r, via);
+    }
+}
+
+static void on_api(struct http_req *r, const struct fetch_response *res)
+{
+    struct send_job *j = r->handler_state;
+    slack_classify_api(res, &j->out);
+    after_post(r, "chat.postMessage");
+}
+
+static void on_webhook(struct http_req *r, const struct fetch_response *res)
+{
+    struct send_job *j = r->handler_state;
+    slack_classify_webhook(res, &j->out);
+    after_post(r, "incoming_webhook");
+}
+
+static void on_loaded(struct http_req *r, const struct db_result *res)
+{
+    struct send_job *j = r->handler_state;
+    if (res->status != DB_OK) {
+        log_error("slack send: read failed: %s (%s)", res->message, res->sqlstate);
+        reply_internal(r);
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    int acc = slack_webhook_access(r, pr, 0, 10, 2);
+    if (acc) {
+        reply_text(r, acc, acc == 404 ? SLACK_MSG_NOT_FOUND : "Unauthorized");
+        return;
+    }
+    if (PQgetvalue(pr, 0, 8)[0] != 't') {
+        reply_text(r, 409, "This slack channel is no longer active");
+        return;
+    }
+    snprintf(j->channel_id, sizeof j->channel_id, "%s", PQgetvalue(pr, 0, 6));
+    const struct secrets *s = &r->app->secrets;
+    int n = SLACK_WEBHOOK_NCOLS;
+    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, n), PQgetvalue(pr, 0, n + 1), &j->token, &j->token_len) < 0)
+        j->token = NULL;
+    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, n + 2), PQgetvalue(pr, 0, n + 3), &j->url, &j->url_len) < 0)
+        j->url = NULL;
+    if (!j->token && !j->url) {
+        log_error("slack send: webhook %s: stored token and URL cannot be decrypted with ENCRYPTION_PASSWORD", j->id);
+        reply_error(r, 500, "stored Slack credentials cannot be decrypted");
+        return;
+    }
+    j->state = j->token ? SEND_API : SEND_WEBHOOK;
+    send_step(r);
+}
+
+static void send_step(struct http_req *r)
+{
+    struct send_job *j = r->handler_state;
+    struct slack_call c;
+    switch (j->state) {
+    case SEND_LOAD: {
+        char org[24];
+        snprintf(org, sizeof org, "%lld", r->auth.org_id);
+        const char *params[] = {j->id, org};
+        app_query(r,
+                  "SELECT " SLACK_WEBHOOK_COLS ", access_token, access_token_iv, url, url_iv "
+                  "FROM public.slack_webhooks WHERE id = $1::int AND organization_id = $2::int",
+                  2, params, on_loaded);
+        return;
+    }
+    case SEND_API:
+        if (slack_call_api(&c, r->app, j->token, j->channel_id, j->title, j->message) < 0) {
+            reply_internal(r);
+            return;
+        }
+        app_fetch(r, &c.fr, on_api);
+        slack_call_clear(&c);
+        return;
+    case SEND_WEBHOOK:
+        if (slack_call_webhook(&c, j->url, j->title, j->message) < 0) {
+            reply_internal(r);
+            return;
+        }
+        app_fetch(r, &c.fr, on_webhook);
+        slack_call_clear(&c);
+        return;
+    case SEND_DEACTIVATE: {
+        const char *params[] = {j->id, j->reason};
+        app_query(r, SLACK_SQL_DEACTIVATE, 2, params, on_deactivated);
+        return;
+    }
+    }
+}
+
+void slack_webhooks_send(struct http_req *r)
+{
+    char id[24];
+    if (slack_parse_id(r, id) < 0)
+        return;
+    const char *title = NULL, *message = NULL;
+    size_t tlen = 0, mlen = 0;
+    int gt = json_get_string(r->json, "title", &title, &tlen);
+    int gm = json_get_string(r->json, "message", &message, &mlen);
+    if (gt < 0 || gm < 0) {
+        reply_text(r, 400, "Title and message must be strings");
+        return;
+    }
+    const char *err = slack_text_error(gt ? title : NULL, tlen, gm ? message : NULL, mlen);
+    if (err) {
+        reply_text(r, 400, err);
+        return;
+    }
+    struct send_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        reply_internal(r);
+        return;
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->title = title;
+    j->message = message;
+    j->state = SEND_LOAD;
+    r->handler_state = j;
+    r->handler_state_free = send_job_free;
+    send_step(r);
+}
