@@ -16,7 +16,8 @@ struct http_server_opts {
     size_t max_body_bytes;       /* inclusive */
     int max_connections;         /* accepted connections beyond this are closed */
     int request_timeout_s;       /* deadline for a request answered asynchronously */
-    int idle_timeout_s;          /* read/write inactivity on a connection */
+    int idle_timeout_s;          /* read/write inactivity, and the time a complete request
+                                    (headers and body) may take to arrive */
 };
 
 typedef void (*http_dispatch_fn)(struct http_req *r);

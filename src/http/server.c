@@ -9,6 +9,8 @@
 #pragma GCC diagnostic ignored "-Wstrict-prototypes"
 #include <evhtp.h>
 #pragma GCC diagnostic pop
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -26,10 +28,13 @@
 #include "ops/metrics.h"
 
 #define URI_MAX 2048
+#define LINE_HOLD_MAX 8192 /* past this, a request line without LF goes to libevhtp as is */
 
 struct conn_track {
     struct http_server *srv;
     evhtp_connection_t *conn;
+    struct event *wait;   /* armed while a complete request is awaited (slowloris guard) */
+    bool line_pending;    /* a new request line is awaited (see line_guard_readcb) */
     struct conn_track *prev, *next;
 };
 
@@ -181,6 +186,8 @@ static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg)
 {
     struct conn_track *t = arg;
     struct http_server *s = t->srv;
+    if (t->wait)
+        event_free(t->wait);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -190,6 +197,94 @@ static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg)
     s->nconns--;
     free(t);
     return EVHTP_RES_OK;
+}
+
+/* The connection's own tracker (NULL for a connection we do not track). */
+static struct conn_track *track_of(evhtp_connection_t *c)
+{
+    if (!c || !c->hooks || c->hooks->on_connection_fini != (evhtp_hook_connection_fini_cb)on_conn_fini)
+        return NULL;
+    return c->hooks->on_connection_fini_arg;
+}
+
+/* libevhtp's read timeout restarts on every byte, so a client dripping a request (slowloris
+ * headers, a body byte by byte) would hold its connection forever. A whole request, headers
+ * and body, must arrive within idle_timeout_s of the accept or of the previous reply; an idle
+ * keep-alive connection gets the same bound. */
+static void conn_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_track *t = arg;
+    log_debug("closing a connection: no complete request within %d s", t->srv->opts.idle_timeout_s);
+    evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t and this event */
+}
+
+static void conn_wait_arm(struct conn_track *t)
+{
+    if (!t || !t->wait)
+        return;
+    t->line_pending = true;
+    struct timeval tv = {t->srv->opts.idle_timeout_s, 0};
+    evtimer_add(t->wait, &tv);
+}
+
+/* libevhtp 1.2.18 corrupts the URI path when the request line arrives in more than one
+ * read (upstream #128/#131: "GET /now" + "here" is routed as "/nowehere"; measured with
+ * every split point, and with a request sent byte by byte). Its bufferevent read callback
+ * is wrapped so that, while a request line is awaited (from the accept or a reply until
+ * the parser reports the line done in on_headers_start), it runs only once the whole line
+ * (up to LF, after any empty lines) is buffered. Headers and bodies split across reads are
+ * parsed correctly and pass straight through. */
+static bufferevent_data_cb evhtp_readcb;
+
+static bool request_line_buffered(struct evbuffer *in)
+{
+    size_t len = evbuffer_get_length(in), i = 0;
+    if (len >= LINE_HOLD_MAX)
+        return true; /* let libevhtp reject it */
+    const unsigned char *p = len ? evbuffer_pullup(in, (ev_ssize_t)len) : NULL;
+    if (!p)
+        return false;
+    while (i < len && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    return memchr(p + i, '\n', len - i) != NULL;
+}
+
+static void line_guard_readcb(struct bufferevent *bev, void *arg)
+{
+    struct conn_track *t = track_of(arg);
+    if (t && t->line_pending && !request_line_buffered(bufferevent_get_input(bev)))
+        return; /* wait for the rest of the line; conn_wait_cb bounds the wait */
+    evhtp_readcb(bev, arg); /* may free the connection and t */
+}
+
+static evhtp_res on_headers_start(evhtp_request_t *req, void *arg)
+{
+    struct conn_track *t = track_of(req->conn);
+    if (t)
+        t->line_pending = false; /* the request line is parsed */
+    return EVHTP_RES_OK;
+}
+
+static void line_guard_install(evhtp_connection_t *c)
+{
+    bufferevent_data_cb rcb = NULL, wcb = NULL;
+    bufferevent_event_cb ecb = NULL;
+    void *cbarg = NULL;
+    if (!c->bev)
+        return;
+    bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, &cbarg);
+    if (!rcb || rcb == line_guard_readcb || cbarg != (void *)c)
+        return;
+    if (evhtp_readcb && evhtp_readcb != rcb)
+        return; /* not the callback we know: leave the connection alone */
+    evhtp_readcb = rcb;
+    bufferevent_setcb(c->bev, line_guard_readcb, wcb, ecb, cbarg);
+}
+
+static void conn_wait_disarm(struct conn_track *t)
+{
+    if (t && t->wait)
+        evtimer_del(t->wait);
 }
 
 static evhtp_res on_post_accept(evhtp_connection_t *c, void *arg)
@@ -202,13 +297,20 @@ static evhtp_res on_post_accept(evhtp_connection_t *c, void *arg)
         return EVHTP_RES_ERROR;
     t->srv = s;
     t->conn = c;
+    if (!(t->wait = evtimer_new(s->base, conn_wait_cb, t))) {
+        free(t);
+        return EVHTP_RES_ERROR;
+    }
     t->next = s->conns;
     if (s->conns)
         s->conns->prev = t;
     s->conns = t;
     s->nconns++;
     evhtp_connection_set_hook(c, evhtp_hook_on_headers, (evhtp_hook)on_headers, s);
+    evhtp_connection_set_hook(c, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, s);
     evhtp_connection_set_hook(c, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, t);
+    conn_wait_arm(t);
+    line_guard_install(c);
     return EVHTP_RES_OK;
 }
 
@@ -222,7 +324,9 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    struct http_server *s = arg;
+    /* The listener's argument is libevhtp's evhtp_t (evhtp_bind_socket registered it), not
+     * ours: taking it for struct http_server crashed the service on the first EMFILE. */
+    struct http_server *s = ((evhtp_t *)arg)->arg;
     int err = EVUTIL_SOCKET_ERROR();
     log_warn("accept failed: %s; pausing accepts for 250 ms", evutil_socket_error_to_string(err));
     evconnlistener_disable(l);
@@ -334,6 +438,7 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
         evbuffer_add(req->buffer_out, body, len);
     if (s->draining)
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+    conn_wait_arm(track_of(req->conn)); /* the next request on this connection */
     s->pending--;
     log_request(r, status);
     metrics_observe_request(r->route ? r->route->name : NULL, status, now_us() - r->start_us);
@@ -442,6 +547,7 @@ static void on_request(evhtp_request_t *req, void *arg)
         evhtp_send_reply(req, EVHTP_RES_SERVERR);
         return;
     }
+    conn_wait_disarm(track_of(req->conn)); /* the request is complete */
     r->refs = 1; /* held by the HTTP side until on_request_fini */
     r->ev = req;
     r->app = s->app;
