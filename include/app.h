@@ -44,6 +44,8 @@ struct app {
 /* Build the route table, CORS list and the modules. Returns 0 or -1 with err set. */
 int app_init(struct app *a, struct event_base *base, char *err, size_t errlen);
 void app_free(struct app *a);
+/* The route table (read-only; *n gets its length), for tests and fuzzing. */
+const struct route *app_routes(size_t *n);
 
 /* The request pipeline: routing, CORS, authentication, body parsing, handler. */
 void app_dispatch(struct http_req *r);

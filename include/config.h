@@ -35,6 +35,7 @@ struct config {
     bool trust_proxy;
     int auth_cache_ms;           /* how long a public.users lookup is reused */
     size_t max_body_bytes;
+    int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
     enum log_level log_level;
     enum log_format log_format;
 };

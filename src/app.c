@@ -22,6 +22,7 @@
 #include "http/server.h"
 #include "integrations/github.h"
 #include "integrations/llm_keys.h"
+#include "integrations/slack.h"
 #include "integrations/mlflow.h"
 #include "net/fetch.h"
 #include "events/events.h"
@@ -49,6 +50,17 @@ static const struct route routes[] = {
     {HTTP_POST, "/api/integrations/github/token", github_token_save, AUTH | ADMIN | BODY, "github_token_save"},
     {HTTP_DELETE, "/api/integrations/github/token", github_token_delete, AUTH | ADMIN, "github_token_delete"},
     {HTTP_POST, "/api/integrations/github/token/test", github_token_test, AUTH | ADMIN | BODY, "github_token_test"},
+    /* Slack: both spellings; creation parses its own body (every request is counted) */
+#define SLACK_ROUTES(base, tag)                                                                    \
+    {HTTP_GET, base, slack_webhooks_list, AUTH, "slack_webhooks_list" tag},                       \
+    {HTTP_POST, base, slack_webhooks_create, AUTH, "slack_webhooks_create" tag},                  \
+    {HTTP_GET, base "/:id", slack_webhooks_get, AUTH, "slack_webhooks_get" tag},                  \
+    {HTTP_PATCH, base "/:id", slack_webhooks_update, AUTH | BODY, "slack_webhooks_update" tag},   \
+    {HTTP_DELETE, base "/:id", slack_webhooks_delete, AUTH, "slack_webhooks_delete" tag},         \
+    {HTTP_POST, base "/:id/send", slack_webhooks_send, AUTH | BODY, "slack_webhooks_send" tag}
+    SLACK_ROUTES("/api/slackWebhooks", ""),
+    SLACK_ROUTES("/api/slack-webhooks", "_dash"),
+    {HTTP_POST, "/api/notifications", slack_notifications_post, AUTH | BODY, "notifications_post"},
     {HTTP_POST, "/api/integrations/mlflow/test", mlflow_test, AUTH | BODY, "mlflow_test"},
     {HTTP_GET, "/api/integrations/mlflow/config", mlflow_config_get, AUTH, "mlflow_config"},
     {HTTP_POST, "/api/integrations/mlflow/configure", mlflow_configure, AUTH | BODY, "mlflow_configure"},
@@ -58,6 +70,12 @@ static const struct route routes[] = {
     {HTTP_POST, "/api/integrations/mlflow/sync", mlflow_sync_now, AUTH, "mlflow_sync"},
     {HTTP_GET, "/api/integrations/mlflow/sync-history", mlflow_sync_history, AUTH, "mlflow_sync_history"},
 };
+
+const struct route *app_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}
 
 /* ---- CORS ------------------------------------------------------------------ */
 
@@ -510,7 +528,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .max_body_bytes = a->cfg.max_body_bytes,
         .max_connections = 10000,
         .request_timeout_s = 30,
-        .idle_timeout_s = 60,
+        .idle_timeout_s = a->cfg.http_idle_timeout_s,
     };
     char ua[64];
     snprintf(ua, sizeof ua, "integrationsd/%s", PACKAGE_VERSION);

@@ -51,6 +51,7 @@ static const struct cf_key keys[] = {
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},
     {"TRUST_PROXY", CF_BOOL, OFF(trust_proxy), "false", 0, 0, false},
     {"MAX_BODY_BYTES", CF_SIZE, OFF(max_body_bytes), "1048576", 1, 64LL * 1024 * 1024, false},
+    {"HTTP_IDLE_TIMEOUT_S", CF_INT, OFF(http_idle_timeout_s), "60", 1, 3600, false},
     {"LOG_LEVEL", CF_LEVEL, OFF(log_level), "info", 0, 0, false},
     {"LOG_FORMAT", CF_FORMAT, OFF(log_format), "json", 0, 0, false},
 };

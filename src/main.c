@@ -12,6 +12,7 @@
 #include "app.h"
 #include "config.h"
 #include "http/server.h"
+#include "integrations/slack.h"
 #include "log.h"
 #include "ops/metrics.h"
 #include "ops/sdnotify.h"
@@ -109,8 +110,13 @@ int main(int argc, char **argv)
     /* Before app_init, so the watchdog also covers start-up; logs its own error. */
     if (sdnotify_init(app.base) < 0)
         goto out;
+    app.on_notify = slack_on_notify;
     if (app_init(&app, app.base, err, sizeof err) < 0) {
         log_error("start-up failed: %s", err);
+        goto out;
+    }
+    if (slack_start(&app) < 0) {
+        log_error("start-up failed: cannot start the Slack background work");
         goto out;
     }
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, NULL);
@@ -135,6 +141,7 @@ out:
     if (drain_tick)
         event_free(drain_tick);
     sdnotify_free();   /* its timer belongs to app.base: before event_base_free */
+    slack_stop();   /* before app_free: cancels its transfers, frees its queues */
     app_free(&app);
     if (app.base)
         event_base_free(app.base);

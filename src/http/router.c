@@ -99,7 +99,8 @@ size_t router_allow_header(unsigned methods, char *buf, size_t len)
             continue;
         int w = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", method_names[i].name);
         if (w < 0 || (size_t)w >= len - used) {
-            buf[used] = '\0'; /* whole names only */
+            if (used < len)   /* len 0: nothing may be written */
+                buf[used] = '\0'; /* whole names only */
             break;
         }
         used += (size_t)w;

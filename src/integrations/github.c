@@ -47,6 +47,13 @@ static bool all_alnum(const char *s, size_t n)
     return true;
 }
 
+/* Does the token (len bytes, not necessarily NUL-terminated) start with p? */
+static bool has_prefix(const char *tok, size_t len, const char *p)
+{
+    size_t n = strlen(p);
+    return len >= n && memcmp(tok, p, n) == 0;
+}
+
 const char *github_token_format_error(const char *tok, size_t len)
 {
     static const char *const app_prefixes[] = {"gho_", "ghu_", "ghs_", "ghr_"};
@@ -54,12 +61,12 @@ const char *github_token_format_error(const char *tok, size_t len)
         return "Token cannot be empty";
     if (len > TOKEN_MAX)
         return "Token must be at most 255 characters";
-    if (strncmp(tok, "ghp_", 4) == 0)
+    if (has_prefix(tok, len, "ghp_"))
         return len < 40 ? "Classic personal access token appears to be too short" : NULL;
-    if (strncmp(tok, "github_pat_", 11) == 0)
+    if (has_prefix(tok, len, "github_pat_"))
         return len < 30 ? "Fine-grained personal access token appears to be too short" : NULL;
     for (size_t i = 0; i < sizeof app_prefixes / sizeof app_prefixes[0]; i++)
-        if (strncmp(tok, app_prefixes[i], 4) == 0)
+        if (has_prefix(tok, len, app_prefixes[i]))
             return len < 40 || !all_alnum(tok, len) ? "GitHub token appears to be too short or malformed"
                                                     : NULL;
     if (len == 40) {

@@ -1003,3 +1003,192 @@ def extra_fakes():
     yield make
     for f in started:
         f.close()
+
+
+# =====================================================================================
+# MLflow (added for test_mlflow*.py; nothing above depends on this section).
+#
+#   mlflow_fakes         function-scoped factory: mlflow_fakes(**dataset_and_knobs) -> a started
+#                        FakeMLflow on 127.0.0.1 (tests/fakes/mlflow.py), closed at teardown
+#   scheme_a_key_hex()   scrypt(ENCRYPTION_PASSWORD, "default-salt", N=16384, r=8, p=1, 32), hex
+#   scheme_a_decrypt(value_hex, iv_hex)  plaintext of a scheme A column pair, by `openssl enc`
+#   fresh_db(pg, name)   a new database with public.users seeded (for tests that need every
+#                        tenant of a database to themselves, e.g. the scheduler)
+# =====================================================================================
+from fakes.mlflow import FakeMLflow  # noqa: E402
+
+
+@pytest.fixture
+def mlflow_fakes():
+    started = []
+
+    def make(**kw):
+        knobs = {k: kw.pop(k) for k in list(kw) if k in ("auth", "page_delay", "failing_experiments",
+                                                         "garbage", "resets", "status_for", "forbidden_users")}
+        f = FakeMLflow(**kw)
+        for k, v in knobs.items():
+            setattr(f, k, v)
+        f.start()
+        started.append(f)
+        _CLEANUPS.append(f.close)
+        return f
+
+    yield make
+    for f in started:
+        f.close()
+
+
+def scheme_a_key_hex():
+    return hashlib.scrypt(ENCRYPTION_PASSWORD.encode(), salt=b"default-salt", n=16384, r=8, p=1,
+                          maxmem=64 * 1024 * 1024, dklen=32).hex()
+
+
+def scheme_a_decrypt(value_hex, iv_hex):
+    p = subprocess.run([_openssl(), "enc", "-d", "-aes-256-cbc", "-K", scheme_a_key_hex(), "-iv", iv_hex,
+                        "-nosalt"], input=bytes.fromhex(value_hex), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10)
+    assert p.returncode == 0, "openssl could not decrypt: %s" % p.stderr.decode(errors="replace")
+    return p.stdout.decode("utf-8")
+
+
+def fresh_db(pg, name):
+    pg.create_db(name)
+    seed_users(pg, name)
+    return name
+
+
+# =====================================================================================
+# Slack and Redis events (added for test_slack*.py; nothing above depends on this
+# section). The fake lives in tests/fakes/slack.py (stdlib only).
+#
+#   fake_slack           session FakeSlack (.install(), .install_error(), .set_mode(), ...)
+#   slack_env(fake)      the SLACK_* variables pointing a service at the fake
+#   SLACK_CLIENT_SECRET  the client secret (never expected in a log line or response)
+#   slack_scheme_a_plain(value_hex, iv_hex)  plaintext of a scheme A pair, by openssl enc
+#   redis_restart(redis_server)  kill -9 the test Redis and start it again on the same port
+#   EventSubscriber(redis_server, prefix)  PSUBSCRIBE <prefix>* in a thread;
+#                        .events (decoded msgpack dicts with "channel"), .wait_for(pred)
+#   publish_notify(redis_server, payload, prefix)  PUBLISH <prefix>notify (dict -> msgpack,
+#                        bytes as they are)
+# =====================================================================================
+from fakes.slack import FakeSlack  # noqa: E402
+
+SLACK_CLIENT_ID = "1234567890.0987654321"
+SLACK_CLIENT_SECRET = "itest-slack-client-secret-" + "4f1e2d3c"
+EVENT_PREFIX = "verifywise:integrations:"
+
+
+def slack_env(fake):
+    return {"SLACK_API_URL": fake.url + "/api/oauth.v2.access", "SLACK_API_BASE": fake.url + "/api",
+            "SLACK_CLIENT_ID": SLACK_CLIENT_ID, "SLACK_CLIENT_SECRET": SLACK_CLIENT_SECRET}
+
+
+def _slack_key_hex():
+    return hashlib.scrypt(ENCRYPTION_PASSWORD.encode(), salt=b"default-salt", n=16384, r=8, p=1,
+                          dklen=32, maxmem=64 * 1024 * 1024).hex()
+
+
+def slack_scheme_a_plain(value_hex, iv_hex):
+    p = subprocess.run([_openssl(), "enc", "-d", "-aes-256-cbc", "-K", _slack_key_hex(), "-iv", iv_hex,
+                        "-nosalt"], input=bytes.fromhex(value_hex), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    return p.stdout.decode("utf-8")
+
+
+@pytest.fixture(scope="session")
+def fake_slack():
+    srv = FakeSlack().start()
+    _CLEANUPS.append(srv.close)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+class EventSubscriber:
+    """PSUBSCRIBE <prefix>* on a thread; keeps every decoded message (and raw failures)."""
+
+    def __init__(self, redis_server, prefix=EVENT_PREFIX):
+        import threading
+        self.redis = redis_server
+        self.prefix = prefix
+        self.events = []
+        self.undecodable = []
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "subscriber did not start"
+
+    def _run(self):
+        import msgpack
+        while not self._stop.is_set():
+            try:
+                ps = self.redis.client().pubsub()
+                ps.psubscribe(self.prefix + "*")
+                self._ready.set()
+                while not self._stop.is_set():
+                    m = ps.get_message(timeout=0.2)
+                    if not m or m.get("type") != "pmessage":
+                        continue
+                    ch = m["channel"].decode() if isinstance(m["channel"], bytes) else m["channel"]
+                    if ch == self.prefix + "notify":
+                        continue
+                    try:
+                        ev = msgpack.unpackb(m["data"], raw=False)
+                        ev["channel"] = ch
+                        self.events.append(ev)
+                    except Exception as e:  # recorded, asserted on by tests
+                        self.undecodable.append((ch, repr(e)))
+                ps.close()
+            except Exception:
+                self._ready.set()
+                time.sleep(0.2)
+
+    def of_type(self, t):
+        return [e for e in list(self.events) if e.get("type") == t]
+
+    def wait_for(self, pred, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [e for e in list(self.events) if pred(e)]
+            if got:
+                return got
+            time.sleep(0.05)
+        return []
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+
+
+def publish_notify(redis_server, payload, prefix=EVENT_PREFIX):
+    import msgpack
+    data = payload if isinstance(payload, bytes) else msgpack.packb(payload, use_bin_type=True)
+    return redis_server.client().publish(prefix + "notify", data)
+
+
+def redis_kill(redis_server):
+    """SIGKILL the test Redis (its port stays reserved for redis_start_again)."""
+    if redis_server.proc is not None and redis_server.proc.poll() is None:
+        redis_server.proc.kill()
+        redis_server.proc.wait()
+
+
+def redis_start_again(redis_server):
+    """Start the test Redis again on the port it had."""
+    import redis
+    redis_server.proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(redis_server.port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--dir", redis_server.base,
+         "--logfile", redis_server.logfile, "--protected-mode", "no"],
+        cwd=redis_server.base, env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=1).ping():
+                return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start again")
