@@ -122,7 +122,7 @@ static const char *parse_body(const json_t *j, struct mlflow_body *b)
     const json_t *t = json_object_get(j, "timeout");
     if (t && !json_is_null(t)) {
         double d = json_is_integer(t) ? (double)json_integer_value(t) : json_is_real(t) ? json_real_value(t) : -1;
-        if (!json_is_number(t) || d != (double)(long long)d || d < MLFLOW_TIMEOUT_MIN || d > MLFLOW_TIMEOUT_MAX)
+        if (!json_is_number(t) || d < MLFLOW_TIMEOUT_MIN || d > MLFLOW_TIMEOUT_MAX || d != (double)(long long)d)
             return "timeout must be a whole number of seconds between 1 and 300";
         b->has_timeout = true;
         b->timeout = (int)d;
