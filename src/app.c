@@ -184,22 +184,26 @@ static void preflight(struct http_req *r)
 
 /* ---- the request pipeline ---------------------------------------------------- */
 
+int app_parse_body(struct http_req *r)
+{
+    size_t len;
+    const unsigned char *body = http_req_body(r, &len);
+    switch (json_parse_body(body, len, &r->json)) {
+    case JSON_BODY_OK:
+        return 0;
+    case JSON_BODY_NOT_OBJECT:
+        reply_text(r, 400, "Request body must be a JSON object");
+        return -1;
+    default:
+        reply_text(r, 400, "Invalid JSON body");
+        return -1;
+    }
+}
+
 static void run_handler(struct http_req *r)
 {
-    if (r->route->flags & ROUTE_JSON_BODY) {
-        size_t len;
-        const unsigned char *body = http_req_body(r, &len);
-        switch (json_parse_body(body, len, &r->json)) {
-        case JSON_BODY_OK:
-            break;
-        case JSON_BODY_NOT_OBJECT:
-            reply_text(r, 400, "Request body must be a JSON object");
-            return;
-        default:
-            reply_text(r, 400, "Invalid JSON body");
-            return;
-        }
-    }
+    if ((r->route->flags & ROUTE_JSON_BODY) && app_parse_body(r) < 0)
+        return;
     r->route->handler(r);
 }
 

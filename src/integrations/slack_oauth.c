@@ -309,18 +309,8 @@ static void oauth_store(struct http_req *r)
 
 static void oauth_validate(struct http_req *r)
 {
-    size_t len;
-    const unsigned char *body = http_req_body(r, &len);
-    switch (json_parse_body(body, len, &r->json)) {
-    case JSON_BODY_OK:
-        break;
-    case JSON_BODY_NOT_OBJECT:
-        reply_text(r, 400, "Request body must be a JSON object");
+    if (app_parse_body(r) < 0)
         return;
-    default:
-        reply_text(r, 400, "Invalid JSON body");
-        return;
-    }
     json_t *uid = json_object_get(r->json, "userId");
     if (uid && !json_is_null(uid) && (!json_is_integer(uid) || json_integer_value(uid) < 1)) {
         reply_text(r, 400, "Valid User ID is required (must be >= 1)");

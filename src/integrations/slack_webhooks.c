@@ -251,25 +251,32 @@ static int unit_outcome(const struct http_req *r, const struct db_result *res)
     return acc ? acc : 404;
 }
 
+/* Answer 403/404/500 for a guarded unit that did not apply; false when it did. */
+static bool reply_unit_failure(struct http_req *r, const struct db_result *res)
+{
+    switch (unit_outcome(r, res)) {
+    case 0:
+        return false;
+    case 403:
+        reply_text(r, 403, "Unauthorized");
+        return true;
+    case 404:
+        reply_text(r, 404, SLACK_MSG_NOT_FOUND);
+        return true;
+    default:
+        reply_internal(r);
+        return true;
+    }
+}
+
 static void on_updated(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
         sql_failure(r, res, "update");
         return;
     }
-    switch (unit_outcome(r, res)) {
-    case 0:
-        break;
-    case 403:
-        reply_text(r, 403, "Unauthorized");
+    if (reply_unit_failure(r, res))
         return;
-    case 404:
-        reply_text(r, 404, SLACK_MSG_NOT_FOUND);
-        return;
-    default:
-        reply_internal(r);
-        return;
-    }
     const PGresult *pr = res->res[1];
     webhook_event(r->app, "slack.webhook.updated", r->auth.org_id, r->auth.user_id, slack_webhook_json(pr, 0, 0));
     reply_data(r, 202, slack_webhook_json(pr, 0, 0));
@@ -357,19 +364,8 @@ static void on_deleted(struct http_req *r, const struct db_result *res)
         sql_failure(r, res, "delete");
         return;
     }
-    switch (unit_outcome(r, res)) {
-    case 0:
-        break;
-    case 403:
-        reply_text(r, 403, "Unauthorized");
+    if (reply_unit_failure(r, res))
         return;
-    case 404:
-        reply_text(r, 404, SLACK_MSG_NOT_FOUND);
-        return;
-    default:
-        reply_internal(r);
-        return;
-    }
     const PGresult *pr = res->res[1];
     webhook_event(r->app, "slack.webhook.deleted", r->auth.org_id, r->auth.user_id,
                   json_pack("{s:I,s:o,s:s,s:s}", "id", (json_int_t)strtoll(PQgetvalue(pr, 0, 0), NULL, 10),
