@@ -75,6 +75,23 @@ static char *message_body(const char *channel_id, const char *title, const char 
     return s;
 }
 
+
+/* The POST of a prepared call: its url, headers and JSON body. */
+static void call_post(struct slack_call *c, size_t max_response, const char *target)
+{
+    c->fr = (struct fetch_request){
+        .method = "POST",
+        .url = c->url,
+        .headers = c->headers,
+        .body = c->body,
+        .body_len = strlen(c->body),
+        .timeout_ms = SLACK_TIMEOUT_MS,
+        .connect_timeout_ms = 5000,
+        .max_response = max_response,
+        .target = target,
+    };
+}
+
 int slack_call_api(struct slack_call *c, const struct app *a, const char *token, const char *channel_id,
                    const char *title, const char *message)
 {
@@ -89,17 +106,7 @@ int slack_call_api(struct slack_call *c, const struct app *a, const char *token,
     c->headers[0] = c->auth;
     c->headers[1] = "Content-Type: application/json; charset=utf-8";
     c->headers[2] = NULL;
-    c->fr = (struct fetch_request){
-        .method = "POST",
-        .url = c->url,
-        .headers = c->headers,
-        .body = c->body,
-        .body_len = strlen(c->body),
-        .timeout_ms = SLACK_TIMEOUT_MS,
-        .connect_timeout_ms = 5000,
-        .max_response = 256 * 1024,
-        .target = "slack",
-    };
+    call_post(c, 256 * 1024, "slack");
     return 0;
 }
 
@@ -113,17 +120,7 @@ int slack_call_webhook(struct slack_call *c, const char *url, const char *title,
     }
     c->headers[0] = "Content-Type: application/json; charset=utf-8";
     c->headers[1] = NULL;
-    c->fr = (struct fetch_request){
-        .method = "POST",
-        .url = c->url,
-        .headers = c->headers,
-        .body = c->body,
-        .body_len = strlen(c->body),
-        .timeout_ms = SLACK_TIMEOUT_MS,
-        .connect_timeout_ms = 5000,
-        .max_response = 64 * 1024,
-        .target = "slack_webhook",
-    };
+    call_post(c, 64 * 1024, "slack_webhook");
     return 0;
 }
 
