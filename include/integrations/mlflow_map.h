@@ -37,6 +37,11 @@ json_t *mlflow_tags_object(const json_t *arr);
 bool mlflow_tags_is_prompt(const json_t *arr);
 
 /* One run (a runs/search element). exp: the run's experiment when known, or NULL. */
+/* The experiment with experiment_id `id` in an experiments/search array, filled into
+ * buf (strings borrowed from exps), or NULL when absent or id is NULL. */
+const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *exps, const char *id,
+                                                           struct mlflow_experiment_info *buf);
+
 enum mlflow_map_result mlflow_map_run(const json_t *run, const struct mlflow_experiment_info *exp,
                                       struct mlflow_record *out);
 /* One model version (a model-versions/search element). aliases: the version's

@@ -273,3 +273,22 @@ json_t *mlflow_record_json(const struct mlflow_record *r)
     }
     return o;
 }
+
+const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *exps, const char *id,
+                                                           struct mlflow_experiment_info *buf)
+{
+    if (!id)
+        return NULL;
+    size_t i;
+    const json_t *e;
+    json_array_foreach(exps, i, e) {
+        const char *eid = mlflow_str(e, "experiment_id");
+        if (eid && strcmp(eid, id) == 0) {
+            buf->id = eid;
+            buf->name = mlflow_str(e, "name");
+            buf->artifact_location = mlflow_str(e, "artifact_location");
+            return buf;
+        }
+    }
+    return NULL;
+}

@@ -457,25 +457,6 @@ static enum mlflow_sync_state runs_advance(struct sync_job *j)
     return j->exp_token && !j->fatal ? SYNC_EXPERIMENTS : SYNC_MODELS;
 }
 
-static const struct mlflow_experiment_info *find_exp(const struct sync_job *j, const char *id,
-                                                     struct mlflow_experiment_info *buf)
-{
-    if (!id)
-        return NULL;
-    size_t i;
-    const json_t *e;
-    json_array_foreach(j->exps, i, e) {
-        const char *eid = mlflow_str(e, "experiment_id");
-        if (eid && strcmp(eid, id) == 0) {
-            buf->id = eid;
-            buf->name = mlflow_str(e, "name");
-            buf->artifact_location = mlflow_str(e, "artifact_location");
-            return buf;
-        }
-    }
-    return NULL;
-}
-
 /* Map a page's elements into the batch text. Returns 0 or -1 (out of memory). */
 static int build_batch(struct sync_job *j, const json_t *items, bool runs)
 {
@@ -491,7 +472,7 @@ static int build_batch(struct sync_job *j, const json_t *items, bool runs)
         if (runs) {
             struct mlflow_experiment_info eb;
             const json_t *info = json_object_get(it, "info");
-            mr = mlflow_map_run(it, find_exp(j, mlflow_str(info, "experiment_id"), &eb), &rec);
+            mr = mlflow_map_run(it, mlflow_find_experiment(j->exps, mlflow_str(info, "experiment_id"), &eb), &rec);
         } else {
             const char *name = mlflow_str(it, "name"), *ver = mlflow_str(it, "version");
             const char *al = NULL;

@@ -39,26 +39,6 @@ static void check_record(const struct mlflow_record *r, json_t *batch)
     FUZZ_ASSERT(json_array_append_new(batch, o) == 0);
 }
 
-/* The experiment of a run, looked up in the page's "experiments" as the sync does. */
-static const struct mlflow_experiment_info *find_exp(const json_t *exps, const char *id,
-                                                     struct mlflow_experiment_info *buf)
-{
-    size_t i;
-    const json_t *e;
-    if (!id)
-        return NULL;
-    json_array_foreach(exps, i, e) {
-        const char *eid = mlflow_str(e, "experiment_id");
-        if (eid && strcmp(eid, id) == 0) {
-            buf->id = eid;
-            buf->name = mlflow_str(e, "name");
-            buf->artifact_location = mlflow_str(e, "artifact_location");
-            return buf;
-        }
-    }
-    return NULL;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 256 * 1024)
@@ -93,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct mlflow_record rec;
         struct mlflow_experiment_info eb;
         const json_t *info = json_object_get(it, "info");
-        enum mlflow_map_result mr = mlflow_map_run(it, find_exp(exps, mlflow_str(info, "experiment_id"), &eb), &rec);
+        enum mlflow_map_result mr = mlflow_map_run(it, mlflow_find_experiment(exps, mlflow_str(info, "experiment_id"), &eb), &rec);
         FUZZ_ASSERT(mr == MLFLOW_MAP_OK || mr == MLFLOW_MAP_SKIP || mr == MLFLOW_MAP_INVALID);
         if (mr == MLFLOW_MAP_OK)
             check_record(&rec, batch);
