@@ -36,6 +36,12 @@ struct mlflow_sync_result {
     int fetched, created, updated, unchanged, stale, skipped, failures;
 };
 
+/* A party waiting for a job's outcome besides its request (GET /models callers).
+ * Called exactly once: when the start is refused (g != MLFLOW_GATE_STARTED, res NULL),
+ * when the job ends (g == MLFLOW_GATE_STARTED, res set), or with MLFLOW_GATE_FAILED
+ * and res NULL when the job is freed without an outcome (shutdown). */
+typedef void (*mlflow_sync_watch_fn)(void *arg, enum mlflow_sync_gate g, const struct mlflow_sync_result *res);
+
 struct mlflow_sync_opts {
     struct app *app;
     char tenant[TENANT_HASH_LEN + 1];
@@ -47,6 +53,9 @@ struct mlflow_sync_opts {
     struct http_req *req;
     void (*gate)(struct http_req *r, enum mlflow_sync_gate g, long long sync_id);
     void (*finished)(struct http_req *r, const struct mlflow_sync_result *res);
+    /* Optional first watcher (see mlflow_sync_watch_fn), attached before the job starts. */
+    mlflow_sync_watch_fn watch;
+    void *watch_arg;
     /* Optional: called once when the job ends, whatever happened (scheduler). */
     void (*ended)(void *arg);
     void *arg;
@@ -54,6 +63,9 @@ struct mlflow_sync_opts {
 
 /* Start a job. Returns 0, or -1 (out of memory; nothing was called). */
 int mlflow_sync_start(const struct mlflow_sync_opts *o);
+/* Attach a watcher to the job of this tenant running in this process. Returns 0, or
+ * -1 when none runs here or out of memory (fn is then never called). */
+int mlflow_sync_watch(const char *tenant, mlflow_sync_watch_fn fn, void *arg);
 /* Is a job of this tenant running in this process? */
 bool mlflow_sync_running(const char *tenant);
 int mlflow_sync_count(void);

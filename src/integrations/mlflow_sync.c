@@ -78,8 +78,15 @@ struct sync_input {
     const struct fetch_response *fetch;
 };
 
+struct sync_watch {
+    struct sync_watch *next;
+    mlflow_sync_watch_fn fn;
+    void *arg;
+};
+
 struct sync_job {
     struct sync_job *next;
+    struct sync_watch *watchers; /* called once each, then freed */
     struct mlflow_sync_opts o;
     enum mlflow_sync_state state;
     unsigned seq;
@@ -206,8 +213,42 @@ static void replace_str(char **dst, const char *src)
     *dst = src ? strdup(src) : NULL;
 }
 
+/* Tell every watcher (once) and forget them. */
+static void notify_watchers(struct sync_job *j, enum mlflow_sync_gate g, const struct mlflow_sync_result *res)
+{
+    struct sync_watch *w = j->watchers;
+    j->watchers = NULL;
+    while (w) {
+        struct sync_watch *next = w->next;
+        w->fn(w->arg, g, res);
+        free(w);
+        w = next;
+    }
+}
+
+static int add_watch(struct sync_job *j, mlflow_sync_watch_fn fn, void *arg)
+{
+    struct sync_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->fn = fn;
+    w->arg = arg;
+    w->next = j->watchers;
+    j->watchers = w;
+    return 0;
+}
+
+int mlflow_sync_watch(const char *tenant, mlflow_sync_watch_fn fn, void *arg)
+{
+    for (struct sync_job *j = jobs; j; j = j->next)
+        if (strcmp(j->o.tenant, tenant) == 0 && j->state != SYNC_DONE)
+            return add_watch(j, fn, arg);
+    return -1;
+}
+
 static void job_free(struct sync_job *j)
 {
+    notify_watchers(j, MLFLOW_GATE_FAILED, NULL);
     for (struct sync_job **p = &jobs; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
@@ -243,6 +284,8 @@ static void gate(struct sync_job *j, enum mlflow_sync_gate g)
     struct http_req *r = j->o.req;
     if (r && j->o.gate && http_req_alive(r))
         j->o.gate(r, g, j->sync_id);
+    if (g != MLFLOW_GATE_STARTED)
+        notify_watchers(j, g, NULL);
     if (r && (!j->o.finished || g != MLFLOW_GATE_STARTED)) {
         http_req_unref(r);
         j->o.req = NULL;
@@ -846,6 +889,7 @@ static void finished(struct sync_job *j, bool recorded)
                             "stale", j->stale, "skipped", j->skipped, "failures", j->failures));
     if (j->o.req && j->o.finished && http_req_alive(j->o.req))
         j->o.finished(j->o.req, &r);
+    notify_watchers(j, MLFLOW_GATE_STARTED, &r);
 }
 
 /* ---- the state machine ------------------------------------------------------------ */
@@ -1168,6 +1212,10 @@ int mlflow_sync_start(const struct mlflow_sync_opts *o)
     j->t0_us = now_us();
     snprintf(j->holder, sizeof j->holder, "%s:%u", instance_id, j->seq);
     snprintf(j->lock_name, sizeof j->lock_name, "mlflow-sync:%s", o->tenant);
+    if (o->watch && add_watch(j, o->watch, o->watch_arg) < 0) {
+        free(j);
+        return -1;
+    }
     if (o->req)
         http_req_ref(o->req);
     j->next = jobs;
