@@ -30,6 +30,7 @@ struct config {
     char *github_api_url;
     char *anthropic_api_url, *openai_api_url, *openrouter_api_url;
     char *mlflow_sync_schedule;
+    int mlflow_models_max_age_s;  /* GET /models syncs first when the last good sync is older */
     char *outbound_deny_cidrs;
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
     bool trust_proxy;

@@ -46,6 +46,7 @@ static const struct cf_key keys[] = {
     {"OPENAI_API_URL", CF_STR, OFF(openai_api_url), "https://api.openai.com/v1", 0, 0, false},
     {"OPENROUTER_API_URL", CF_STR, OFF(openrouter_api_url), "https://openrouter.ai/api/v1", 0, 0, false},
     {"MLFLOW_SYNC_SCHEDULE", CF_STR, OFF(mlflow_sync_schedule), "0 * * * *", 0, 0, false},
+    {"MLFLOW_MODELS_MAX_AGE_S", CF_INT, OFF(mlflow_models_max_age_s), "60", 0, 86400, false},
     {"OUTBOUND_DENY_CIDRS", CF_STR, OFF(outbound_deny_cidrs), "169.254.0.0/16,fe80::/10", 0, 0, false},
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},

@@ -1,12 +1,17 @@
 /* integrations/mlflow_models: owns the MLflow routes that read or start syncs:
  *   models:       from mlflow_model_records (live, not stale) in VerifyWise's element
- *                 shape (reference 5.5); ?refresh=true runs a sync first and maps its
- *                 failure to the reference 1.1 shapes
+ *                 shape (reference 5.5). Without ?refresh the answer waits for a sync
+ *                 (started, or joined when one runs here) unless the last successful one
+ *                 is younger than MLFLOW_MODELS_MAX_AGE_S: the frontend's "Re-run sync"
+ *                 and "Refresh" send exactly that. A failed sync falls back to the stored
+ *                 records with the failure in message/error. ?refresh=true always syncs
+ *                 and maps a failure to the reference 1.1 shapes; ?refresh=false never
  *   sync:         start a manual sync (202 with its id; 400 without configuration;
  *                 409 while one runs for the tenant here or on another instance)
  *   sync-history: the last 50 runs with their counts. */
 #include "integrations/mlflow.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,9 @@
 
 #define MODELS_MAX 10000   /* bound of one answer */
 #define HISTORY_MAX 50
+/* A waiting GET /models answers from the database after the configured MLflow timeout,
+ * and always before the server's 30 s request deadline. */
+#define MODELS_WAIT_MAX_S 25
 
 static const char MSG_NOT_CONFIGURED[] = "MLFlow integration is not configured";
 static const char MSG_BUSY[] = "A sync is already running for this organization";
@@ -98,6 +106,13 @@ static json_t *model_json(const PGresult *res, int i)
     return o;
 }
 
+/* Fields to add to the answer (the outcome of a sync that did not succeed), owned by
+ * the request while the records are read. */
+static void free_extra(void *p)
+{
+    json_decref(p);
+}
+
 static void on_models(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
@@ -113,11 +128,28 @@ static void on_models(struct http_req *r, const struct db_result *res)
     json_t *arr = json_array();
     for (int i = 0; i < PQntuples(pr); i++)
         json_array_append_new(arr, model_json(pr, i));
-    reply_json(r, 200, json_pack("{s:b,s:o}", "configured", 1, "models", arr));
+    json_t *body = json_pack("{s:b,s:o}", "configured", 1, "models", arr);
+    if (body && r->handler_state_free == free_extra && r->handler_state)
+        json_object_update(body, r->handler_state);
+    reply_json(r, 200, body);
 }
+
+static void read_models_with(struct http_req *r, json_t *extra);
 
 static void read_models(struct http_req *r)
 {
+    read_models_with(r, NULL);
+}
+
+/* Read the stored records; extra (stolen, may be NULL) is merged into the answer. */
+static void read_models_with(struct http_req *r, json_t *extra)
+{
+    if (extra) {
+        if (r->handler_state_free)
+            r->handler_state_free(r->handler_state);
+        r->handler_state = extra;
+        r->handler_state_free = free_extra;
+    }
     char c[64], t[64], sql1[128], sql2[1024];
     if (db_table(c, sizeof c, r->auth.tenant, "mlflow_integrations") < 0 ||
         db_table(t, sizeof t, r->auth.tenant, "mlflow_model_records") < 0) {
@@ -189,10 +221,164 @@ static int start_job(struct http_req *r, void (*gate_fn)(struct http_req *, enum
     return mlflow_sync_start(&o);
 }
 
+/* ---- GET /models without ?refresh: sync when the stored records are old ----------- */
+
+/* One request waiting for a sync's outcome (a watcher of the job). Owned by the job's
+ * watcher list until the watcher is called; the request reference is dropped as soon
+ * as the request is answered (by the outcome or by the wait bound). */
+struct models_wait {
+    struct http_req *r;      /* NULL once answered */
+    struct event *timer;     /* the wait bound */
+};
+
+static void wait_release(struct models_wait *w)
+{
+    if (w->timer)
+        evtimer_del(w->timer);
+    if (w->r)
+        http_req_unref(w->r);
+    w->r = NULL;
+}
+
+static void wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct models_wait *w = arg;
+    struct http_req *r = w->r;
+    if (!r)
+        return;
+    w->r = NULL;
+    if (http_req_alive(r))
+        read_models_with(r, json_pack("{s:s}", "message", "MLFlow sync is still running; showing the stored models"));
+    http_req_unref(r);
+}
+
+/* The sync's outcome (or its refused start): answer unless the wait bound already did. */
+static void wait_done(void *arg, enum mlflow_sync_gate g, const struct mlflow_sync_result *res)
+{
+    struct models_wait *w = arg;
+    struct http_req *r = w->r;
+    if (g == MLFLOW_GATE_STARTED && !res)
+        g = MLFLOW_GATE_FAILED; /* not a watcher call: treat as a failed start */
+    if (r && http_req_alive(r)) {
+        switch (g) {
+        case MLFLOW_GATE_STARTED:
+            if (strcmp(res->status, "error") != 0)
+                read_models(r);
+            else if (res->network_error)
+                read_models_with(r, json_pack("{s:b,s:s}", "connected", 0, "message", "MLFlow server is not reachable"));
+            else
+                read_models_with(r, json_pack("{s:b,s:s}", "connected", 0, "error", "Failed to fetch MLFlow models"));
+            break;
+        case MLFLOW_GATE_NOT_CONFIGURED:
+            reply_json(r, 200, json_pack("{s:b,s:[]}", "configured", 0, "models"));
+            break;
+        case MLFLOW_GATE_BUSY:
+        case MLFLOW_GATE_SKIPPED:
+            read_models(r); /* another instance is syncing: what is stored */
+            break;
+        case MLFLOW_GATE_DB_UNAVAILABLE:
+            reply_db_unavailable(r);
+            break;
+        case MLFLOW_GATE_FAILED:
+            read_models_with(r, json_pack("{s:b,s:s}", "connected", 0, "error", "Failed to fetch MLFlow models"));
+            break;
+        }
+    }
+    wait_release(w);
+    if (w->timer)
+        event_free(w->timer);
+    free(w);
+}
+
+/* Wait for the tenant's running sync, or start one; at most timeout_s seconds. */
+static void sync_and_wait(struct http_req *r, int timeout_s)
+{
+    struct models_wait *w = calloc(1, sizeof *w);
+    if (!w || !(w->timer = evtimer_new(r->app->base, wait_timeout, w))) {
+        free(w);
+        fetch_failed(r);
+        return;
+    }
+    w->r = http_req_ref(r);
+    http_req_hold(r);
+    if (mlflow_sync_watch(r->auth.tenant, wait_done, w) < 0) {
+        struct mlflow_sync_opts o = {
+            .app = r->app,
+            .org_id = r->auth.org_id,
+            .user_id = r->auth.user_id,
+            .trigger = MLFLOW_TRIGGER_MANUAL,
+            .watch = wait_done,
+            .watch_arg = w,
+        };
+        snprintf(o.tenant, sizeof o.tenant, "%s", r->auth.tenant);
+        if (mlflow_sync_start(&o) < 0) {
+            wait_release(w);
+            event_free(w->timer);
+            free(w);
+            fetch_failed(r);
+            return;
+        }
+    }
+    if (w->r) { /* not answered at once */
+        if (timeout_s < 1 || timeout_s > MODELS_WAIT_MAX_S)
+            timeout_s = MODELS_WAIT_MAX_S;
+        struct timeval tv = {timeout_s, 0};
+        evtimer_add(w->timer, &tv);
+    }
+}
+
+enum { F_TIMEOUT, F_FRESH };
+
+static void on_freshness(struct http_req *r, const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        log_error("mlflow: reading the configuration failed: %s (%s)", res->message, res->sqlstate);
+        fetch_failed(r);
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    if (PQntuples(pr) == 0) {
+        reply_json(r, 200, json_pack("{s:b,s:[]}", "configured", 0, "models"));
+        return;
+    }
+    if (strcmp(PQgetvalue(pr, 0, F_FRESH), "t") == 0) {
+        read_models(r);
+        return;
+    }
+    sync_and_wait(r, (int)strtol(PQgetvalue(pr, 0, F_TIMEOUT), NULL, 10));
+}
+
+static void models_auto(struct http_req *r)
+{
+    char c[64], sql[512], age[24];
+    if (db_table(c, sizeof c, r->auth.tenant, "mlflow_integrations") < 0) {
+        fetch_failed(r);
+        return;
+    }
+    snprintf(age, sizeof age, "%d", r->app->cfg.mlflow_models_max_age_s);
+    int n = snprintf(sql, sizeof sql,
+                     "SELECT timeout, COALESCE(last_sync_status IN ('success', 'partial') AND last_synced_at >="
+                     " (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::int), false)"
+                     " FROM %s LIMIT 1",
+                     c);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+        fetch_failed(r);
+        return;
+    }
+    const char *params[] = {age};
+    app_query(r, sql, 1, params, on_freshness);
+}
+
 void mlflow_models(struct http_req *r)
 {
     char v[16];
-    if (http_req_query(r, "refresh", v, sizeof v) > 0 && strcmp(v, "true") == 0) {
+    int n = http_req_query(r, "refresh", v, sizeof v);
+    if (n > 0 && strcmp(v, "false") == 0) {
+        read_models(r);
+        return;
+    }
+    if (n > 0 && strcmp(v, "true") == 0) {
         if (mlflow_sync_running(r->auth.tenant)) {
             read_models(r);
             return;
@@ -201,7 +387,7 @@ void mlflow_models(struct http_req *r)
             fetch_failed(r);
         return;
     }
-    read_models(r);
+    models_auto(r);
 }
 
 /* ---- POST /sync ------------------------------------------------------------------------ */
