@@ -109,9 +109,19 @@ static const char SQL_TENANT_FN[] =
     "      url TEXT,\n"
     "      model TEXT NOT NULL,\n"
     "      created_at TIMESTAMPTZ NOT NULL DEFAULT NOW())', p_schema);\n"
-    "  EXECUTE format('ALTER TABLE %I.llm_keys ADD COLUMN IF NOT EXISTS key_fingerprint TEXT', p_schema);\n"
-    "  EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS llm_keys_key_fingerprint_key\n"
-    "      ON %I.llm_keys (key_fingerprint)', p_schema);\n"
+    /* integrationsd's duplicate check: HMAC fingerprints in a table of its own, so
+     * VerifyWise's llm_keys keeps its columns (earlier versions added key_fingerprint
+     * to it: moved here, then dropped) */
+    "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.integrationsd_llm_key_fingerprints (\n"
+    "      key_id INTEGER PRIMARY KEY REFERENCES %I.llm_keys (id) ON DELETE CASCADE,\n"
+    "      fingerprint TEXT NOT NULL UNIQUE)', p_schema, p_schema);\n"
+    "  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = p_schema\n"
+    "      AND table_name = 'llm_keys' AND column_name = 'key_fingerprint') THEN\n"
+    "    EXECUTE format('INSERT INTO %I.integrationsd_llm_key_fingerprints (key_id, fingerprint)\n"
+    "        SELECT id, key_fingerprint FROM %I.llm_keys WHERE key_fingerprint IS NOT NULL\n"
+    "        ON CONFLICT DO NOTHING', p_schema, p_schema);\n"
+    "    EXECUTE format('ALTER TABLE %I.llm_keys DROP COLUMN key_fingerprint', p_schema);\n"
+    "  END IF;\n"
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.github_tokens (\n"
     "      id SERIAL PRIMARY KEY,\n"
     "      encrypted_token TEXT NOT NULL,\n"

@@ -1,6 +1,12 @@
 /* integrations/llm_keys: owns the LLM provider key routes:
- * validate -> one statement -> shape the row (masked key) -> envelope.
- * The plaintext key lives only in the request body and in short-lived buffers. */
+ * validate -> statement(s) -> shape the row (masked key) -> envelope.
+ * The plaintext key lives only in the request body and in short-lived buffers.
+ * Duplicate keys are refused through HMAC fingerprints kept in integrationsd's own
+ * table (<tenant>.integrationsd_llm_key_fingerprints), so VerifyWise's llm_keys keeps
+ * its shape; rows written without one (by VerifyWise's backend) get theirs the first
+ * time a create or key change of the organization sees them. A key that looks like a
+ * mask ("****...") is never stored: on PATCH, the stored key's own mask means
+ * "unchanged" (the Edit dialog sends back what the list showed). */
 #include "integrations/llm_keys.h"
 
 #include <stdio.h>
@@ -33,6 +39,10 @@ static const char MSG_BAD_PROVIDER[] = "Invalid provider name. Must be one of: A
 static const char MSG_DUP_CREATE[] =
     "This API key is already configured. Please use a different API key or edit the existing entry.";
 static const char MSG_DUP_UPDATE[] = "This API key is already configured. Please use a different API key.";
+static const char MSG_MASKED[] = "Key looks masked: type the full key to change it";
+
+/* Rows without a fingerprint looked at per create / key change (VerifyWise-written). */
+#define BACKFILL_MAX 1000
 
 /* Columns every row-returning statement selects, in this order. */
 #define ROW_COLS                                                                                   \
@@ -102,6 +112,22 @@ static int table(struct http_req *r, char *buf, size_t len)
         return -1;
     }
     return 0;
+}
+
+static int fp_table(struct http_req *r, char *buf, size_t len)
+{
+    if (db_table(buf, len, r->auth.tenant, "integrationsd_llm_key_fingerprints") < 0) {
+        reply_internal(r);
+        return -1;
+    }
+    return 0;
+}
+
+/* A value the list could have shown: the form secrets_mask produces, or anything
+ * else starting with its "****". */
+static bool looks_masked(const char *key, size_t len)
+{
+    return len >= 4 && memcmp(key, "****", 4) == 0;
 }
 
 /* Positive int4 id from the path, as canonical text in buf; -1 if invalid. */
@@ -204,22 +230,7 @@ void llm_keys_status(struct http_req *r)
     app_query(r, sql, 0, NULL, on_status);
 }
 
-/* ---- POST /api/llm-keys ---------------------------------------------------- */
-
-static void on_created(struct http_req *r, const struct db_result *res)
-{
-    if (db_is_unique_violation(res)) {
-        reply_text(r, 400, MSG_DUP_CREATE);
-        return;
-    }
-    if (res->status != DB_OK) {
-        reply_sql_failure(r, res, "create");
-        return;
-    }
-    const PGresult *pr = db_last(res);
-    key_event(r, "llm_key.created", pr);
-    reply_data(r, 201, row_json(r->app, pr, 0));
-}
+/* ---- POST /api/llm-keys, PATCH /api/llm-keys/:id ------------------------------ */
 
 /* Shared field checks; returns the error message or NULL. */
 static const char *check_lengths(const char *key, size_t klen, const char *model, size_t mlen)
@@ -229,6 +240,286 @@ static const char *check_lengths(const char *key, size_t klen, const char *model
     if (model && utf8_length(model, mlen) > MODEL_MAX_CHARS)
         return "Model must be at most 255 characters";
     return NULL;
+}
+
+/* A validated create or PATCH, kept by the request between its statements. Strings
+ * point into r->json (alive as long as the request). */
+struct key_write {
+    bool patch;
+    bool noop;                  /* PATCH that changes nothing: no event */
+    char id[24];                /* PATCH: the id from the path */
+    const char *name, *url, *key, *model;
+    size_t klen;
+};
+
+static void free_key_write(void *p)
+{
+    free(p);
+}
+
+static void on_written(struct http_req *r, const struct db_result *res)
+{
+    const struct key_write *w = r->handler_state;
+    if (db_is_unique_violation(res)) {
+        reply_text(r, 400, w->patch ? MSG_DUP_UPDATE : MSG_DUP_CREATE);
+        return;
+    }
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, w->patch ? "update" : "create");
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    if (PQntuples(pr) != 1) {
+        reply_data(r, 404, NULL);
+        return;
+    }
+    if (!w->noop)
+        key_event(r, w->patch ? "llm_key.updated" : "llm_key.created", pr);
+    reply_data(r, w->patch ? 200 : 201, row_json(r->app, pr, 0));
+}
+
+/* Append ", <frag>" (or "<frag>" first) to set; -1 when it does not fit. */
+static int set_add(char *set, size_t size, const char *frag)
+{
+    size_t used = strlen(set);
+    int n = snprintf(set + used, size - used, "%s%s", used ? ", " : "", frag);
+    return n < 0 || (size_t)n >= size - used ? -1 : 0;
+}
+
+/* The write itself, one statement: the row and its fingerprint. A fingerprint already
+ * taken is a unique violation: a duplicate. */
+static void write_key(struct http_req *r)
+{
+    struct key_write *w = r->handler_state;
+    struct app *a = r->app;
+    char *enc = NULL, fp[65];
+    if (w->key && (secrets_b_encrypt(&a->secrets, w->key, w->klen, &enc) < 0 ||
+                   secrets_fingerprint(&a->secrets, w->key, w->klen, fp) < 0)) {
+        free(enc);
+        log_error("llm keys: encryption failed");
+        reply_internal(r);
+        return;
+    }
+    char t[64], f[96], sql[1024];
+    if (table(r, t, sizeof t) < 0 || fp_table(r, f, sizeof f) < 0) {
+        free(enc);
+        return;
+    }
+    const char *params[6];
+    int n = 0, len;
+    if (!w->patch) {
+        params[n++] = enc;
+        params[n++] = w->name;
+        params[n++] = w->url;
+        params[n++] = w->model;
+        params[n++] = fp;
+        len = snprintf(sql, sizeof sql,
+                       "WITH k AS (INSERT INTO %s (key, name, url, model)"
+                       " VALUES ($1, $2::public.enum_llm_keys_provider, $3, $4) RETURNING " ROW_COLS "),"
+                       " f AS (INSERT INTO %s (key_id, fingerprint) SELECT id, $5 FROM k)"
+                       " SELECT * FROM k",
+                       t, f);
+    } else {
+        /* The statement is assembled from constant fragments only; values are bound. */
+        char set[256] = "", frag[96];
+        int bad = 0;
+        params[n++] = w->id;
+        if (w->name) {
+            params[n++] = w->name;
+            params[n++] = w->url;
+            snprintf(frag, sizeof frag, "name = $%d::public.enum_llm_keys_provider, url = $%d", n - 1, n);
+            bad |= set_add(set, sizeof set, frag);
+        }
+        if (w->key) {
+            params[n++] = enc;
+            snprintf(frag, sizeof frag, "key = $%d", n);
+            bad |= set_add(set, sizeof set, frag);
+        }
+        if (w->model) {
+            params[n++] = w->model;
+            snprintf(frag, sizeof frag, "model = $%d", n);
+            bad |= set_add(set, sizeof set, frag);
+        }
+        if (w->key) {
+            params[n++] = fp;
+            len = snprintf(sql, sizeof sql,
+                           "WITH k AS (UPDATE %s SET %s WHERE id = $1::int RETURNING " ROW_COLS "),"
+                           " f AS (INSERT INTO %s (key_id, fingerprint) SELECT id, $%d FROM k"
+                           " ON CONFLICT (key_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint)"
+                           " SELECT * FROM k",
+                           t, set, f, n);
+        } else if (*set) {
+            len = snprintf(sql, sizeof sql, "UPDATE %s SET %s WHERE id = $1::int RETURNING " ROW_COLS, t, set);
+        } else { /* only the unchanged (masked) key: the row as it is */
+            w->noop = true;
+            len = snprintf(sql, sizeof sql, "SELECT " ROW_COLS " FROM %s WHERE id = $1::int", t);
+        }
+        if (bad)
+            len = -1;
+    }
+    if (len < 0 || (size_t)len >= sizeof sql) {
+        free(enc);
+        log_error("llm keys: statement does not fit");
+        reply_internal(r);
+        return;
+    }
+    app_query(r, sql, n, params, on_written);
+    if (enc)
+        secrets_free_plain(enc, strlen(enc));
+}
+
+/* Append to a growing array literal ("{1,2}"). Returns 0 or -1 (out of memory). */
+static int lit_add(char **lit, size_t *len, const char *v)
+{
+    size_t vl = strlen(v);
+    char *n = realloc(*lit, *len + vl + 3);
+    if (!n)
+        return -1;
+    *lit = n;
+    n[*len] = *len == 0 ? '{' : ',';
+    (*len)++;
+    memcpy(n + *len, v, vl);
+    *len += vl;
+    n[*len] = '}';
+    n[*len + 1] = '\0';
+    return 0;
+}
+
+static void on_backfilled(struct http_req *r, const struct db_result *res)
+{
+    const struct key_write *w = r->handler_state;
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, w->patch ? "update" : "create");
+        return;
+    }
+    write_key(r);
+}
+
+enum { PRE_ID, PRE_KEY, PRE_TARGET, PRE_NEEDS_FP };
+
+/* The rows without a fingerprint (and, for a PATCH with a masked key, the target row):
+ * fingerprint them, settle the masked key, then write. */
+static void on_prequery(struct http_req *r, const struct db_result *res)
+{
+    struct key_write *w = r->handler_state;
+    if (res->status != DB_OK) {
+        reply_sql_failure(r, res, w->patch ? "update" : "create");
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    struct app *a = r->app;
+    char *ids = NULL, *fps = NULL;
+    size_t idl = 0, fpl = 0;
+    bool found = !w->patch;
+    for (int i = 0; i < PQntuples(pr); i++) {
+        const char *stored = PQgetvalue(pr, i, PRE_KEY);
+        char *pt = NULL;
+        size_t len = 0;
+        bool plain = false;
+        if (secrets_b_decrypt(&a->secrets, stored, &pt, &len) < 0) {
+            if (strchr(stored, ':'))
+                continue; /* not ours to read: no fingerprint */
+            pt = (char *)stored; /* a plaintext row (VerifyWise) */
+            len = strlen(stored);
+            plain = true;
+        }
+        if (strcmp(PQgetvalue(pr, i, PRE_TARGET), "t") == 0) {
+            found = true;
+            char mask[SECRETS_MASK_MAX];
+            secrets_mask(pt, len, mask);
+            if (w->key && looks_masked(w->key, w->klen)) {
+                if (strlen(mask) != w->klen || memcmp(mask, w->key, w->klen) != 0) {
+                    if (!plain)
+                        secrets_free_plain(pt, len);
+                    free(ids);
+                    free(fps);
+                    reply_text(r, 400, MSG_MASKED);
+                    return;
+                }
+                w->key = NULL; /* its own mask: unchanged */
+                w->klen = 0;
+            }
+        }
+        char fp[65];
+        int rc = 0;
+        if (strcmp(PQgetvalue(pr, i, PRE_NEEDS_FP), "t") == 0) {
+            rc = secrets_fingerprint(&a->secrets, pt, len, fp);
+            if (rc == 0 && (lit_add(&ids, &idl, PQgetvalue(pr, i, PRE_ID)) < 0 || lit_add(&fps, &fpl, fp) < 0))
+                rc = -1;
+        }
+        if (!plain)
+            secrets_free_plain(pt, len);
+        if (rc < 0) {
+            free(ids);
+            free(fps);
+            log_error("llm keys: fingerprinting stored keys failed");
+            reply_internal(r);
+            return;
+        }
+    }
+    if (!found) {
+        free(ids);
+        free(fps);
+        reply_data(r, 404, NULL);
+        return;
+    }
+    if (w->key && looks_masked(w->key, w->klen)) { /* the target row cannot be read */
+        free(ids);
+        free(fps);
+        reply_text(r, 400, MSG_MASKED);
+        return;
+    }
+    if (!ids) {
+        write_key(r);
+        return;
+    }
+    /* The older rows' fingerprints are kept whatever the write then finds. */
+    char f[96], sql[256];
+    if (fp_table(r, f, sizeof f) < 0) {
+        free(ids);
+        free(fps);
+        return;
+    }
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s (key_id, fingerprint) SELECT * FROM unnest($1::int[], $2::text[])"
+             " ON CONFLICT DO NOTHING",
+             f);
+    const char *params[] = {ids, fps};
+    app_query(r, sql, 2, params, on_backfilled);
+    free(ids);
+    free(fps);
+}
+
+/* Look at the rows without a fingerprint (and the PATCH target), then write. */
+static void prequery(struct http_req *r)
+{
+    struct key_write *w = r->handler_state;
+    char t[64], f[96], sql[512];
+    if (table(r, t, sizeof t) < 0 || fp_table(r, f, sizeof f) < 0)
+        return;
+    int n = snprintf(sql, sizeof sql,
+                     "SELECT k.id, k.key, k.id = $1::int, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id)"
+                     " FROM %s k WHERE k.id = $1::int OR NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id)"
+                     " ORDER BY k.id = $1::int DESC, k.id LIMIT %d",
+                     f, t, f, BACKFILL_MAX);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+        reply_internal(r);
+        return;
+    }
+    const char *params[] = {w->patch ? w->id : "0"};
+    app_query(r, sql, 1, params, on_prequery);
+}
+
+static struct key_write *new_key_write(struct http_req *r)
+{
+    struct key_write *w = calloc(1, sizeof *w);
+    if (!w) {
+        reply_internal(r);
+        return NULL;
+    }
+    r->handler_state = w;
+    r->handler_state_free = free_key_write;
+    return w;
 }
 
 void llm_keys_create(struct http_req *r)
@@ -254,48 +545,15 @@ void llm_keys_create(struct http_req *r)
         reply_text(r, 400, err ? err : "Key and model must not contain NUL characters");
         return;
     }
-    struct app *a = r->app;
-    char *enc = NULL, fp[65];
-    if (secrets_b_encrypt(&a->secrets, key, klen, &enc) < 0 ||
-        secrets_fingerprint(&a->secrets, key, klen, fp) < 0) {
-        free(enc);
-        log_error("llm keys: encryption failed");
-        reply_internal(r);
+    if (looks_masked(key, klen)) {
+        reply_text(r, 400, MSG_MASKED);
         return;
     }
-    char t[64], sql[512];
-    if (table(r, t, sizeof t) < 0) {
-        free(enc);
+    struct key_write *w = new_key_write(r);
+    if (!w)
         return;
-    }
-    snprintf(sql, sizeof sql,
-             "INSERT INTO %s (key, name, url, model, key_fingerprint) "
-             "VALUES ($1, $2::public.enum_llm_keys_provider, $3, $4, $5) RETURNING " ROW_COLS,
-             t);
-    const char *params[] = {enc, name, url, model, fp};
-    app_query(r, sql, 5, params, on_created);
-    free(enc);
-}
-
-/* ---- PATCH /api/llm-keys/:id ----------------------------------------------- */
-
-static void on_updated(struct http_req *r, const struct db_result *res)
-{
-    if (db_is_unique_violation(res)) {
-        reply_text(r, 400, MSG_DUP_UPDATE);
-        return;
-    }
-    if (res->status != DB_OK) {
-        reply_sql_failure(r, res, "update");
-        return;
-    }
-    const PGresult *pr = db_last(res);
-    if (PQntuples(pr) != 1) {
-        reply_data(r, 404, NULL);
-        return;
-    }
-    key_event(r, "llm_key.updated", pr);
-    reply_data(r, 200, row_json(r->app, pr, 0));
+    *w = (struct key_write){.name = name, .url = url, .key = key, .klen = klen, .model = model};
+    prequery(r);
 }
 
 /* A PATCH field: absent, null and "" are dropped; another type is an error. */
@@ -339,43 +597,16 @@ void llm_keys_update(struct http_req *r)
         reply_text(r, 400, err ? err : "Key and model must not contain NUL characters");
         return;
     }
-    struct app *a = r->app;
-    char *enc = NULL, fp[65];
-    if (key && (secrets_b_encrypt(&a->secrets, key, klen, &enc) < 0 ||
-                secrets_fingerprint(&a->secrets, key, klen, fp) < 0)) {
-        free(enc);
-        log_error("llm keys: encryption failed");
-        reply_internal(r);
+    struct key_write *w = new_key_write(r);
+    if (!w)
         return;
-    }
-    /* The statement is assembled from constant fragments only; values are bound. */
-    const char *params[6];
-    int n = 0;
-    char set[256] = "", t[64], sql[640];
-    params[n++] = idbuf;
-    if (name) {
-        params[n++] = name;
-        params[n++] = url;
-        snprintf(set + strlen(set), sizeof set - strlen(set),
-                 "%sname = $%d::public.enum_llm_keys_provider, url = $%d", *set ? ", " : "", n - 1, n);
-    }
-    if (key) {
-        params[n++] = enc;
-        params[n++] = fp;
-        snprintf(set + strlen(set), sizeof set - strlen(set), "%skey = $%d, key_fingerprint = $%d",
-                 *set ? ", " : "", n - 1, n);
-    }
-    if (model) {
-        params[n++] = model;
-        snprintf(set + strlen(set), sizeof set - strlen(set), "%smodel = $%d", *set ? ", " : "", n);
-    }
-    if (table(r, t, sizeof t) < 0) {
-        free(enc);
-        return;
-    }
-    snprintf(sql, sizeof sql, "UPDATE %s SET %s WHERE id = $1::int RETURNING " ROW_COLS, t, set);
-    app_query(r, sql, n, params, on_updated);
-    free(enc);
+    *w = (struct key_write){.patch = true, .name = name, .url = url, .key = key, .klen = key ? klen : 0,
+                            .model = model};
+    memcpy(w->id, idbuf, sizeof w->id);
+    if (key)
+        prequery(r); /* fingerprints to settle, or a masked key to compare */
+    else
+        write_key(r);
 }
 
 /* ---- DELETE /api/llm-keys/:id ---------------------------------------------- */

@@ -492,15 +492,24 @@ class Db:
     def llm_table(self, org_id):
         return '"%s".llm_keys' % tenant_hash(org_id)
 
+    def llm_fp_table(self, org_id):
+        return '"%s".integrationsd_llm_key_fingerprints' % tenant_hash(org_id)
+
+    # A row of VerifyWise's llm_keys with integrationsd's fingerprint (own table) as
+    # "key_fingerprint" (None when the row has none).
+    def _llm_select(self, org_id):
+        return ("SELECT k.*, f.fingerprint AS key_fingerprint FROM %s k LEFT JOIN %s f ON f.key_id = k.id"
+                % (self.llm_table(org_id), self.llm_fp_table(org_id)))
+
     def llm_rows(self, org_id):
         if not self.table_exists(self.llm_table(org_id)):
             return []
-        return self.rows("SELECT * FROM %s ORDER BY id" % self.llm_table(org_id))
+        return self.rows(self._llm_select(org_id) + " ORDER BY k.id")
 
     def llm_row(self, org_id, key_id):
         if not self.table_exists(self.llm_table(org_id)):
             return None
-        return self.one("SELECT * FROM %s WHERE id = %%s" % self.llm_table(org_id), (key_id,))
+        return self.one(self._llm_select(org_id) + " WHERE k.id = %s", (key_id,))
 
     def llm_count(self, org_id):
         if not self.table_exists(self.llm_table(org_id)):
