@@ -34,7 +34,8 @@ struct config {
     char *outbound_deny_cidrs;
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
     bool trust_proxy;
-    int auth_cache_ms;           /* how long a public.users lookup is reused */
+    int auth_cache_ms;           /* how long a public.users lookup is reused at most */
+    size_t cache_bytes;          /* read-cache budget; 0 = off */
     size_t max_body_bytes;
     int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
     enum log_level log_level;

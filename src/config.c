@@ -50,6 +50,7 @@ static const struct cf_key keys[] = {
     {"OUTBOUND_DENY_CIDRS", CF_STR, OFF(outbound_deny_cidrs), "169.254.0.0/16,fe80::/10", 0, 0, false},
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},
+    {"CACHE_BYTES", CF_SIZE, OFF(cache_bytes), "8388608", 0, 1024LL * 1024 * 1024, false},
     {"TRUST_PROXY", CF_BOOL, OFF(trust_proxy), "false", 0, 0, false},
     {"MAX_BODY_BYTES", CF_SIZE, OFF(max_body_bytes), "1048576", 1, 64LL * 1024 * 1024, false},
     {"HTTP_IDLE_TIMEOUT_S", CF_INT, OFF(http_idle_timeout_s), "60", 1, 3600, false},

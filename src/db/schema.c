@@ -92,6 +92,59 @@ static const char SQL_PUBLIC[] =
     "    ON public.slack_deliveries (lease_until) WHERE status = 'pending';\n"
     "END $do$";
 
+/* Read-cache coherence (cache/read_cache, db/listener): every change to a table whose
+ * rows a cached answer shows NOTIFYs integrationsd_cache, whoever writes it (any instance,
+ * VerifyWise's backend, psql). Payloads: "t:<tenant schema>" (statement-level triggers on
+ * the tenant tables), "u:<user id>:<organization id>" (public.users rows, old and new),
+ * "o:<organization id>" (Slack webhooks), "all" when the organization is unknown.
+ * Triggers are added idempotently and never dropped; a table integrationsd may not
+ * alter (no privilege) keeps working without one (logged by PostgreSQL as a WARNING). */
+static const char SQL_CACHE_FN[] =
+    "CREATE OR REPLACE FUNCTION public.integrationsd_cache_notify() RETURNS trigger\n"
+    "LANGUAGE plpgsql AS $fn$\n"
+    "DECLARE r jsonb; org text; uid text;\n"
+    "BEGIN\n"
+    "  IF TG_LEVEL = 'STATEMENT' THEN\n"
+    "    PERFORM pg_notify('integrationsd_cache', 't:' || TG_TABLE_SCHEMA);\n"
+    "    RETURN NULL;\n"
+    "  END IF;\n"
+    "  FOREACH r IN ARRAY ARRAY[CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,\n"
+    "                           CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END] LOOP\n"
+    "    CONTINUE WHEN r IS NULL;\n"
+    "    IF TG_TABLE_NAME = 'users' THEN\n"
+    "      PERFORM pg_notify('integrationsd_cache', 'u:' || (r->>'id') || ':' ||\n"
+    "                        COALESCE(r->>'organization_id', ''));\n"
+    "      CONTINUE;\n"
+    "    END IF;\n"
+    "    org := r->>'organization_id';\n"
+    "    uid := r->>'user_id';\n"
+    "    IF org IS NULL AND uid IS NOT NULL AND to_regclass('public.users') IS NOT NULL THEN\n"
+    "      EXECUTE 'SELECT organization_id::text FROM public.users WHERE id = $1::int' INTO org USING uid;\n"
+    "    END IF;\n"
+    "    PERFORM pg_notify('integrationsd_cache', CASE WHEN org IS NULL THEN 'all' ELSE 'o:' || org END);\n"
+    "  END LOOP;\n"
+    "  RETURN NULL;\n"
+    "END $fn$";
+
+static const char SQL_CACHE_TRIGGERS[] =
+    "DO $do$ BEGIN\n"
+    "  IF to_regclass('public.users') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_trigger\n"
+    "      WHERE tgname = 'integrationsd_cache' AND tgrelid = to_regclass('public.users')) THEN\n"
+    "    BEGIN\n"
+    "      CREATE TRIGGER integrationsd_cache AFTER INSERT OR DELETE OR UPDATE OF id, organization_id, role_id\n"
+    "        ON public.users FOR EACH ROW EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
+    "    EXCEPTION WHEN insufficient_privilege THEN\n"
+    "      RAISE WARNING 'integrationsd: no trigger on public.users (%): role changes wait for AUTH_CACHE_MS',\n"
+    "        SQLERRM;\n"
+    "    END;\n"
+    "  END IF;\n"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
+    "      AND tgrelid = to_regclass('public.slack_webhooks')) THEN\n"
+    "    CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE\n"
+    "      ON public.slack_webhooks FOR EACH ROW EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
+    "  END IF;\n"
+    "END $do$";
+
 /* Tenant tables: VerifyWise's definitions (reference section 3) plus our additions. */
 static const char SQL_TENANT_FN[] =
     "CREATE OR REPLACE FUNCTION public.integrationsd_ensure_tenant(p_schema text, p_org bigint)\n"
@@ -209,6 +262,18 @@ static const char SQL_TENANT_FN[] =
     "      tested_at TIMESTAMP NOT NULL)', p_schema);\n"
     "  EXECUTE format('CREATE INDEX IF NOT EXISTS mlflow_sync_history_started\n"
     "      ON %I.mlflow_sync_history (started_at DESC)', p_schema);\n"
+    /* read-cache coherence: see SQL_CACHE_FN */
+    "  DECLARE tbl text; BEGIN\n"
+    "    FOREACH tbl IN ARRAY ARRAY['llm_keys', 'github_tokens', 'mlflow_integrations',\n"
+    "                               'mlflow_test_results', 'mlflow_sync_history'] LOOP\n"
+    "      IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
+    "          AND tgrelid = format('%I.%I', p_schema, tbl)::regclass) THEN\n"
+    "        EXECUTE format('CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE\n"
+    "            ON %I.%I FOR EACH STATEMENT EXECUTE FUNCTION public.integrationsd_cache_notify()',\n"
+    "            p_schema, tbl);\n"
+    "      END IF;\n"
+    "    END LOOP;\n"
+    "  END;\n"
     "  INSERT INTO public.integration_tenants (schema_name, organization_id)\n"
     "    VALUES (p_schema, p_org)\n"
     "    ON CONFLICT (schema_name) DO UPDATE SET last_seen_at = now();\n"
@@ -220,8 +285,10 @@ void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
         {SQL_LOCK, 0, NULL},
         {SQL_PUBLIC, 0, NULL},
         {SQL_TENANT_FN, 0, NULL},
+        {SQL_CACHE_FN, 0, NULL},
+        {SQL_CACHE_TRIGGERS, 0, NULL},
     };
-    db_submit(p, stmts, 3, cb, arg);
+    db_submit(p, stmts, 5, cb, arg);
 }
 
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,

@@ -13,13 +13,17 @@
 #     the measured figure is reported);
 #   - every POST answered 201 is in the database afterwards;
 #   - the service never crashed; afterwards pg_stat_activity shows at most DB_POOL_SIZE
-#     connections with application_name 'integrationsd', and its fd count did not grow.
+#     pool connections with application_name 'integrationsd' plus exactly one LISTEN
+#     connection, and its fd count did not grow;
+#   - no stale answer after recovery (the read cache is on): a row written straight into the
+#     database as soon as it accepts connections again, before the service's LISTEN
+#     connection is back, is in every 200 GET that started after that write.
 import threading
 import time
 
 import psycopg2
 
-from conftest import (Db, assert_alive, fd_count, new_key, report, timed_request)
+from conftest import (Db, assert_alive, fd_count, new_key, report, tenant_hash, timed_request)
 
 UNAVAILABLE = {"message": "Service Unavailable", "error": "database unavailable"}
 POOL = 4
@@ -96,6 +100,11 @@ def test_postgres_restart_under_load(pg, service, fresh_db, tokens):
         poller.join(60)
         t_up = poller_result.get("up")
         assert t_up is not None, "PostgreSQL did not come back"
+        # a change nobody announces to the service (its LISTEN connection is still down)
+        unannounced = db.scalar('INSERT INTO "%s".llm_keys (key, name, url, model) VALUES (%%s, %%s, %%s, %%s)'
+                                ' RETURNING id' % tenant_hash(1),
+                                (new_key("sk-pgfault-direct-"), "OpenAI", "https://api.openai.com/v1/", "gpt-4o"))
+        t_written = time.monotonic()
         # poll the service until it answers 2xx again
         t_recovered = None
         deadline = t_up + 15
@@ -142,6 +151,9 @@ def test_postgres_restart_under_load(pg, service, fresh_db, tokens):
                 counts["2xx"] += 1
                 if c.method == "POST":
                     acked[data["data"]["id"]] = key
+                elif t0 > t_written and unannounced not in {k["id"] for k in data["data"]}:
+                    problems.append("GET at +%.2f s after the write: stale answer (row %s missing)"
+                                    % (t0 - t_written, unannounced))
             else:
                 problems.append("%s: unexpected %s %r" % (c.method, st, data))
             # a request that overlapped the outage must still have come back quickly
@@ -164,7 +176,15 @@ def test_postgres_restart_under_load(pg, service, fresh_db, tokens):
 
     # no leaked connections or descriptors
     n = db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'integrationsd' "
-                  "AND datname = %s", (dbname,))
+                  "AND datname = %s AND query NOT LIKE 'LISTEN%%'", (dbname,))
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        listens = db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'integrationsd' "
+                            "AND datname = %s AND query LIKE 'LISTEN%%'", (dbname,))
+        if listens == 1:
+            break
+        time.sleep(0.1)
+    assert listens == 1, "%d LISTEN connections" % listens
     report("PostgreSQL restart: service connections in pg_stat_activity", n, "", POOL)
     assert n <= POOL, "%d connections from integrationsd, pool size %d" % (n, POOL)
     deadline = time.monotonic() + 6
