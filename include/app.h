@@ -3,6 +3,7 @@
 #ifndef IDX_APP_H
 #define IDX_APP_H
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -41,7 +42,11 @@ struct app {
     char **origins;
     size_t norigins;
     bool stopping;
+    int64_t started_us;          /* when main() began (CLOCK_MONOTONIC), for start-up logs */
 };
+
+/* Microseconds since main() began. */
+int64_t app_uptime_us(const struct app *a);
 
 /* A change the database will not announce (none today: every table a cached answer
  * reads has a trigger) or that must be visible before the NOTIFY arrives: drop the

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "auth/member_cache.h"
 #include "auth/tenant.h"
@@ -185,6 +186,13 @@ static void preflight(struct http_req *r)
         "Access-Control-Max-Age", "600",
         NULL};
     http_req_send(r, 204, NULL, r->cors_origin ? hdrs : NULL);
+}
+
+int64_t app_uptime_us(const struct app *a)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - a->started_us;
 }
 
 /* ---- the request pipeline ---------------------------------------------------- */
@@ -539,7 +547,8 @@ static void on_bootstrap(const struct db_result *res, void *arg)
     a->schema_running = false;
     if (res->status == DB_OK) {
         a->schema_ready = true;
-        log_info("database schema ready");
+        log_fields(LOG_INFO, "start-up: database schema ready",
+                   json_pack("{s:s,s:f}", "version", db_schema_version(), "after_ms", app_uptime_us(a) / 1000.0));
         return;
     }
     if (res->status == DB_SQL_ERROR)
@@ -705,6 +714,7 @@ void app_free(struct app *a)
         schema_retry = NULL;
     }
     conninfo_free(&conninfo);
+    db_schema_free();
     for (size_t i = 0; i < a->norigins; i++)
         free(a->origins[i]);
     free(a->origins);

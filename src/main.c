@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "config.h"
@@ -64,6 +65,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    app.started_us = (int64_t)ts0.tv_sec * 1000000 + ts0.tv_nsec / 1000;
     bool check_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--check-config") == 0) {
@@ -127,8 +131,9 @@ int main(int argc, char **argv)
         goto out;
     }
     log_fields(LOG_INFO, "listening",
-               json_pack("{s:s,s:i,s:s}", "address", app.cfg.bind_address, "port",
-                         http_server_port(app.http), "version", PACKAGE_VERSION));
+               json_pack("{s:s,s:i,s:s,s:f}", "address", app.cfg.bind_address, "port",
+                         http_server_port(app.http), "version", PACKAGE_VERSION, "after_ms",
+                         app_uptime_us(&app) / 1000.0));
     sdnotify_ready();
     event_base_dispatch(app.base);
     log_info("stopped");

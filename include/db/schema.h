@@ -1,15 +1,21 @@
 /* db/schema: the tables integrationsd needs, created idempotently.
  * Public objects at start (db_schema_bootstrap); a tenant's schema and tables the
  * first time the tenant is seen (db_schema_ensure_tenant), recorded in
- * public.integration_tenants. Adds, never drops. */
+ * public.integration_tenants with the schema version. Both skip the DDL when the
+ * objects are already at this version. Adds, never drops. */
 #ifndef IDX_DB_SCHEMA_H
 #define IDX_DB_SCHEMA_H
 #include <stdbool.h>
 #include "auth/tenant.h"
 #include "db/pool.h"
 
-/* Create the public objects. cb gets the pool result. */
+/* Create the public objects, unless they are in place at this version (one round trip).
+ * cb gets the pool result (DB_OK when ready). */
 void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg);
+/* The schema version: a hash of the DDL (16 hex digits). */
+const char *db_schema_version(void);
+/* Free what the module allocated (at exit). */
+void db_schema_free(void);
 
 /* Create (if missing) the tenant schema `tenant` (validated) for organization org. */
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,

@@ -4,6 +4,7 @@
  * of a new tenant, from any instance, cannot race each other. */
 #include "db/schema.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@ static const char SQL_PUBLIC[] =
     "    organization_id BIGINT NOT NULL,\n"
     "    first_seen_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n"
     "    last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now());\n"
+    /* the schema version each tenant's objects were last brought to (db_schema_version) */
+    "  ALTER TABLE public.integration_tenants ADD COLUMN IF NOT EXISTS schema_version TEXT;\n"
     /* MLflow: leases (one sync per tenant, one scheduled tick across instances) */
     "  CREATE TABLE IF NOT EXISTS public.integration_locks (\n"
     "    name TEXT PRIMARY KEY,\n"
@@ -153,6 +156,12 @@ static const char SQL_TENANT_FN[] =
     "  IF p_schema !~ '^[A-Za-z0-9]{10}$' THEN\n"
     "    RAISE EXCEPTION 'invalid tenant schema name';\n"
     "  END IF;\n"
+    /* fast path: already brought to this version (by any instance) */
+    "  UPDATE public.integration_tenants SET last_seen_at = now()\n"
+    "    WHERE schema_name = p_schema AND schema_version = '@VERSION@';\n"
+    "  IF FOUND THEN\n"
+    "    RETURN;\n"
+    "  END IF;\n"
     "  PERFORM pg_advisory_xact_lock(hashtext('integrationsd:tenant:' || p_schema));\n"
     "  EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', p_schema);\n"
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.llm_keys (\n"
@@ -274,21 +283,129 @@ static const char SQL_TENANT_FN[] =
     "      END IF;\n"
     "    END LOOP;\n"
     "  END;\n"
-    "  INSERT INTO public.integration_tenants (schema_name, organization_id)\n"
-    "    VALUES (p_schema, p_org)\n"
-    "    ON CONFLICT (schema_name) DO UPDATE SET last_seen_at = now();\n"
+    "  INSERT INTO public.integration_tenants (schema_name, organization_id, schema_version)\n"
+    "    VALUES (p_schema, p_org, '@VERSION@')\n"
+    "    ON CONFLICT (schema_name) DO UPDATE SET last_seen_at = now(), schema_version = EXCLUDED.schema_version;\n"
     "END $fn$";
 
-void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
+/* ---- versions: one round trip at start when nothing needs creating -------------------- */
+
+/* The version is a hash of every DDL text above, so any change to them is a new version
+ * with nothing to bump by hand. The public objects carry it as the comment of
+ * integrationsd_ensure_tenant; each tenant in public.integration_tenants.schema_version. */
+static char version[17];
+static char *tenant_fn_sql;   /* SQL_TENANT_FN with the version in it */
+static char comment_sql[160];
+
+static void version_init(void)
 {
+    if (version[0])
+        return;
+    const char *const parts[] = {SQL_PUBLIC, SQL_TENANT_FN, SQL_CACHE_FN, SQL_CACHE_TRIGGERS};
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (const char *c = parts[i]; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(version, sizeof version, "%016llx", (unsigned long long)h);
+    snprintf(comment_sql, sizeof comment_sql,
+             "COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS 'integrationsd schema %s'",
+             version);
+}
+
+const char *db_schema_version(void)
+{
+    version_init();
+    return version;
+}
+
+/* SQL_TENANT_FN with every @VERSION@ replaced (allocated once). */
+static const char *tenant_fn(void)
+{
+    if (tenant_fn_sql)
+        return tenant_fn_sql;
+    version_init();
+    static const char mark[] = "@VERSION@";
+    size_t n = 0;
+    for (const char *q = SQL_TENANT_FN; (q = strstr(q, mark)); q += sizeof mark - 1)
+        n++;
+    char *out = malloc(sizeof SQL_TENANT_FN + n * (strlen(version) + 1));
+    if (!out)
+        return NULL;
+    char *w = out;
+    const char *q = SQL_TENANT_FN, *m;
+    while ((m = strstr(q, mark))) {
+        memcpy(w, q, (size_t)(m - q));
+        w += m - q;
+        memcpy(w, version, strlen(version));
+        w += strlen(version);
+        q = m + sizeof mark - 1;
+    }
+    strcpy(w, q);
+    tenant_fn_sql = out;
+    return out;
+}
+
+void db_schema_free(void)
+{
+    free(tenant_fn_sql);
+    tenant_fn_sql = NULL;
+}
+
+struct bootstrap {
+    struct db_pool *p;
+    db_callback cb;
+    void *arg;
+};
+
+static void on_full(const struct db_result *res, void *arg)
+{
+    struct bootstrap *b = arg;
+    b->cb(res, b->arg);
+    free(b);
+}
+
+static void on_version(const struct db_result *res, void *arg)
+{
+    struct bootstrap *b = arg;
+    if (res->status == DB_OK && PQntuples(db_last(res)) == 1 && strcmp(PQgetvalue(db_last(res), 0, 0), "t") == 0) {
+        b->cb(res, b->arg); /* everything in place at this version */
+        free(b);
+        return;
+    }
+    const char *fn = tenant_fn();
+    if (res->status == DB_UNAVAILABLE || !fn) {
+        b->cb(res, b->arg);
+        free(b);
+        return;
+    }
     const struct db_stmt stmts[] = {
         {SQL_LOCK, 0, NULL},
         {SQL_PUBLIC, 0, NULL},
-        {SQL_TENANT_FN, 0, NULL},
+        {fn, 0, NULL},
         {SQL_CACHE_FN, 0, NULL},
         {SQL_CACHE_TRIGGERS, 0, NULL},
+        {comment_sql, 0, NULL},
     };
-    db_submit(p, stmts, 5, cb, arg);
+    db_submit(b->p, stmts, 6, on_full, b);
+}
+
+void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
+{
+    struct bootstrap *b = malloc(sizeof *b);
+    if (!b) {
+        struct db_result r = {.status = DB_UNAVAILABLE, .sqlstate = "", .message = "out of memory"};
+        cb(&r, arg);
+        return;
+    }
+    *b = (struct bootstrap){p, cb, arg};
+    version_init();
+    char expect[64];
+    snprintf(expect, sizeof expect, "integrationsd schema %s", version);
+    const char *params[] = {expect};
+    db_query(p,
+             "SELECT COALESCE(obj_description(to_regprocedure("
+             "'public.integrationsd_ensure_tenant(text,bigint)'), 'pg_proc') = $1, false)",
+             1, params, on_version, b);
 }
 
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,
