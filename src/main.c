@@ -106,9 +106,21 @@ int main(int argc, char **argv)
 
     int rc = 1;
     struct event *sigterm = NULL, *sigint = NULL;
-    app.base = event_base_new();
+    /* epoll changelist: the event changes of one iteration (a request paused and resumed,
+     * writing enabled and disabled) reach the kernel as one epoll_ctl per descriptor at
+     * most, or none when they cancel out. Safe here: no descriptor is ever dup()ed. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg) {
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        app.base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     if (!app.base) {
         log_error("cannot create the event loop");
+        goto out;
+    }
+    if (log_attach(app.base) < 0) {
+        log_error("cannot create the log flush event");
         goto out;
     }
     /* Before app_init, so the watchdog also covers start-up; logs its own error. */
@@ -148,6 +160,7 @@ out:
     sdnotify_free();   /* its timer belongs to app.base: before event_base_free */
     slack_stop();   /* before app_free: cancels its transfers, frees its queues */
     app_free(&app);
+    log_detach();   /* its event belongs to app.base */
     if (app.base)
         event_base_free(app.base);
     metrics_free();
