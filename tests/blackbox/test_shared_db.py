@@ -39,6 +39,8 @@ VERIFYWISE_COLUMNS = {
     "github_tokens": {"id", "encrypted_token", "token_name", "created_by", "created_at", "updated_at",
                       "last_used_at"},
 }
+# <tenant>.llm_keys ({"id", "key", "name", "url", "model", "created_at"}) joins these lists
+# with the move of key_fingerprint out of it.
 TENANT_TABLES = ("mlflow_integrations", "mlflow_model_records", "github_tokens")
 
 # ---- the DDL of earlier builds (src/db/schema.c before the move), verbatim -------------------
