@@ -303,6 +303,8 @@ json_t *mlflow_parse_object(const struct fetch_response *res, char *err, size_t 
 int mlflow_config_select_sql(char *buf, size_t len, const char *tenant)
 {
     char c[64], f[64];
+    if (len > 0)
+        buf[0] = '\0'; /* never left unset: a failed build submits an empty statement at worst */
     if (db_table(c, sizeof c, tenant, "mlflow_integrations") < 0 ||
         db_table(f, sizeof f, tenant, "integrationsd_mlflow_integrations") < 0)
         return -1;
