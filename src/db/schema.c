@@ -29,8 +29,10 @@ static const char SQL_PUBLIC[] =
     "    first_seen_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n"
     "    last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now());\n"
     /* the version of the tenant DDL last applied to the schema (SCHEMA_TENANT_VERSION) */
-    "  ALTER TABLE public.integration_tenants\n"
-    "    ADD COLUMN IF NOT EXISTS ddl_version INTEGER NOT NULL DEFAULT 0;\n"
+    "  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'public'\n"
+    "      AND table_name = 'integration_tenants' AND column_name = 'ddl_version') THEN\n"
+    "    ALTER TABLE public.integration_tenants ADD COLUMN ddl_version INTEGER NOT NULL DEFAULT 0;\n"
+    "  END IF;\n"
     /* MLflow: leases (one sync per tenant, one scheduled tick across instances) */
     "  CREATE TABLE IF NOT EXISTS public.integration_locks (\n"
     "    name TEXT PRIMARY KEY,\n"
