@@ -98,6 +98,8 @@ struct link {
     struct resolve_req *rq;       /* lookup in flight (master or Sentinel host) */
     redisAsyncContext *sac;       /* Sentinel being asked, owned while non-NULL */
     int sidx;                     /* which Sentinel is being asked */
+    int stried;                   /* Sentinels asked in this attempt */
+    int sfirst;                   /* where the next attempt starts (past a hung one) */
     char addr[RESOLVE_ADDRSTRLEN];/* where this attempt dials */
     char target[300];             /* host being resolved */
     int port;
@@ -567,7 +569,8 @@ static void sentinel_next(struct link *l, const char *why)
     struct events *e = l->e;
     struct sentinel *s = &e->sentinels[l->sidx];
     log_debug("redis %s: Sentinel %s:%d: %s", l->name, s->host, s->port, why);
-    l->sidx++;
+    l->sidx = (l->sidx + 1) % e->nsentinels;
+    l->stried++;
     sentinel_ask(l);
 }
 
@@ -654,7 +657,7 @@ static void on_sentinel_resolved(const struct resolve_addr *addrs, int n, const 
 static void sentinel_ask(struct link *l)
 {
     struct events *e = l->e;
-    if (l->sidx >= e->nsentinels) {
+    if (l->stried >= e->nsentinels) {
         char why[200];
         snprintf(why, sizeof why, "no Sentinel gave the address of master %s", e->master_name);
         link_backoff(l, why);
@@ -674,7 +677,8 @@ static void link_connect(struct link *l)
     l->step = HS_NONE;
     timer_arm(l->timer, CONNECT_TIMEOUT_MS);   /* the deadline covers lookups and Sentinels */
     if (e->nsentinels) {
-        l->sidx = 0;
+        l->sidx = l->sfirst;
+        l->stried = 0;
         sentinel_ask(l);
     } else {
         link_resolve(l, e->host, e->port);
@@ -688,6 +692,8 @@ static void link_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct link *l = arg;
     switch (l->state) {
     case LINK_CONNECTING:
+        if (l->phase == PH_SENTINEL)   /* a Sentinel that does not answer: start after it next time */
+            l->sfirst = (l->sidx + 1) % l->e->nsentinels;
         link_fail(l, l->fail_why ? l->fail_why : "connect timed out");
         break;
     case LINK_BACKOFF:
@@ -1186,12 +1192,20 @@ static void watch_retry(struct watch *w)
     timer_arm(w->timer, WATCH_RETRY_MS);
 }
 
-/* Drop a link that is not on host:port (it reconnects and asks the Sentinels). */
+/* The Sentinels switched the master to host:port: drop a link that is elsewhere (it
+ * reconnects and asks them), and end the wait of a link in backoff. */
 static void follow_switch(struct link *l, const char *host, int port)
 {
+    if (l->state == LINK_BACKOFF) {   /* waiting out a failure: the master is known now */
+        evtimer_del(l->timer);
+        link_connect(l);
+        return;
+    }
     if (l->state != LINK_UP && l->state != LINK_CONNECTING)
         return;
-    if (l->state == LINK_UP && strcmp(l->addr, host) == 0 && l->port == port)
+    if (l->state == LINK_CONNECTING && l->phase != PH_DIAL)
+        return;   /* still asking the Sentinels or resolving: it will get the new master */
+    if (strcmp(l->addr, host) == 0 && l->port == port)
         return;
     link_fail(l, "the Sentinels switched the master");
 }
