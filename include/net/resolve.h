@@ -36,7 +36,9 @@ typedef void (*resolve_cb)(const struct resolve_addr *addrs, int n, const char *
 /* hosts_file NULL or "" means /etc/hosts. A missing hosts file is not an error (it is
  * read again later). Returns NULL with a reason in err. */
 struct resolver *resolver_new(struct event_base *base, const char *hosts_file, char *err, size_t errlen);
-/* Cancels every pending request (their callbacks never run). */
+/* Cancels every pending request (their callbacks never run). When evdns still owes an
+ * answer to a cancelled DNS lookup, what remains is freed from the loop once it comes
+ * (libevent delivers it in the next loop iteration). */
 void resolver_free(struct resolver *r);
 
 /* Start resolving `name`. Returns the request handle (valid until its callback has

@@ -52,8 +52,20 @@ struct resolver {
     off_t size;
     struct timespec mtime;
     struct resolve_req *pending;
+    int zombies;                       /* cancelled while evdns held them, not yet called back */
+    bool orphaned;                     /* resolver_free ran: the last zombie frees the rest */
     struct resolver_stats stats;
 };
+
+static void resolver_destroy(struct resolver *r);
+
+/* From the loop, outside any evdns callback. */
+static void final_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    resolver_destroy(arg);
+}
 
 /* ---- hosts file ------------------------------------------------------------ */
 
@@ -200,9 +212,15 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
     struct resolve_req *q = arg;
     q->dns = NULL;
     if (q->cancelled) {   /* unlinked already; nobody waits */
+        struct resolver *r = q->r;
         if (res)
             evutil_freeaddrinfo(res);
         req_free(q);
+        if (--r->zombies == 0 && r->orphaned) {
+            struct timeval now = {0, 0};
+            if (event_base_once(r->base, -1, EV_TIMEOUT, final_free_cb, r, &now) != 0)
+                resolver_destroy(r);   /* last resort; evdns is done with this request */
+        }
         return;
     }
     if (result == 0) {
@@ -288,6 +306,7 @@ void resolve_cancel(struct resolve_req *q)
     req_unlink(q);
     if (q->dns) {
         q->cancelled = true;
+        q->r->zombies++;
         evdns_getaddrinfo_cancel(q->dns);   /* dns_cb frees q, now or later */
         return;
     }
@@ -321,12 +340,23 @@ struct resolver *resolver_new(struct event_base *base, const char *hosts_file, c
     return r;
 }
 
+/* evdns answers a cancelled lookup from the loop, and that answer still uses the evdns
+ * base: with cancelled lookups outstanding, the last one's answer frees the resolver. */
 void resolver_free(struct resolver *r)
 {
     if (!r)
         return;
     while (r->pending)
         resolve_cancel(r->pending);
+    if (r->zombies > 0) {
+        r->orphaned = true;
+        return;
+    }
+    resolver_destroy(r);
+}
+
+static void resolver_destroy(struct resolver *r)
+{
     if (r->dns)
         evdns_base_free(r->dns, 0);
     free(r->hosts_path);

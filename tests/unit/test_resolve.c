@@ -207,6 +207,27 @@ static void test_cancel(void **state)
     assert_non_null(res);
 }
 
+static void test_cancel_dns_then_free(void **state)
+{
+    (void)state;
+    struct got g;
+    memset(&g, 0, sizeof g);
+    /* not numeric, not in the hosts file: evdns is asked (no answer is awaited) */
+    struct resolve_req *q = resolve_start(res, "no-such-host.invalid", on_done, &g);
+    assert_non_null(q);
+    struct resolver_stats st;
+    resolve_cancel(q);
+    resolver_get_stats(res, &st);
+    resolver_free(res);   /* evdns still owes the cancelled lookup its answer */
+    res = NULL;
+    for (int i = 0; i < 20; i++)   /* the loop delivers it; the resolver is then freed (LSan checks) */
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(g.calls, 0);
+    char err[128];
+    res = resolver_new(base, hosts_path, err, sizeof err);
+    assert_non_null(res);
+}
+
 static void test_missing_hosts_file(void **state)
 {
     (void)state;
@@ -230,6 +251,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_localhost_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_dns_then_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_hosts_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
