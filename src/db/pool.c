@@ -71,6 +71,7 @@ struct db_conn {
     int next_target;          /* lookups: how many targets done this attempt */
     struct entry ent[MAX_ENTRIES];
     int nent;
+    int cur;                  /* entry libpq is trying (-1: unknown) */
     bool read_only;           /* a statement failed with 25006 */
     struct event *timer;      /* connect timeout or backoff */
     struct unit *head, *tail; /* in flight, oldest first */
@@ -94,6 +95,7 @@ struct db_pool {
     struct target targets[MAX_TARGETS];
     int ntargets;
     int start_target;         /* where attempts begin (moves past a read-only server) */
+    int addr_timeout_ms;      /* per address: libpq's connect_timeout, else opts' */
     const char **kw;          /* opts keywords without host/hostaddr/port, plus ours */
     int nkw;                  /* entries before ours */
     char server[300];         /* "host:port (address)" of the last connection made */
@@ -101,6 +103,8 @@ struct db_pool {
 };
 
 static void conn_connect(struct db_conn *c);
+static int current_entry(const struct db_conn *c);
+static void arm_timer(struct db_conn *c, int ms);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_pump(struct db_pool *p);
 
@@ -345,7 +349,13 @@ static void conn_ready(struct db_conn *c)
 
 static void connect_step(struct db_conn *c)
 {
-    switch (PQconnectPoll(c->pg)) {
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
+    int cur = current_entry(c);
+    if (cur != c->cur && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        c->cur = cur;   /* libpq moved on to another address: a fresh timeout for it */
+        arm_timer(c, c->pool->addr_timeout_ms);
+    }
+    switch (st) {
     case PGRES_POLLING_READING:
         conn_watch(c, EV_READ); /* PQsocket() may change between steps */
         break;
@@ -365,13 +375,61 @@ static void connect_step(struct db_conn *c)
     }
 }
 
+/* The entry libpq is on now (matched by address and port), or -1. */
+static int current_entry(const struct db_conn *c)
+{
+    const struct db_pool *p = c->pool;
+    if (!c->pg || !p->ntargets)
+        return -1;
+    const char *ha = PQhostaddr(c->pg), *pt = PQport(c->pg), *h = PQhost(c->pg);
+    for (int i = 0; i < c->nent; i++) {
+        const struct target *t = &p->targets[c->ent[i].target];
+        const char *want = c->ent[i].addr[0] ? c->ent[i].addr : t->host;
+        const char *have = c->ent[i].addr[0] ? ha : h;
+        if (have && strcmp(want, have) == 0 && (!t->port[0] || (pt && strcmp(t->port, pt) == 0)))
+            return i;
+    }
+    return -1;
+}
+
+static void arm_timer(struct db_conn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void conn_start(struct db_conn *c);
+
+/* Each address gets its own connect timeout (libpq's connect_timeout semantics, which
+ * libpq itself enforces only in blocking connects): a silent server must not keep the
+ * pool from the next address or host. */
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct db_conn *c = arg;
-    if (c->state == CONN_CONNECTING)
-        conn_broken(c, "connect timed out");
-    else if (c->state == CONN_BACKOFF)
+    if (c->state == CONN_BACKOFF) {
         conn_connect(c);
+        return;
+    }
+    if (c->state != CONN_CONNECTING)
+        return;
+    int i = current_entry(c);
+    if (i >= 0 && i + 1 < c->nent) {
+        log_warn("database connection %d: %s:%s timed out, trying the next address", c->idx,
+                 c->ent[i].addr[0] ? c->ent[i].addr : c->pool->targets[c->ent[i].target].host,
+                 c->pool->targets[c->ent[i].target].port);
+        if (c->io) {
+            event_del(c->io);
+            event_free(c->io);
+            c->io = NULL;
+        }
+        PQfinish(c->pg);
+        c->pg = NULL;
+        memmove(c->ent, c->ent + i + 1, (size_t)(c->nent - i - 1) * sizeof c->ent[0]);
+        c->nent -= i + 1;
+        conn_start(c);
+        return;
+    }
+    conn_broken(c, "connect timed out");
 }
 
 /* Join one field of the entries with commas into a new string. */
@@ -432,6 +490,8 @@ static void conn_start(struct db_conn *c)
         conn_broken(c, why);
         return;
     }
+    c->cur = current_entry(c);
+    arm_timer(c, p->ntargets ? p->addr_timeout_ms : p->opts.connect_timeout_ms);
     conn_watch(c, EV_WRITE);
 }
 
@@ -483,8 +543,7 @@ static void conn_connect(struct db_conn *c)
 {
     struct db_pool *p = c->pool;
     conn_set_state(c, CONN_CONNECTING);
-    struct timeval tv = {p->opts.connect_timeout_ms / 1000, (p->opts.connect_timeout_ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);   /* covers the lookups too */
+    arm_timer(c, p->opts.connect_timeout_ms);   /* the lookups; each address then gets its own */
     c->nent = 0;
     c->next_target = 0;
     resolve_next(c);
@@ -586,15 +645,9 @@ static int conn_read(struct db_conn *c)
     if (c->read_only) {
         /* An old primary back as a standby: start the next attempts after it. */
         struct db_pool *p = c->pool;
-        const char *ha = PQhostaddr(c->pg), *pt = PQport(c->pg), *h = PQhost(c->pg);
-        for (int i = 0; i < c->nent && p->ntargets; i++) {
-            const struct target *t = &p->targets[c->ent[i].target];
-            if (strcmp(c->ent[i].addr[0] ? c->ent[i].addr : t->host, c->ent[i].addr[0] ? (ha ? ha : "") : (h ? h : "")) == 0 &&
-                (!t->port[0] || (pt && strcmp(t->port, pt) == 0))) {
-                p->start_target = (c->ent[i].target + 1) % p->ntargets;
-                break;
-            }
-        }
+        int i = current_entry(c);
+        if (i >= 0)
+            p->start_target = (c->ent[i].target + 1) % p->ntargets;
         conn_broken(c, "the server is read-only (SQLSTATE 25006)");
         return -1;
     }
@@ -776,6 +829,19 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *
     if (parse_targets(p, err, errlen) < 0) {
         db_pool_free(p);
         return NULL;
+    }
+    p->addr_timeout_ms = opts->connect_timeout_ms;
+    const char *ct = kw_get(opts, "connect_timeout");
+    if (ct && *ct) {
+        char *end;
+        long v = strtol(ct, &end, 10);
+        if (*end || v < 0 || v > 3600) {
+            snprintf(err, errlen, "connect_timeout must be a number of seconds from 0 to 3600");
+            db_pool_free(p);
+            return NULL;
+        }
+        if (v > 0)
+            p->addr_timeout_ms = (int)v * 1000;
     }
     p->conns = calloc((size_t)opts->size, sizeof *p->conns);
     p->deliver = event_new(base, -1, 0, deliver_cb, p);

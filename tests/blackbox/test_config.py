@@ -70,6 +70,7 @@ def test_refusal_does_not_leak_secrets(full_env):
     ("postgresql://postgres:pw-s3cret@127.0.0.1:5432/db?target_session_attrs=standby", "target_session_attrs"),
     ("postgresql://postgres:pw-s3cret@/db?host=a,b,c&port=1,2", "3 hosts"),
     ("postgresql://postgres:pw-s3cret@/db?host=a,b&hostaddr=127.0.0.1", "2 hosts"),
+    ("postgresql://postgres:pw-s3cret@127.0.0.1/db?connect_timeout=soon", "connect_timeout"),
 ])
 def test_refuses_database_settings_the_pool_cannot_use(full_env, url, named):
     env = apply_overrides(dict(full_env), {"DATABASE_URL": url})

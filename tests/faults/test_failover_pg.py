@@ -197,3 +197,46 @@ def test_read_only_server_left(service, tokens):
     finally:
         a.destroy()
         b.destroy()
+
+
+def test_silent_first_host(service, pg, fresh_db):
+    """The first host accepts TCP connections and never answers (a hung or half-dead
+    server): with connect_timeout=1 in DATABASE_URL each address gets 1 s, then the pool
+    moves on to the next host in the same attempt; ready within 3 s of the start."""
+    import socket
+    import threading
+    dbname = fresh_db("ha_silent")
+    lst = socket.socket()
+    lst.bind(("127.0.0.4", 0))
+    lst.listen(64)
+    held, halt = [], threading.Event()
+
+    def hold():
+        lst.settimeout(0.1)
+        while not halt.is_set():
+            try:
+                held.append(lst.accept()[0])
+            except OSError:
+                pass
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    try:
+        url = "postgresql://postgres@127.0.0.4:%d,127.0.0.1:%d/%s?connect_timeout=1" % (
+            lst.getsockname()[1], pg.port, dbname)
+        t0 = time.monotonic()
+        svc = service(DATABASE_URL=url, DB_POOL_SIZE=2, LOG_LEVEL="info", wait_ready=False)
+        ok = wait_until(lambda: _readyz(svc)[0] == 200, 10)
+        t_ready = time.monotonic()
+        assert ok, "not ready within 10 s\n" + svc.describe(40)
+        report("silent first host (connect_timeout=1): ready after the start", t_ready - t0, "s", "3.0")
+        assert t_ready - t0 < 3.0
+        assert held, "the silent host was never tried"
+        assert any("trying the next address" in ln for ln in svc.log_lines())
+        st, data = _readyz(svc)
+        assert "127.0.0.1" in data["database_server"], data
+    finally:
+        halt.set()
+        t.join(5)
+        for c in held:
+            c.close()
+        lst.close()
