@@ -17,6 +17,7 @@ struct http_server;
 struct tenant_set;
 struct member_cache;
 struct fetch_client;
+struct resolver;
 struct events;
 struct notify_msg;
 
@@ -28,6 +29,7 @@ struct app {
     struct http_server *http;
     struct fetch_client *fetch;  /* outbound HTTP */
     struct events *events;       /* Redis pub/sub */
+    struct resolver *resolver;   /* asynchronous name lookups (database, Redis) */
     /* Called for each valid message on <prefix>notify (set before app_init). */
     void (*on_notify)(const struct notify_msg *m, void *app);
     struct tenant_set *tenants;

@@ -19,6 +19,9 @@ struct config {
 
     char *redis_url;             /* "" = run without Redis */
     char *redis_channel_prefix;
+    char *redis_sentinels;       /* "host:port,..."; empty: no Sentinel */
+    char *redis_sentinel_master; /* master name asked of the Sentinels */
+    char *resolver_hosts_file;   /* hosts file read by net/resolve */
 
     char *jwt_secret;
     char *encryption_key;

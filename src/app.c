@@ -29,6 +29,7 @@
 #include "integrations/slack.h"
 #include "integrations/mlflow.h"
 #include "net/fetch.h"
+#include "net/resolve.h"
 #include "events/events.h"
 #include "log.h"
 #include "ops/health.h"
@@ -466,28 +467,20 @@ static const char *ci_get(const struct conninfo *ci, const char *k)
 
 static struct conninfo conninfo;
 
-/* libpq resolves host names synchronously inside PQconnectPoll: resolve once here,
- * at start-up, and hand the pool a numeric hostaddr. */
-static int resolve_host(struct conninfo *ci, char *err, size_t errlen)
+/* Host names are resolved by the pool before every attempt (net/resolve), never by
+ * libpq on the loop. The pool needs a writable server: target_session_attrs is
+ * read-write unless the settings ask for any (or primary). */
+static int check_session_attrs(struct conninfo *ci, char *err, size_t errlen)
 {
-    const char *host = ci_get(ci, "host");
-    if (!host || !*host || host[0] == '/' || ci_get(ci, "hostaddr") || strchr(host, ','))
+    const char *t = ci_get(ci, "target_session_attrs");
+    if (!t || !*t) {
+        ci_set(ci, "target_session_attrs", "read-write");
         return 0;
-    struct in6_addr probe;
-    if (inet_pton(AF_INET, host, &probe) == 1 || inet_pton(AF_INET6, host, &probe) == 1)
-        return 0;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, errlen, "cannot resolve database host %s: %s", host, gai_strerror(rc));
+    }
+    if (strcmp(t, "read-write") != 0 && strcmp(t, "any") != 0 && strcmp(t, "primary") != 0) {
+        snprintf(err, errlen, "target_session_attrs must be read-write, primary or any (the service writes)");
         return -1;
     }
-    char buf[INET6_ADDRSTRLEN];
-    void *addr = res->ai_family == AF_INET ? (void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
-                                           : (void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
-    inet_ntop(res->ai_family, addr, buf, sizeof buf);
-    freeaddrinfo(res);
-    ci_set(ci, "hostaddr", keep(ci, strdup(buf)));
     return 0;
 }
 
@@ -525,7 +518,7 @@ static int conninfo_build(struct conninfo *ci, const struct config *c, char *err
     ci_set(ci, "keepalives_interval", "10");
     ci_set(ci, "keepalives_count", "3");
     ci_set(ci, "tcp_user_timeout", "15000");
-    return resolve_host(ci, err, errlen);
+    return check_session_attrs(ci, err, errlen);
 }
 
 static void conninfo_free(struct conninfo *ci)
@@ -608,6 +601,13 @@ static void on_cache_notify(const char *payload, void *arg)
     }
 }
 
+/* The LISTEN connection goes where the pool's connections went (the primary). */
+static int listen_params(void *arg, const char *const **kw, const char *const **vals)
+{
+    struct app *a = arg;
+    return db_pool_server_params(a->db, kw, vals);
+}
+
 /* Up: from now on no change is missed; start from empty caches. Down: changes may be
  * missed, so nothing is served from either cache until the connection is back. */
 static void on_listen_state(bool listening, void *arg)
@@ -634,6 +634,8 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     }
     if (conninfo_build(&conninfo, &a->cfg, err, errlen) < 0)
         return -1;
+    if (!(a->resolver = resolver_new(base, a->cfg.resolver_hosts_file, err, errlen)))
+        return -1;
     struct db_pool_opts po = {
         .keywords = conninfo.kw,
         .values = conninfo.val,
@@ -642,16 +644,17 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .max_queue = 8192,
         .connect_timeout_ms = 5000,
         .stall_timeout_ms = 15000,
+        .resolver = a->resolver,
         .on_live_change = on_live_change,
         .arg = a,
     };
-    if (!(a->db = db_pool_new(base, &po))) {
-        snprintf(err, errlen, "cannot create the database pool");
+    char perr[200];
+    if (!(a->db = db_pool_new(base, &po, perr, sizeof perr))) {
+        snprintf(err, errlen, "cannot create the database pool: %s", perr);
         return -1;
     }
     struct listener_opts lo = {
-        .keywords = conninfo.kw,
-        .values = conninfo.val,
+        .params = listen_params,
         .channel = "integrationsd_cache",
         .connect_timeout_ms = 5000,
         .on_notify = on_cache_notify,
@@ -678,6 +681,9 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .redis_url = a->cfg.redis_url,
         .prefix = a->cfg.redis_channel_prefix,
         .max_queue = 10000,
+        .sentinels = a->cfg.redis_sentinels,
+        .sentinel_master = a->cfg.redis_sentinel_master,
+        .resolver = a->resolver,
         .on_notify = a->on_notify,
         .arg = a,
     };
@@ -705,6 +711,8 @@ void app_free(struct app *a)
     a->db = NULL;
     read_cache_free(a->cache);
     a->cache = NULL;
+    resolver_free(a->resolver);
+    a->resolver = NULL;
     member_cache_free(a->members);
     a->members = NULL;
     tenant_set_free(a->tenants);

@@ -32,6 +32,9 @@ static const struct cf_key keys[] = {
     {"DB_POOL_SIZE", CF_INT, OFF(db_pool_size), "4", 1, 64, false},
     {"REDIS_URL", CF_STR, OFF(redis_url), "redis://localhost:6379/0", 0, 0, false},
     {"REDIS_CHANNEL_PREFIX", CF_STR, OFF(redis_channel_prefix), "verifywise:integrations:", 0, 0, false},
+    {"REDIS_SENTINELS", CF_STR, OFF(redis_sentinels), "", 0, 0, false},
+    {"REDIS_SENTINEL_MASTER", CF_STR, OFF(redis_sentinel_master), "mymaster", 0, 0, false},
+    {"RESOLVER_HOSTS_FILE", CF_STR, OFF(resolver_hosts_file), "/etc/hosts", 0, 0, false},
     {"JWT_SECRET", CF_STR, OFF(jwt_secret), NULL, 0, 0, true},
     {"ENCRYPTION_KEY", CF_STR, OFF(encryption_key), NULL, 0, 0, true},
     {"ENCRYPTION_PASSWORD", CF_STR, OFF(encryption_password), NULL, 0, 0, true},
@@ -191,6 +194,14 @@ int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, si
             snprintf(err, errlen, "%s must be an http:// or https:// URL", urls[i].name);
             goto fail;
         }
+    if (!*c->resolver_hosts_file) {
+        snprintf(err, errlen, "RESOLVER_HOSTS_FILE must not be empty");
+        goto fail;
+    }
+    if (*c->redis_sentinels && !*c->redis_sentinel_master) {
+        snprintf(err, errlen, "REDIS_SENTINEL_MASTER must not be empty when REDIS_SENTINELS is set");
+        goto fail;
+    }
     if (!*c->bind_address) {
         snprintf(err, errlen, "BIND_ADDRESS must not be empty");
         goto fail;

@@ -14,8 +14,9 @@ struct event_base;
 struct listener;
 
 struct listener_opts {
-    const char *const *keywords; /* libpq connection keywords/values, NULL-terminated */
-    const char *const *values;
+    /* Before every attempt: the libpq keywords/values to connect with (NULL-terminated,
+     * numeric addresses: libpq must not resolve on the loop); -1 to try again later. */
+    int (*params)(void *arg, const char *const **keywords, const char *const **values);
     const char *channel;         /* a plain identifier */
     int connect_timeout_ms;
     void (*on_notify)(const char *payload, void *arg);

@@ -10,8 +10,10 @@
 #define IDX_DB_POOL_H
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct event_base;
+struct resolver;
 struct db_pool;
 
 enum db_status {
@@ -44,11 +46,15 @@ struct db_pool_opts {
     int max_queue;               /* units waiting for a connection */
     int connect_timeout_ms;
     int stall_timeout_ms;        /* a unit in flight longer than this breaks its connection */
+    struct resolver *resolver;   /* resolves host names before every attempt; NULL: hosts as given */
     void (*on_live_change)(int live, void *arg); /* called from the loop */
     void *arg;
 };
 
-struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts);
+/* The keywords may name several hosts (host=a,b with port=p or p1,p2, hostaddr
+ * optional, as libpq reads them); NULL with a reason in err when they do not fit. */
+struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts, char *err,
+                            size_t errlen);
 void db_pool_free(struct db_pool *p);   /* fails nothing: callbacks are dropped */
 
 /* Submit a unit of n statements (copied). cb(arg) is called exactly once, later. */
@@ -61,6 +67,15 @@ int db_pool_live(const struct db_pool *p);
 int db_pool_size(const struct db_pool *p);
 int db_pool_queued(const struct db_pool *p);
 int db_pool_in_flight(const struct db_pool *p);
+/* "host:port (address)" of the server the last connection was made to ("" before). */
+const char *db_pool_server(const struct db_pool *p);
+/* libpq parameters that reach the server the pool's last connection was made to, by
+ * numeric address (nothing left to resolve), for a connection outside the pool
+ * (db/listener): it follows the pool across failovers. Valid until the next call or the
+ * pool's next connection. -1 before the pool has connected. */
+int db_pool_server_params(struct db_pool *p, const char *const **kw, const char *const **vals);
+/* Times a new connection landed on another server than the previous one. */
+uint64_t db_pool_failovers(const struct db_pool *p);
 
 /* Helpers on results. */
 static inline const PGresult *db_last(const struct db_result *r)

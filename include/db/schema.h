@@ -1,8 +1,11 @@
 /* db/schema: the tables integrationsd needs, created idempotently.
- * Public objects at start (db_schema_bootstrap); a tenant's schema and tables the
- * first time the tenant is seen (db_schema_ensure_tenant), recorded in
- * public.integration_tenants with the schema version. Both skip the DDL when the
- * objects are already at this version. Adds, never drops. */
+ * Public objects at start (db_schema_bootstrap), which also brings every known
+ * tenant to the current tenant DDL; a tenant's schema and tables the first time the
+ * tenant is seen (db_schema_ensure_tenant), recorded in public.integration_tenants.
+ * VerifyWise's tables keep VerifyWise's shape; the only things ever dropped are the
+ * columns earlier builds added to them, after their data moved to integrationsd's
+ * own tables.
+ * Both skip their DDL when the objects are already at this version (one round trip). */
 #ifndef IDX_DB_SCHEMA_H
 #define IDX_DB_SCHEMA_H
 #include <stdbool.h>

@@ -15,6 +15,7 @@
 
 struct event_base;
 struct events;
+struct resolver;
 
 /* A decoded `<prefix>notify` message (strings NUL-terminated, owned by the decoder
  * result and valid only during the callback). */
@@ -32,6 +33,9 @@ struct events_opts {
     const char *redis_url;          /* redis://[:password@]host[:port][/db]; "" = disabled */
     const char *prefix;             /* channel prefix, e.g. "verifywise:integrations:" */
     size_t max_queue;               /* events kept while Redis is down (0 = 10000) */
+    const char *sentinels;          /* "host:port,..." or NULL/"": the master comes from them */
+    const char *sentinel_master;    /* the master's name at the Sentinels */
+    struct resolver *resolver;      /* borrowed; NULL: events owns one reading /etc/hosts */
     void (*on_notify)(const struct notify_msg *m, void *arg);  /* may be NULL */
     void *arg;
 };
@@ -44,8 +48,9 @@ struct events_stats {
     uint64_t notify_malformed;
 };
 
-/* Returns NULL with a reason in err (e.g. an unparsable REDIS_URL, naming the
- * variable but not the password). A host name is resolved here, once. */
+/* Returns NULL with a reason in err (e.g. an unparsable REDIS_URL or REDIS_SENTINELS,
+ * naming the variable but not the password). Host names are resolved asynchronously
+ * before every connection attempt; an unresolvable name is retried, not an error. */
 struct events *events_new(struct event_base *base, const struct events_opts *opts, char *err,
                           size_t errlen);
 void events_free(struct events *e);
@@ -71,6 +76,10 @@ int events_incr(struct events *e, const char *key, long long ttl_ms, events_incr
 /* "disabled", "connecting", "up" or "down" (for /readyz), for the publisher link. */
 const char *events_state(const struct events *e);
 bool events_subscribed(const struct events *e);
+/* "address:port" of the Redis server the publisher is (or last was) on, "" before. */
+const char *events_server(const struct events *e);
+/* Times the publisher connected to another server than the previous one. */
+uint64_t events_failovers(const struct events *e);
 void events_get_stats(const struct events *e, struct events_stats *out);
 
 #endif

@@ -61,6 +61,12 @@ enum mlflow_config_col {
     MC_FAIL_MSG, MC_SYNCED_AT, MC_SYNC_STATUS, MC_SYNC_MSG, MC_UPDATED_AT, MC_UPDATED_BY, MC_FPR,
 };
 
+/* The stored configuration (MLFLOW_CONFIG_COLS) of a tenant: VerifyWise's row and
+ * integrationsd's own columns of it (<tenant>.integrationsd_mlflow_integrations,
+ * absent for a row VerifyWise wrote). Builds the SELECT into buf; -1 if it does not
+ * fit or the tenant name is invalid. */
+int mlflow_config_select_sql(char *buf, size_t len, const char *tenant);
+
 /* {"configured":false} or {"configured":true,"config":{...}} for row 0 of res. */
 json_t *mlflow_config_summary(const PGresult *res);
 /* Connection settings of row 0 with decrypted credentials. Returns 0, or -1 when a

@@ -27,13 +27,19 @@ bool slack_routing_type_valid(const char *s, size_t len);
 #define SLACK_MSG_BAD_ID "Valid ID is required (must be >= 1)"
 #define SLACK_MSG_NOT_FOUND "Slack Webhook not found"
 
-/* The columns every row-returning statement selects (prefix p. for a join), in the
- * order slack_webhook_json reads them. */
-#define SLACK_WEBHOOK_COLS_P(p)                                                                    \
-    p "id, " p "scope, " p "user_id, " p "team_name, " p "team_id, " p "channel, " p "channel_id, " \
-    "to_char(" p "created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), " p      \
-    "is_active, " p "routing_type, " p "organization_id"
-#define SLACK_WEBHOOK_COLS SLACK_WEBHOOK_COLS_P("")
+/* A row's organization (integrationsd's own record of it in
+ * public.integrationsd_slack_webhooks, else its owner's): rows VerifyWise writes
+ * have no row of integrationsd's. Use it unqualified on public.slack_webhooks. */
+#define SLACK_SQL_ORG "public.integrationsd_slack_org(id, user_id)"
+
+/* The columns every row-returning statement selects, in the order
+ * slack_webhook_json reads them: VerifyWise's columns, then the organization
+ * (SLACK_WEBHOOK_COLS_ORG gives it as another expression, e.g. a parameter). */
+#define SLACK_WEBHOOK_COLS_ORG(org)                                                                \
+    "id, scope, user_id, team_name, team_id, channel, channel_id, "                              \
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                \
+    "is_active, routing_type, " org
+#define SLACK_WEBHOOK_COLS SLACK_WEBHOOK_COLS_ORG(SLACK_SQL_ORG)
 #define SLACK_WEBHOOK_NCOLS 11
 
 /* The reference webhook object of row i (starting at column off). */
@@ -49,8 +55,12 @@ int slack_webhook_access(const struct http_req *r, const PGresult *res, int row,
 
 /* Parameters $1 id, $2 reason: set inactive with that reason, RETURNING the columns. */
 #define SLACK_SQL_DEACTIVATE                                                                       \
-    "UPDATE public.slack_webhooks SET is_active = false, deactivated_reason = $2, "              \
-    "updated_at = now() WHERE id = $1::int AND is_active RETURNING " SLACK_WEBHOOK_COLS
+    "WITH w AS (UPDATE public.slack_webhooks SET is_active = false, updated_at = now() "         \
+    "WHERE id = $1::int AND is_active RETURNING *), "                                            \
+    "x AS (INSERT INTO public.integrationsd_slack_webhooks (webhook_id, deactivated_reason) "    \
+    "SELECT id, $2::text FROM w ON CONFLICT (webhook_id) DO UPDATE "                             \
+    "SET deactivated_reason = EXCLUDED.deactivated_reason) "                                      \
+    "SELECT " SLACK_WEBHOOK_COLS " FROM w"
 
 /* slack.webhook.updated for a deactivation (no secret in it). */
 void slack_event_deactivated(struct app *a, const PGresult *res, const char *reason, long long actor);

@@ -216,7 +216,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static void start_connect(struct listener *l)
 {
-    l->pg = PQconnectStartParams(l->o.keywords, l->o.values, 0);
+    const char *const *kw, *const *vals;
+    if (l->o.params(l->o.arg, &kw, &vals) < 0) {
+        set_state(l, L_BACKOFF); /* no server to follow yet */
+        timer_in(l, l->backoff_ms);
+        return;
+    }
+    l->pg = PQconnectStartParams(kw, vals, 0);
     if (!l->pg || PQstatus(l->pg) == CONNECTION_BAD) {
         broken(l, l->pg ? PQerrorMessage(l->pg) : "out of memory");
         return;

@@ -1,16 +1,44 @@
 /* db/pool: owns the PostgreSQL connections, their state machines, the FIFO of
  * waiting units and the per-connection FIFO of units in flight (pipeline mode).
  * Shapes after libusual's pgsocket: one event per connection re-armed at every
- * connect step, PQfinish only after event_del, reconnect from a backoff timer. */
+ * connect step, PQfinish only after event_del, reconnect from a backoff timer.
+ *
+ * Hosts: the `host` list (libpq's multi-host syntax) is kept as targets; before every
+ * connection attempt each target's name is resolved asynchronously (net/resolve) and
+ * libpq gets one host/hostaddr/port entry per address, in order, starting at the
+ * target after the last one found read-only. libpq walks that list inside
+ * PQconnectPoll (with target_session_attrs), closing one socket and opening the
+ * next: the registration follows PQsocket() by descriptor and socket identity. */
 #include "db/pool.h"
 
 #include <event2/event.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
+#include "net/resolve.h"
+
+#define MAX_TARGETS 16
+#define MAX_ENTRIES 32        /* addresses handed to libpq per attempt */
+#define MAX_KW_ALL 64         /* libpq keywords */
+
+/* One entry of the host list as configured. */
+struct target {
+    char *host;               /* name, address or socket directory */
+    char *port;               /* "" = libpq's default */
+    char *hostaddr;           /* given by the configuration, or NULL */
+    bool needs_lookup;        /* a name to resolve */
+};
+
+/* One address handed to libpq for the current attempt. */
+struct entry {
+    int target;
+    char addr[RESOLVE_ADDRSTRLEN];   /* "" = let libpq use host (a socket) */
+};
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY, CONN_BACKOFF };
 static const char *const state_names[] = {"down", "connecting", "ready", "backoff"};
@@ -36,6 +64,15 @@ struct db_conn {
     PGconn *pg;
     struct event *io;
     short io_flags;
+    int io_fd;                /* descriptor and socket identity the event watches */
+    dev_t io_dev;
+    ino_t io_ino;
+    struct resolve_req *rq;   /* lookup in flight while CONNECTING */
+    int next_target;          /* lookups: how many targets done this attempt */
+    struct entry ent[MAX_ENTRIES];
+    int nent;
+    int cur;                  /* entry libpq is trying (-1: unknown) */
+    bool read_only;           /* a statement failed with 25006 */
     struct event *timer;      /* connect timeout or backoff */
     struct unit *head, *tail; /* in flight, oldest first */
     int depth;
@@ -54,9 +91,22 @@ struct db_pool {
     struct event *flush;      /* one write per connection per loop iteration */
     struct event *tick;
     int live;
+    /* hosts */
+    struct target targets[MAX_TARGETS];
+    int ntargets;
+    int start_target;         /* where attempts begin (moves past a read-only server) */
+    int addr_timeout_ms;      /* per address: libpq's connect_timeout, else opts' */
+    const char **kw;          /* opts keywords without host/hostaddr/port, plus ours */
+    int nkw;                  /* entries before ours */
+    char server[300];         /* "host:port (address)" of the last connection made */
+    char *last_host, *last_addr, *last_port; /* that server, for db_pool_server_params */
+    const char *sp_vals[MAX_KW_ALL + 1];
+    uint64_t failovers;
 };
 
 static void conn_connect(struct db_conn *c);
+static int current_entry(const struct db_conn *c);
+static void arm_timer(struct db_conn *c, int ms);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_pump(struct db_pool *p);
 
@@ -188,20 +238,30 @@ static void conn_set_state(struct db_conn *c, enum conn_state st)
         p->opts.on_live_change(p->live, p->opts.arg);
 }
 
+/* Watch libpq's current socket for `flags`. During a connect libpq may close its
+ * socket and open another one (next address or host), often with the same number:
+ * the kernel dropped the old registration with the old socket, so the event is kept
+ * only when the descriptor, the socket behind it and the flags are all unchanged. */
 static void conn_watch(struct db_conn *c, short flags)
 {
-    if (c->io && c->io_flags == flags && event_pending(c->io, EV_READ | EV_WRITE, NULL))
+    int fd = PQsocket(c->pg);
+    struct stat st;
+    bool known = fd >= 0 && fstat(fd, &st) == 0;
+    if (c->io && known && c->io_flags == flags && c->io_fd == fd && c->io_dev == st.st_dev &&
+        c->io_ino == st.st_ino && event_pending(c->io, EV_READ | EV_WRITE, NULL))
         return;
     if (c->io) {
         event_del(c->io);
         event_free(c->io);
         c->io = NULL;
     }
-    int fd = PQsocket(c->pg);
     if (fd < 0)
         return;
     c->io = event_new(c->pool->base, fd, flags | EV_PERSIST, conn_io_cb, c);
     c->io_flags = flags;
+    c->io_fd = fd;
+    c->io_dev = known ? st.st_dev : 0;
+    c->io_ino = known ? st.st_ino : 0;
     if (c->io)
         event_add(c->io, NULL);
 }
@@ -214,6 +274,8 @@ static void conn_close(struct db_conn *c)
         c->io = NULL;
     }
     evtimer_del(c->timer);
+    resolve_cancel(c->rq);
+    c->rq = NULL;
     if (c->pg) {
         PQfinish(c->pg);
         c->pg = NULL;
@@ -227,6 +289,7 @@ static void conn_broken(struct db_conn *c, const char *why)
     log_warn("database connection %d lost: %s", c->idx, why);
     conn_close(c);
     c->dirty = false;
+    c->read_only = false;
     struct unit *u = c->head;
     c->head = c->tail = NULL;
     c->depth = 0;
@@ -268,15 +331,44 @@ static void conn_ready(struct db_conn *c)
     PQsetNoticeReceiver(c->pg, notice_receiver, NULL);
     evtimer_del(c->timer);
     c->backoff_ms = 0;
+    struct db_pool *p = c->pool;
+    const char *h = PQhost(c->pg), *ha = PQhostaddr(c->pg), *pt = PQport(c->pg);
+    char server[sizeof p->server];
+    snprintf(server, sizeof server, "%s:%s%s%s%s", h ? h : "", pt ? pt : "", ha && *ha ? " (" : "",
+             ha && *ha ? ha : "", ha && *ha ? ")" : "");
+    if (strcmp(server, p->server) != 0) {
+        if (p->server[0]) {
+            p->failovers++;
+            log_warn("database: now connected to %s (was %s)", server, p->server);
+        }
+        memcpy(p->server, server, sizeof server);
+    }
+    if (p->ntargets) { /* remember where it is, numerically, for connections outside the pool */
+        char *nh = strdup(h ? h : ""), *na = strdup(ha ? ha : ""), *np = strdup(pt ? pt : "");
+        if (nh && na && np) {
+            free(p->last_host);
+            free(p->last_addr);
+            free(p->last_port);
+            p->last_host = nh, p->last_addr = na, p->last_port = np;
+        } else {
+            free(nh), free(na), free(np);
+        }
+    }
     conn_set_state(c, CONN_READY);
-    log_info("database connection %d ready", c->idx);
+    log_info("database connection %d ready on %s", c->idx, server);
     conn_watch(c, EV_READ);
     pool_pump(c->pool);
 }
 
 static void connect_step(struct db_conn *c)
 {
-    switch (PQconnectPoll(c->pg)) {
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
+    int cur = current_entry(c);
+    if (cur != c->cur && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        c->cur = cur;   /* libpq moved on to another address: a fresh timeout for it */
+        arm_timer(c, c->pool->addr_timeout_ms);
+    }
+    switch (st) {
     case PGRES_POLLING_READING:
         conn_watch(c, EV_READ); /* PQsocket() may change between steps */
         break;
@@ -296,27 +388,178 @@ static void connect_step(struct db_conn *c)
     }
 }
 
+/* The entry libpq is on now (matched by address and port), or -1. */
+static int current_entry(const struct db_conn *c)
+{
+    const struct db_pool *p = c->pool;
+    if (!c->pg || !p->ntargets)
+        return -1;
+    const char *ha = PQhostaddr(c->pg), *pt = PQport(c->pg), *h = PQhost(c->pg);
+    for (int i = 0; i < c->nent; i++) {
+        const struct target *t = &p->targets[c->ent[i].target];
+        const char *want = c->ent[i].addr[0] ? c->ent[i].addr : t->host;
+        const char *have = c->ent[i].addr[0] ? ha : h;
+        if (have && strcmp(want, have) == 0 && (!t->port[0] || (pt && strcmp(t->port, pt) == 0)))
+            return i;
+    }
+    return -1;
+}
+
+static void arm_timer(struct db_conn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void conn_start(struct db_conn *c);
+
+/* Each address gets its own connect timeout (libpq's connect_timeout semantics, which
+ * libpq itself enforces only in blocking connects): a silent server must not keep the
+ * pool from the next address or host. */
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct db_conn *c = arg;
-    if (c->state == CONN_CONNECTING)
-        conn_broken(c, "connect timed out");
-    else if (c->state == CONN_BACKOFF)
+    if (c->state == CONN_BACKOFF) {
         conn_connect(c);
+        return;
+    }
+    if (c->state != CONN_CONNECTING)
+        return;
+    int i = current_entry(c);
+    if (i >= 0 && i + 1 < c->nent) {
+        log_warn("database connection %d: %s:%s timed out, trying the next address", c->idx,
+                 c->ent[i].addr[0] ? c->ent[i].addr : c->pool->targets[c->ent[i].target].host,
+                 c->pool->targets[c->ent[i].target].port);
+        if (c->io) {
+            event_del(c->io);
+            event_free(c->io);
+            c->io = NULL;
+        }
+        PQfinish(c->pg);
+        c->pg = NULL;
+        memmove(c->ent, c->ent + i + 1, (size_t)(c->nent - i - 1) * sizeof c->ent[0]);
+        c->nent -= i + 1;
+        conn_start(c);
+        return;
+    }
+    conn_broken(c, "connect timed out");
+}
+
+/* Join one field of the entries with commas into a new string. */
+static char *join_entries(const struct db_conn *c, int field)
+{
+    const struct db_pool *p = c->pool;
+    size_t len = 1;
+    for (int i = 0; i < c->nent; i++) {
+        const struct target *t = &p->targets[c->ent[i].target];
+        len += strlen(field == 0 ? t->host : field == 1 ? c->ent[i].addr : t->port) + 1;
+    }
+    char *s = malloc(len), *w = s;
+    if (!s)
+        return NULL;
+    for (int i = 0; i < c->nent; i++) {
+        const struct target *t = &p->targets[c->ent[i].target];
+        const char *v = field == 0 ? t->host : field == 1 ? c->ent[i].addr : t->port;
+        if (i)
+            *w++ = ',';
+        size_t l = strlen(v);
+        memcpy(w, v, l);
+        w += l;
+    }
+    *w = '\0';
+    return s;
+}
+
+/* Every target looked up: hand libpq the list. */
+static void conn_start(struct db_conn *c)
+{
+    struct db_pool *p = c->pool;
+    if (p->ntargets == 0) {
+        c->pg = PQconnectStartParams(p->opts.keywords, p->opts.values, 0);
+    } else {
+        if (c->nent == 0) {
+            conn_broken(c, "no address for any database host");
+            return;
+        }
+        char *v[3] = {join_entries(c, 0), join_entries(c, 1), join_entries(c, 2)};
+        const char *vals[MAX_KW_ALL + 1];
+        int n = 0;
+        for (const char *const *k = p->opts.keywords; *k && n < p->nkw; k++)
+            if (strcmp(*k, "host") != 0 && strcmp(*k, "hostaddr") != 0 && strcmp(*k, "port") != 0)
+                vals[n++] = p->opts.values[k - p->opts.keywords];
+        vals[n++] = v[0];
+        vals[n++] = v[1];
+        vals[n++] = v[2];
+        vals[n] = NULL;
+        c->pg = v[0] && v[1] && v[2] ? PQconnectStartParams(p->kw, vals, 0) : NULL;
+        for (int i = 0; i < 3; i++)
+            free(v[i]);
+    }
+    if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+        char why[256];
+        const char *m = c->pg ? PQerrorMessage(c->pg) : "out of memory";
+        size_t l = strcspn(m, "\n");
+        snprintf(why, sizeof why, "connect failed: %.*s", (int)(l > 200 ? 200 : l), m);
+        conn_broken(c, why);
+        return;
+    }
+    c->cur = current_entry(c);
+    arm_timer(c, p->ntargets ? p->addr_timeout_ms : p->opts.connect_timeout_ms);
+    conn_watch(c, EV_WRITE);
+}
+
+static void resolve_next(struct db_conn *c);
+
+static void on_resolved(const struct resolve_addr *addrs, int n, const char *error, void *arg)
+{
+    struct db_conn *c = arg;
+    struct db_pool *p = c->pool;
+    c->rq = NULL;
+    int ti = (p->start_target + c->next_target) % p->ntargets;
+    if (n == 0)
+        log_warn("database connection %d: cannot resolve %s: %s", c->idx, p->targets[ti].host, error);
+    for (int i = 0; i < n && c->nent < MAX_ENTRIES; i++) {
+        c->ent[c->nent].target = ti;
+        memcpy(c->ent[c->nent].addr, addrs[i].text, sizeof addrs[i].text);
+        c->nent++;
+    }
+    c->next_target++;
+    resolve_next(c);
+}
+
+/* Look up the targets one after the other, from start_target on. */
+static void resolve_next(struct db_conn *c)
+{
+    struct db_pool *p = c->pool;
+    while (c->next_target < p->ntargets) {
+        int ti = (p->start_target + c->next_target) % p->ntargets;
+        const struct target *t = &p->targets[ti];
+        if (t->needs_lookup && p->opts.resolver) {
+            c->rq = resolve_start(p->opts.resolver, t->host, on_resolved, c);
+            if (!c->rq) {
+                conn_broken(c, "out of memory");
+                return;
+            }
+            return;
+        }
+        if (c->nent < MAX_ENTRIES) {
+            c->ent[c->nent].target = ti;
+            snprintf(c->ent[c->nent].addr, sizeof c->ent[c->nent].addr, "%s", t->hostaddr ? t->hostaddr : "");
+            c->nent++;
+        }
+        c->next_target++;
+    }
+    conn_start(c);
 }
 
 static void conn_connect(struct db_conn *c)
 {
     struct db_pool *p = c->pool;
     conn_set_state(c, CONN_CONNECTING);
-    c->pg = PQconnectStartParams(p->opts.keywords, p->opts.values, 0);
-    if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
-        conn_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
-        return;
-    }
-    struct timeval tv = {p->opts.connect_timeout_ms / 1000, (p->opts.connect_timeout_ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
-    conn_watch(c, EV_WRITE);
+    arm_timer(c, p->opts.connect_timeout_ms);   /* the lookups; each address then gets its own */
+    c->nent = 0;
+    c->next_target = 0;
+    resolve_next(c);
 }
 
 /* ---- pipeline I/O ---------------------------------------------------------- */
@@ -360,7 +603,8 @@ static void record_error(struct unit *u, const PGresult *res)
     /* Connection failures and server shutdown (class 08, 57P01-57P03) mean the
      * statement did not run to completion: the caller sees "unavailable". */
     u->status = !st || strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
-                        strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0
+                        strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0 ||
+                        strcmp(st, "25006") == 0
                     ? DB_UNAVAILABLE
                     : DB_SQL_ERROR;
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -399,6 +643,9 @@ static int conn_read(struct db_conn *c)
             st == PGRES_NONFATAL_ERROR) {
             if (st != PGRES_PIPELINE_ABORTED)
                 record_error(u, res);
+            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            if (code && strcmp(code, "25006") == 0)
+                c->read_only = true;
         }
         int i = u->next_result < u->n ? u->next_result : u->n - 1;
         PQclear(u->res[i]);
@@ -406,6 +653,15 @@ static int conn_read(struct db_conn *c)
     }
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_broken(c, "connection bad");
+        return -1;
+    }
+    if (c->read_only) {
+        /* An old primary back as a standby: start the next attempts after it. */
+        struct db_pool *p = c->pool;
+        int i = current_entry(c);
+        if (i >= 0)
+            p->start_target = (c->ent[i].target + 1) % p->ntargets;
+        conn_broken(c, "the server is read-only (SQLSTATE 25006)");
         return -1;
     }
     return 0;
@@ -487,18 +743,125 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---------------------------------------------------------------- */
 
-struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts)
+static const char *kw_get(const struct db_pool_opts *o, const char *k)
+{
+    for (int i = 0; o->keywords[i]; i++)
+        if (strcmp(o->keywords[i], k) == 0)
+            return o->values[i];
+    return NULL;
+}
+
+/* Split a comma list into at most max new strings; returns the count or -1. */
+static int split_list(const char *s, char **out, int max)
+{
+    int n = 0;
+    for (;;) {
+        size_t l = strcspn(s, ",");
+        if (n == max || !(out[n] = strndup(s, l)))
+            return -1;
+        n++;
+        if (!s[l])
+            return n;
+        s += l + 1;
+    }
+}
+
+/* host / hostaddr / port as libpq reads them, into targets. */
+static int parse_targets(struct db_pool *p, char *err, size_t errlen)
+{
+    const char *host = kw_get(&p->opts, "host"), *addr = kw_get(&p->opts, "hostaddr"),
+               *port = kw_get(&p->opts, "port");
+    if (!host || !*host)
+        return 0;   /* libpq's default (local socket), or a hostaddr alone: as given */
+    char *hosts[MAX_TARGETS] = {0}, *addrs[MAX_TARGETS] = {0}, *ports[MAX_TARGETS] = {0};
+    int nh = split_list(host, hosts, MAX_TARGETS);
+    int na = addr && *addr ? split_list(addr, addrs, MAX_TARGETS) : 0;
+    int np = port && *port ? split_list(port, ports, MAX_TARGETS) : 0;
+    int rc = 0;
+    if (nh < 0 || na < 0 || np < 0) {
+        snprintf(err, errlen, "the database settings name more than %d hosts, addresses or ports", MAX_TARGETS);
+        rc = -1;
+    } else if (na && na != nh) {
+        snprintf(err, errlen, "the database settings give %d hostaddr values for %d hosts", na, nh);
+        rc = -1;
+    } else if (np > 1 && np != nh) {
+        snprintf(err, errlen, "the database settings give %d ports for %d hosts", np, nh);
+        rc = -1;
+    }
+    for (int i = 0; rc == 0 && i < nh; i++) {
+        struct target *t = &p->targets[i];
+        t->host = hosts[i];
+        hosts[i] = NULL;
+        t->port = strdup(np == 0 ? "" : np == 1 ? ports[0] : ports[i]);
+        if (na && addrs[i][0]) {
+            t->hostaddr = addrs[i];
+            addrs[i] = NULL;
+        }
+        p->ntargets++;
+        if (!t->port) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        /* a socket directory (or abstract socket) and a given address are used as is */
+        t->needs_lookup = !t->hostaddr && t->host[0] && t->host[0] != '/' && t->host[0] != '@';
+    }
+    for (int i = 0; i < MAX_TARGETS; i++) {
+        free(hosts[i]);
+        free(addrs[i]);
+        free(ports[i]);
+    }
+    if (rc < 0)
+        return -1;
+    int n = 0;
+    p->kw = calloc(MAX_KW_ALL + 1, sizeof *p->kw);
+    if (!p->kw) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (const char *const *k = p->opts.keywords; *k; k++)
+        if (strcmp(*k, "host") != 0 && strcmp(*k, "hostaddr") != 0 && strcmp(*k, "port") != 0 &&
+            n < MAX_KW_ALL - 3)
+            p->kw[n++] = *k;
+    p->nkw = n;
+    p->kw[n++] = "host";
+    p->kw[n++] = "hostaddr";
+    p->kw[n++] = "port";
+    return 0;
+}
+
+struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts, char *err, size_t errlen)
 {
     struct db_pool *p = calloc(1, sizeof *p);
-    if (!p)
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
     p->base = base;
     p->opts = *opts;
+    if (parse_targets(p, err, errlen) < 0) {
+        db_pool_free(p);
+        return NULL;
+    }
+    p->addr_timeout_ms = opts->connect_timeout_ms;
+    const char *ct = kw_get(opts, "connect_timeout");
+    if (ct && *ct) {
+        char *end;
+        long v = strtol(ct, &end, 10);
+        if (*end || v < 0 || v > 3600) {
+            snprintf(err, errlen, "connect_timeout must be a number of seconds from 0 to 3600");
+            db_pool_free(p);
+            return NULL;
+        }
+        if (v > 0)
+            p->addr_timeout_ms = (int)v * 1000;
+    }
     p->conns = calloc((size_t)opts->size, sizeof *p->conns);
     p->deliver = event_new(base, -1, 0, deliver_cb, p);
     p->flush = event_new(base, -1, 0, flush_cb, p);
     p->tick = event_new(base, -1, EV_PERSIST, tick_cb, p);
     if (!p->conns || !p->deliver || !p->flush || !p->tick) {
+        snprintf(err, errlen, "out of memory");
         db_pool_free(p);
         return NULL;
     }
@@ -510,6 +873,7 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *
         c->idx = i;
         c->timer = evtimer_new(base, timer_cb, c);
         if (!c->timer) {
+            snprintf(err, errlen, "out of memory");
             db_pool_free(p);
             return NULL;
         }
@@ -551,7 +915,38 @@ void db_pool_free(struct db_pool *p)
     if (p->flush)
         event_free(p->flush);
     free(p->conns);
+    for (int i = 0; i < p->ntargets; i++) {
+        free(p->targets[i].host);
+        free(p->targets[i].port);
+        free(p->targets[i].hostaddr);
+    }
+    free(p->kw);
+    free(p->last_host);
+    free(p->last_addr);
+    free(p->last_port);
     free(p);
+}
+
+int db_pool_server_params(struct db_pool *p, const char *const **kw, const char *const **vals)
+{
+    if (p->ntargets == 0) { /* nothing to resolve (a socket directory): as configured */
+        *kw = p->opts.keywords;
+        *vals = p->opts.values;
+        return 0;
+    }
+    if (!p->last_addr || !*p->last_addr)
+        return -1;
+    int n = 0;
+    for (const char *const *k = p->opts.keywords; *k && n < p->nkw; k++)
+        if (strcmp(*k, "host") != 0 && strcmp(*k, "hostaddr") != 0 && strcmp(*k, "port") != 0)
+            p->sp_vals[n++] = p->opts.values[k - p->opts.keywords];
+    p->sp_vals[n++] = p->last_host;
+    p->sp_vals[n++] = p->last_addr;
+    p->sp_vals[n++] = p->last_port;
+    p->sp_vals[n] = NULL;
+    *kw = p->kw;
+    *vals = p->sp_vals;
+    return 0;
 }
 
 void db_submit(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg)
@@ -599,6 +994,16 @@ int db_pool_size(const struct db_pool *p)
 int db_pool_queued(const struct db_pool *p)
 {
     return p->queued;
+}
+
+const char *db_pool_server(const struct db_pool *p)
+{
+    return p->server;
+}
+
+uint64_t db_pool_failovers(const struct db_pool *p)
+{
+    return p->failovers;
 }
 
 int db_pool_in_flight(const struct db_pool *p)

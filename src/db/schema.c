@@ -1,13 +1,21 @@
 /* db/schema: owns the DDL. Public objects are created in one transaction under an
  * advisory lock (several instances may start at once); tenant objects by a
  * PL/pgSQL function that takes a per-tenant advisory lock, so the first requests
- * of a new tenant, from any instance, cannot race each other. */
+ * of a new tenant, from any instance, cannot race each other. VerifyWise's tables
+ * keep VerifyWise's shape: what integrationsd records about their rows lives in
+ * its own integrationsd_* tables beside them (earlier builds added columns to
+ * VerifyWise's tables; they are moved here, in place, and dropped). */
 #include "db/schema.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The version of the tenant DDL below: bump it whenever that DDL changes, so that
+ * start-up applies it to every known tenant. 2: integrationsd's columns moved out of
+ * VerifyWise's tables into tables of its own. 3: read-cache triggers. */
+#define SCHEMA_TENANT_VERSION "3"
 
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext('integrationsd:bootstrap'))";
 
@@ -21,16 +29,19 @@ static const char SQL_PUBLIC[] =
     "    organization_id BIGINT NOT NULL,\n"
     "    first_seen_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n"
     "    last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now());\n"
-    /* the schema version each tenant's objects were last brought to (db_schema_version) */
-    "  ALTER TABLE public.integration_tenants ADD COLUMN IF NOT EXISTS schema_version TEXT;\n"
+    /* the version of the tenant DDL last applied to the schema (SCHEMA_TENANT_VERSION) */
+    "  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'public'\n"
+    "      AND table_name = 'integration_tenants' AND column_name = 'ddl_version') THEN\n"
+    "    ALTER TABLE public.integration_tenants ADD COLUMN ddl_version INTEGER NOT NULL DEFAULT 0;\n"
+    "  END IF;\n"
     /* MLflow: leases (one sync per tenant, one scheduled tick across instances) */
     "  CREATE TABLE IF NOT EXISTS public.integration_locks (\n"
     "    name TEXT PRIMARY KEY,\n"
     "    holder TEXT NOT NULL,\n"
     "    acquired_at TIMESTAMPTZ NOT NULL DEFAULT now(),\n"
     "    expires_at TIMESTAMPTZ NOT NULL);\n"
-    /* Slack (reference 3.5, created as VerifyWise does when it is not there yet)
-     * plus: organization, token rotation, deactivation reason, deliveries */
+    /* Slack (reference 3.5): VerifyWise's table, created as VerifyWise does when it is
+     * not there yet, and left in VerifyWise's shape (its backend selects every column) */
     "  CREATE TABLE IF NOT EXISTS public.slack_webhooks (\n"
     "    id SERIAL PRIMARY KEY,\n"
     "    access_token VARCHAR(255) NOT NULL,\n"
@@ -48,14 +59,8 @@ static const char SQL_PUBLIC[] =
     "    created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,\n"
     "    updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,\n"
     "    routing_type TEXT[]);\n"
-    "  ALTER TABLE public.slack_webhooks\n"
-    "    ADD COLUMN IF NOT EXISTS organization_id INTEGER,\n"
-    "    ADD COLUMN IF NOT EXISTS refresh_token TEXT,\n"
-    "    ADD COLUMN IF NOT EXISTS refresh_token_iv VARCHAR(32),\n"
-    "    ADD COLUMN IF NOT EXISTS token_expires_at TIMESTAMPTZ,\n"
-    "    ADD COLUMN IF NOT EXISTS refresh_lease_until TIMESTAMPTZ,\n"
-    "    ADD COLUMN IF NOT EXISTS deactivated_reason TEXT;\n"
-    /* rotating bot tokens (xoxe.xoxb-...) outgrow VARCHAR(255) once hex-encrypted */
+    /* rotating bot tokens (xoxe.xoxb-...) outgrow VARCHAR(255) once hex-encrypted: a
+     * type change, no column added */
     "  IF (SELECT data_type FROM information_schema.columns WHERE table_schema = 'public'\n"
     "      AND table_name = 'slack_webhooks' AND column_name = 'access_token') <> 'text' THEN\n"
     "    ALTER TABLE public.slack_webhooks ALTER COLUMN access_token TYPE TEXT,\n"
@@ -64,12 +69,39 @@ static const char SQL_PUBLIC[] =
     "  CREATE INDEX IF NOT EXISTS slack_webhooks_team_id ON public.slack_webhooks (team_id);\n"
     "  CREATE INDEX IF NOT EXISTS slack_webhooks_channel_id ON public.slack_webhooks (channel_id);\n"
     "  CREATE INDEX IF NOT EXISTS slack_webhooks_is_active ON public.slack_webhooks (is_active);\n"
-    "  CREATE INDEX IF NOT EXISTS slack_webhooks_organization_id\n"
-    "    ON public.slack_webhooks (organization_id, user_id);\n"
-    /* rows VerifyWise wrote have no organization: take their owner's */
-    "  IF to_regclass('public.users') IS NOT NULL THEN\n"
-    "    EXECUTE 'UPDATE public.slack_webhooks w SET organization_id = u.organization_id\n"
-    "      FROM public.users u WHERE w.organization_id IS NULL AND u.id = w.user_id';\n"
+    /* integrationsd's own columns of a webhook: organization, token rotation,
+     * deactivation reason. Rows VerifyWise writes have none: read as defaults, the
+     * organization then being the owner's (public.integrationsd_slack_org). */
+    "  CREATE TABLE IF NOT EXISTS public.integrationsd_slack_webhooks (\n"
+    "    webhook_id INTEGER PRIMARY KEY REFERENCES public.slack_webhooks (id) ON DELETE CASCADE,\n"
+    "    organization_id INTEGER,\n"
+    "    refresh_token TEXT,\n"
+    "    refresh_token_iv VARCHAR(32),\n"
+    "    token_expires_at TIMESTAMPTZ,\n"
+    "    refresh_lease_until TIMESTAMPTZ,\n"
+    "    deactivated_reason TEXT);\n"
+    "  CREATE INDEX IF NOT EXISTS integrationsd_slack_webhooks_organization_id\n"
+    "    ON public.integrationsd_slack_webhooks (organization_id);\n"
+    /* earlier builds added these columns to VerifyWise's table: move them */
+    "  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'public'\n"
+    "      AND table_name = 'slack_webhooks' AND column_name IN ('organization_id', 'refresh_token',\n"
+    "      'refresh_token_iv', 'token_expires_at', 'refresh_lease_until', 'deactivated_reason')) THEN\n"
+    "    ALTER TABLE public.slack_webhooks\n"
+    "      ADD COLUMN IF NOT EXISTS organization_id INTEGER,\n"
+    "      ADD COLUMN IF NOT EXISTS refresh_token TEXT,\n"
+    "      ADD COLUMN IF NOT EXISTS refresh_token_iv VARCHAR(32),\n"
+    "      ADD COLUMN IF NOT EXISTS token_expires_at TIMESTAMPTZ,\n"
+    "      ADD COLUMN IF NOT EXISTS refresh_lease_until TIMESTAMPTZ,\n"
+    "      ADD COLUMN IF NOT EXISTS deactivated_reason TEXT;\n"
+    "    EXECUTE 'INSERT INTO public.integrationsd_slack_webhooks (webhook_id, organization_id,\n"
+    "        refresh_token, refresh_token_iv, token_expires_at, refresh_lease_until, deactivated_reason)\n"
+    "      SELECT id, organization_id, refresh_token, refresh_token_iv, token_expires_at,\n"
+    "        refresh_lease_until, deactivated_reason FROM public.slack_webhooks\n"
+    "      ON CONFLICT (webhook_id) DO NOTHING';\n"
+    "    DROP INDEX IF EXISTS public.slack_webhooks_organization_id;\n"
+    "    ALTER TABLE public.slack_webhooks\n"
+    "      DROP COLUMN organization_id, DROP COLUMN refresh_token, DROP COLUMN refresh_token_iv,\n"
+    "      DROP COLUMN token_expires_at, DROP COLUMN refresh_lease_until, DROP COLUMN deactivated_reason;\n"
     "  END IF;\n"
     "  CREATE TABLE IF NOT EXISTS public.slack_deliveries (\n"
     "    id BIGSERIAL PRIMARY KEY,\n"
@@ -95,11 +127,29 @@ static const char SQL_PUBLIC[] =
     "    ON public.slack_deliveries (lease_until) WHERE status = 'pending';\n"
     "END $do$";
 
+/* A webhook's organization: integrationsd's own record of it, else (a row VerifyWise
+ * wrote, or one an earlier build could not place) its owner's in public.users,
+ * looked up only when that table exists. */
+static const char SQL_SLACK_ORG_FN[] =
+    "CREATE OR REPLACE FUNCTION public.integrationsd_slack_org(p_webhook integer, p_user integer)\n"
+    "RETURNS integer LANGUAGE plpgsql STABLE AS $fn$\n"
+    "DECLARE o integer;\n"
+    "BEGIN\n"
+    "  SELECT organization_id INTO o FROM public.integrationsd_slack_webhooks WHERE webhook_id = p_webhook;\n"
+    "  IF o IS NULL AND p_user IS NOT NULL AND to_regclass('public.users') IS NOT NULL THEN\n"
+    "    SELECT organization_id INTO o FROM public.users WHERE id = p_user;\n"
+    "  END IF;\n"
+    "  RETURN o;\n"
+    "END $fn$";
+
+/* Tenant tables: VerifyWise's definitions (reference section 3), kept in VerifyWise's
+ * shape, and integrationsd's own tables beside them. */
+
 /* Read-cache coherence (cache/read_cache, db/listener): every change to a table whose
  * rows a cached answer shows NOTIFYs integrationsd_cache, whoever writes it (any instance,
  * VerifyWise's backend, psql). Payloads: "t:<tenant schema>" (statement-level triggers on
  * the tenant tables), "u:<user id>:<organization id>" (public.users rows, old and new),
- * "o:<organization id>" (Slack webhooks), "all" when the organization is unknown.
+ * "o:<organization id>" (Slack webhooks and integrationsd's rows about them), "all" when the organization is unknown.
  * Triggers are added idempotently and never dropped; a table integrationsd may not
  * alter (no privilege) keeps working without one (logged by PostgreSQL as a WARNING). */
 static const char SQL_CACHE_FN[] =
@@ -121,8 +171,8 @@ static const char SQL_CACHE_FN[] =
     "    END IF;\n"
     "    org := r->>'organization_id';\n"
     "    uid := r->>'user_id';\n"
-    "    IF org IS NULL AND uid IS NOT NULL AND to_regclass('public.users') IS NOT NULL THEN\n"
-    "      EXECUTE 'SELECT organization_id::text FROM public.users WHERE id = $1::int' INTO org USING uid;\n"
+    "    IF org IS NULL AND TG_TABLE_NAME = 'slack_webhooks' THEN\n"
+    "      org := public.integrationsd_slack_org((r->>'id')::int, uid::int)::text;\n"
     "    END IF;\n"
     "    PERFORM pg_notify('integrationsd_cache', CASE WHEN org IS NULL THEN 'all' ELSE 'o:' || org END);\n"
     "  END LOOP;\n"
@@ -146,9 +196,14 @@ static const char SQL_CACHE_TRIGGERS[] =
     "    CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE\n"
     "      ON public.slack_webhooks FOR EACH ROW EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
     "  END IF;\n"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
+    "      AND tgrelid = to_regclass('public.integrationsd_slack_webhooks')) THEN\n"
+    "    CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE\n"
+    "      ON public.integrationsd_slack_webhooks FOR EACH ROW\n"
+    "      EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
+    "  END IF;\n"
     "END $do$";
 
-/* Tenant tables: VerifyWise's definitions (reference section 3) plus our additions. */
 static const char SQL_TENANT_FN[] =
     "CREATE OR REPLACE FUNCTION public.integrationsd_ensure_tenant(p_schema text, p_org bigint)\n"
     "RETURNS void LANGUAGE plpgsql AS $fn$\n"
@@ -158,7 +213,8 @@ static const char SQL_TENANT_FN[] =
     "  END IF;\n"
     /* fast path: already brought to this version (by any instance) */
     "  UPDATE public.integration_tenants SET last_seen_at = now()\n"
-    "    WHERE schema_name = p_schema AND schema_version = '@VERSION@';\n"
+    "    WHERE schema_name = p_schema AND ddl_version >= " SCHEMA_TENANT_VERSION "\n"
+    "      AND to_regnamespace(quote_ident(p_schema)) IS NOT NULL;\n"
     "  IF FOUND THEN\n"
     "    RETURN;\n"
     "  END IF;\n"
@@ -192,8 +248,8 @@ static const char SQL_TENANT_FN[] =
     "      created_at TIMESTAMPTZ DEFAULT NOW(),\n"
     "      updated_at TIMESTAMPTZ DEFAULT NOW(),\n"
     "      last_used_at TIMESTAMPTZ)', p_schema);\n"
-    /* MLflow (reference 3.1, 3.2) plus: one configuration row per tenant, the
-     * tested-configuration fingerprint, stale marking, record kind, sync history */
+    /* MLflow (reference 3.1, 3.2): one configuration row per tenant (a unique index,
+     * not a column) */
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.mlflow_integrations (\n"
     "      id SERIAL PRIMARY KEY,\n"
     "      tracking_server_url VARCHAR(255) NOT NULL,\n"
@@ -210,14 +266,17 @@ static const char SQL_TENANT_FN[] =
     "      last_synced_at TIMESTAMP,\n"
     "      last_sync_status VARCHAR(10) CHECK (last_sync_status IN (''success'', ''partial'', ''error'')),\n"
     "      last_sync_message TEXT,\n"
+    "      last_successful_test_at TIMESTAMP,\n"
+    "      last_failed_test_at TIMESTAMP,\n"
+    "      last_failed_test_message TEXT,\n"
     "      updated_by INTEGER,\n"
     "      created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,\n"
     "      updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)', p_schema);\n"
+    /* tenants VerifyWise created before its test-history migration */
     "  EXECUTE format('ALTER TABLE %I.mlflow_integrations\n"
     "      ADD COLUMN IF NOT EXISTS last_successful_test_at TIMESTAMP,\n"
     "      ADD COLUMN IF NOT EXISTS last_failed_test_at TIMESTAMP,\n"
-    "      ADD COLUMN IF NOT EXISTS last_failed_test_message TEXT,\n"
-    "      ADD COLUMN IF NOT EXISTS last_tested_fingerprint VARCHAR(64)', p_schema);\n"
+    "      ADD COLUMN IF NOT EXISTS last_failed_test_message TEXT', p_schema);\n"
     "  DECLARE n bigint; BEGIN\n"
     "    EXECUTE format('SELECT count(*) FROM %I.mlflow_integrations', p_schema) INTO n;\n"
     "    IF n <= 1 THEN\n"
@@ -225,6 +284,21 @@ static const char SQL_TENANT_FN[] =
     "          ON %I.mlflow_integrations ((true))', p_schema);\n"
     "    END IF;\n"
     "  END;\n"
+    /* integrationsd's own: the fingerprint of the configuration the row's test status
+     * is about (gone with the row) */
+    "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.integrationsd_mlflow_integrations (\n"
+    "      integration_id INTEGER PRIMARY KEY\n"
+    "        REFERENCES %I.mlflow_integrations (id) ON DELETE CASCADE,\n"
+    "      last_tested_fingerprint VARCHAR(64))', p_schema, p_schema);\n"
+    /* earlier builds kept it in VerifyWise's table: move it */
+    "  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = p_schema\n"
+    "      AND table_name = 'mlflow_integrations' AND column_name = 'last_tested_fingerprint') THEN\n"
+    "    EXECUTE format('INSERT INTO %I.integrationsd_mlflow_integrations (integration_id,\n"
+    "        last_tested_fingerprint) SELECT id, last_tested_fingerprint FROM %I.mlflow_integrations\n"
+    "        WHERE last_tested_fingerprint IS NOT NULL ON CONFLICT (integration_id) DO NOTHING',\n"
+    "      p_schema, p_schema);\n"
+    "    EXECUTE format('ALTER TABLE %I.mlflow_integrations DROP COLUMN last_tested_fingerprint', p_schema);\n"
+    "  END IF;\n"
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.mlflow_model_records (\n"
     "      id SERIAL PRIMARY KEY,\n"
     "      model_name VARCHAR(255) NOT NULL,\n"
@@ -241,11 +315,27 @@ static const char SQL_TENANT_FN[] =
     "      updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,\n"
     "      CONSTRAINT mlflow_model_records_org_model_version_unique UNIQUE (model_name, version))',\n"
     "      p_schema);\n"
-    "  EXECUTE format('ALTER TABLE %I.mlflow_model_records\n"
-    "      ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP,\n"
-    "      ADD COLUMN IF NOT EXISTS record_kind VARCHAR(16)', p_schema);\n"
-    "  EXECUTE format('CREATE INDEX IF NOT EXISTS mlflow_model_records_live_synced\n"
-    "      ON %I.mlflow_model_records (last_synced_at) WHERE deleted_at IS NULL', p_schema);\n"
+    /* integrationsd's own: a record's kind (run, model_version) and its stale mark; a
+     * record without a row here is live and of no known kind */
+    "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.integrationsd_mlflow_model_records (\n"
+    "      record_id INTEGER PRIMARY KEY\n"
+    "        REFERENCES %I.mlflow_model_records (id) ON DELETE CASCADE,\n"
+    "      record_kind VARCHAR(16),\n"
+    "      deleted_at TIMESTAMP)', p_schema, p_schema);\n"
+    /* earlier builds kept them in VerifyWise's table: move them */
+    "  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = p_schema\n"
+    "      AND table_name = 'mlflow_model_records' AND column_name IN ('deleted_at', 'record_kind')) THEN\n"
+    "    EXECUTE format('ALTER TABLE %I.mlflow_model_records\n"
+    "        ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP,\n"
+    "        ADD COLUMN IF NOT EXISTS record_kind VARCHAR(16)', p_schema);\n"
+    "    EXECUTE format('INSERT INTO %I.integrationsd_mlflow_model_records (record_id, record_kind,\n"
+    "        deleted_at) SELECT id, record_kind, deleted_at FROM %I.mlflow_model_records\n"
+    "        WHERE record_kind IS NOT NULL OR deleted_at IS NOT NULL\n"
+    "        ON CONFLICT (record_id) DO NOTHING', p_schema, p_schema);\n"
+    "    EXECUTE format('DROP INDEX IF EXISTS %I.mlflow_model_records_live_synced', p_schema);\n"
+    "    EXECUTE format('ALTER TABLE %I.mlflow_model_records DROP COLUMN deleted_at,\n"
+    "        DROP COLUMN record_kind', p_schema);\n"
+    "  END IF;\n"
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.mlflow_sync_history (\n"
     "      id SERIAL PRIMARY KEY,\n"
     "      trigger_type VARCHAR(10) NOT NULL CHECK (trigger_type IN (''manual'', ''scheduled'')),\n"
@@ -274,7 +364,8 @@ static const char SQL_TENANT_FN[] =
     /* read-cache coherence: see SQL_CACHE_FN */
     "  DECLARE tbl text; BEGIN\n"
     "    FOREACH tbl IN ARRAY ARRAY['llm_keys', 'github_tokens', 'mlflow_integrations',\n"
-    "                               'mlflow_test_results', 'mlflow_sync_history'] LOOP\n"
+    "                               'mlflow_test_results', 'mlflow_sync_history',\n"
+    "                               'integrationsd_mlflow_integrations'] LOOP\n"
     "      IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
     "          AND tgrelid = format('%I.%I', p_schema, tbl)::regclass) THEN\n"
     "        EXECUTE format('CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE\n"
@@ -283,25 +374,36 @@ static const char SQL_TENANT_FN[] =
     "      END IF;\n"
     "    END LOOP;\n"
     "  END;\n"
-    "  INSERT INTO public.integration_tenants (schema_name, organization_id, schema_version)\n"
-    "    VALUES (p_schema, p_org, '@VERSION@')\n"
-    "    ON CONFLICT (schema_name) DO UPDATE SET last_seen_at = now(), schema_version = EXCLUDED.schema_version;\n"
+    "  INSERT INTO public.integration_tenants (schema_name, organization_id, ddl_version)\n"
+    "    VALUES (p_schema, p_org, " SCHEMA_TENANT_VERSION ")\n"
+    "    ON CONFLICT (schema_name) DO UPDATE SET last_seen_at = now(),\n"
+    "      ddl_version = " SCHEMA_TENANT_VERSION ";\n"
     "END $fn$";
+
+/* Bring every known tenant whose schema still exists up to this release's shape at
+ * start, before anything (the scheduled sync included) reads it. A one-time migration
+ * may take longer than the pool's statement timeout. */
+static const char SQL_UPGRADE_TIMEOUT[] = "SELECT set_config('statement_timeout', '300000', true)";
+static const char SQL_UPGRADE_TENANTS[] =
+    "SELECT count(public.integrationsd_ensure_tenant(schema_name, organization_id))"
+    " FROM public.integration_tenants WHERE ddl_version < " SCHEMA_TENANT_VERSION
+    " AND schema_name ~ '^[A-Za-z0-9]{10}$' AND to_regnamespace(quote_ident(schema_name)) IS NOT NULL";
 
 /* ---- versions: one round trip at start when nothing needs creating -------------------- */
 
-/* The version is a hash of every DDL text above, so any change to them is a new version
- * with nothing to bump by hand. The public objects carry it as the comment of
- * integrationsd_ensure_tenant; each tenant in public.integration_tenants.schema_version. */
+/* The public objects' version is a hash of every DDL text of this file, so any change to
+ * them is a new version with nothing to bump by hand; they carry it as the comment of
+ * integrationsd_ensure_tenant, written in the same transaction that applied them (and
+ * brought every known tenant to SCHEMA_TENANT_VERSION). */
 static char version[17];
-static char *tenant_fn_sql;   /* SQL_TENANT_FN with the version in it */
 static char comment_sql[160];
 
 static void version_init(void)
 {
     if (version[0])
         return;
-    const char *const parts[] = {SQL_PUBLIC, SQL_TENANT_FN, SQL_CACHE_FN, SQL_CACHE_TRIGGERS};
+    const char *const parts[] = {SQL_PUBLIC, SQL_SLACK_ORG_FN, SQL_TENANT_FN, SQL_CACHE_FN, SQL_CACHE_TRIGGERS,
+                                 SQL_UPGRADE_TENANTS};
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         for (const char *c = parts[i]; *c; c++)
@@ -318,37 +420,8 @@ const char *db_schema_version(void)
     return version;
 }
 
-/* SQL_TENANT_FN with every @VERSION@ replaced (allocated once). */
-static const char *tenant_fn(void)
-{
-    if (tenant_fn_sql)
-        return tenant_fn_sql;
-    version_init();
-    static const char mark[] = "@VERSION@";
-    size_t n = 0;
-    for (const char *q = SQL_TENANT_FN; (q = strstr(q, mark)); q += sizeof mark - 1)
-        n++;
-    char *out = malloc(sizeof SQL_TENANT_FN + n * (strlen(version) + 1));
-    if (!out)
-        return NULL;
-    char *w = out;
-    const char *q = SQL_TENANT_FN, *m;
-    while ((m = strstr(q, mark))) {
-        memcpy(w, q, (size_t)(m - q));
-        w += m - q;
-        memcpy(w, version, strlen(version));
-        w += strlen(version);
-        q = m + sizeof mark - 1;
-    }
-    strcpy(w, q);
-    tenant_fn_sql = out;
-    return out;
-}
-
 void db_schema_free(void)
 {
-    free(tenant_fn_sql);
-    tenant_fn_sql = NULL;
 }
 
 struct bootstrap {
@@ -372,8 +445,7 @@ static void on_version(const struct db_result *res, void *arg)
         free(b);
         return;
     }
-    const char *fn = tenant_fn();
-    if (res->status == DB_UNAVAILABLE || !fn) {
+    if (res->status == DB_UNAVAILABLE) {
         b->cb(res, b->arg);
         free(b);
         return;
@@ -381,12 +453,15 @@ static void on_version(const struct db_result *res, void *arg)
     const struct db_stmt stmts[] = {
         {SQL_LOCK, 0, NULL},
         {SQL_PUBLIC, 0, NULL},
-        {fn, 0, NULL},
+        {SQL_SLACK_ORG_FN, 0, NULL},
+        {SQL_TENANT_FN, 0, NULL},
         {SQL_CACHE_FN, 0, NULL},
         {SQL_CACHE_TRIGGERS, 0, NULL},
+        {SQL_UPGRADE_TIMEOUT, 0, NULL},
+        {SQL_UPGRADE_TENANTS, 0, NULL},
         {comment_sql, 0, NULL},
     };
-    db_submit(b->p, stmts, 6, on_full, b);
+    db_submit(b->p, stmts, sizeof stmts / sizeof stmts[0], on_full, b);
 }
 
 void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)

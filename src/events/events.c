@@ -19,8 +19,18 @@
  * reply == NULL; the context is dead after the connect-failure or disconnect callback
  * and is never freed there; redisAsyncFree is only called from our timers, from reply
  * callbacks (where hiredis defers it) or from events_free; a context we dropped is
- * recognised in its late callbacks by link->ac no longer pointing at it. The host
- * name is resolved once, in events_new, and links connect by numeric address.
+ * recognised in its late callbacks by link->ac no longer pointing at it.
+ *
+ * Where a link connects is decided again at every attempt (CONNECTING covers it, under
+ * the same deadline): without Sentinel, the REDIS_URL host is resolved (net/resolve,
+ * asynchronously) and the link dials one of its addresses (the next one after a
+ * failure); with Sentinel (REDIS_SENTINELS), the Sentinels are asked in list order
+ * (each resolved, then one short-lived context sending SENTINEL
+ * get-master-addr-by-name) and the link dials the answer, then checks with ROLE that
+ * it reached a master. A watcher context subscribed to +switch-master on one Sentinel
+ * drops links that are not on the new master; a -READONLY reply drops the publisher.
+ * Every drop ends in BACKOFF and the next attempt asks again; the queue and the
+ * notify subscription survive, as across a restart.
  * on_notify runs inside a hiredis callback: it may call events_publish, but must
  * not call events_free. */
 #include "events/events.h"
@@ -46,6 +56,7 @@
 
 #include "events/codec.h"
 #include "log.h"
+#include "net/resolve.h"
 #include "util/codec.h"
 
 #define DEFAULT_PREFIX "verifywise:integrations:"
@@ -55,7 +66,8 @@
 #define REPLY_TIMEOUT_MS 10000     /* publisher: longest wait for the next reply */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define MAX_ADDRS 8
+#define MAX_SENTINELS 16
+#define WATCH_RETRY_MS 1000       /* +switch-master watcher: delay before the next Sentinel */
 #define MAX_TYPE_LEN 128
 #define EVENT_MAX_BYTES (1024 * 1024)         /* one encoded event */
 #define QUEUE_MAX_BYTES (16 * 1024 * 1024)    /* all queued events, besides the count bound */
@@ -66,7 +78,10 @@ static const char *const link_state_names[] = {"disabled", "connecting", "up", "
 enum link_role { ROLE_PUBLISHER, ROLE_SUBSCRIBER };
 
 /* Handshake steps after TCP connect; each is skipped when it has nothing to do. */
-enum hs_step { HS_NONE = 0, HS_AUTH, HS_SELECT, HS_FINAL };
+enum hs_step { HS_NONE = 0, HS_AUTH, HS_SELECT, HS_ROLE, HS_FINAL };
+
+/* What a CONNECTING link is waiting for. */
+enum phase { PH_NONE = 0, PH_SENTINEL, PH_RESOLVE, PH_DIAL };
 
 struct link {
     struct events *e;
@@ -79,6 +94,30 @@ struct link {
     unsigned failures;            /* consecutive, reset when UP */
     int addr_idx;                 /* which resolved address to try */
     const char *fail_why;         /* static reason for a failure deferred to the timer */
+    enum phase phase;
+    struct resolve_req *rq;       /* lookup in flight (master or Sentinel host) */
+    redisAsyncContext *sac;       /* Sentinel being asked, owned while non-NULL */
+    int sidx;                     /* which Sentinel is being asked */
+    int stried;                   /* Sentinels asked in this attempt */
+    int sfirst;                   /* where the next attempt starts (past a hung one) */
+    char addr[RESOLVE_ADDRSTRLEN];/* where this attempt dials */
+    char target[300];             /* host being resolved */
+    int port;
+};
+
+struct sentinel {
+    char *host;
+    int port;
+};
+
+/* The +switch-master watcher: one subscribed context on one Sentinel at a time. */
+struct watch {
+    struct events *e;
+    redisAsyncContext *ac;        /* owned while non-NULL */
+    struct resolve_req *rq;
+    struct event *timer;          /* retry delay, or connect deadline */
+    int sidx;
+    bool subscribed;
 };
 
 /* One events_incr command: owned by hiredis while sent, by the deferred list otherwise. */
@@ -105,8 +144,14 @@ struct ratelog {
 struct events {
     struct event_base *base;
     bool disabled;
-    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
-    int naddrs;
+    struct resolver *resolver;
+    bool own_resolver;
+    struct sentinel sentinels[MAX_SENTINELS];
+    int nsentinels;
+    char *master_name;
+    struct watch watch;
+    char server[300];             /* "address:port" the publisher is (or was last) on */
+    uint64_t failovers;
     int port;
     char *host;                   /* as written in the URL */
     char hostport[272];           /* "host:port" or "[v6]:port", for logs */
@@ -250,14 +295,29 @@ static void link_set_state(struct link *l, enum link_state st)
     l->state = st;
 }
 
+/* Drop a lookup or a Sentinel question in flight. */
+static void link_abort_pending(struct link *l)
+{
+    resolve_cancel(l->rq);
+    l->rq = NULL;
+    redisAsyncContext *sac = l->sac;
+    l->sac = NULL;
+    l->phase = PH_NONE;
+    if (sac) {
+        sac->data = NULL;
+        redisAsyncFree(sac);   /* its reply callback sees l->sac != sac */
+    }
+}
+
 /* The context is already gone or released: wait, then reconnect. */
 static void link_backoff(struct link *l, const char *why)
 {
     struct events *e = l->e;
     bool was_up = l->state == LINK_UP;
     l->failures++;
-    if (!was_up && e->naddrs > 1)
-        l->addr_idx = (l->addr_idx + 1) % e->naddrs;
+    if (!was_up)
+        l->addr_idx++;   /* next attempt: the name's next address */
+    link_abort_pending(l);
     link_set_state(l, LINK_BACKOFF);
 
     unsigned shift = l->failures > 7 ? 6 : l->failures - 1;
@@ -269,8 +329,8 @@ static void link_backoff(struct link *l, const char *why)
     if (was_up)
         log_warn("redis %s: connection lost: %s; reconnecting in %d ms", l->name, why, delay);
     else if (l->failures == 1 || l->failures % 20 == 0)
-        log_warn("redis %s: cannot connect to %s: %s (attempt %u); retrying in %d ms", l->name, e->hostport, why,
-                 l->failures, delay);
+        log_warn("redis %s: cannot connect to %s: %s (attempt %u); retrying in %d ms", l->name,
+                 e->nsentinels ? "the master" : e->hostport, why, l->failures, delay);
     else
         log_debug("redis %s: connect attempt %u failed: %s", l->name, l->failures, why);
     timer_arm(l->timer, delay);
@@ -295,9 +355,20 @@ static void link_up(struct link *l)
     evtimer_del(l->timer);
     bool again = l->failures > 0;
     l->failures = 0;
+    l->phase = PH_NONE;
     link_set_state(l, LINK_UP);
     if (l->role == ROLE_PUBLISHER) {
-        log_info("redis publisher: connected to %s%s (%zu queued)", e->hostport, again ? " again" : "", e->qlen);
+        char server[sizeof e->server];
+        snprintf(server, sizeof server, strchr(l->addr, ':') ? "[%s]:%d" : "%s:%d", l->addr, l->port);
+        if (strcmp(server, e->server) != 0) {
+            if (e->server[0]) {
+                e->failovers++;
+                log_warn("redis: now on %s (was %s)", server, e->server);
+            }
+            memcpy(e->server, server, sizeof server);
+        }
+        log_info("redis publisher: connected to %s (%s)%s (%zu queued)", e->nsentinels ? "the master" : e->hostport,
+                 server, again ? " again" : "", e->qlen);
         pump(e);
     } else {
         log_info("redis subscriber: subscribed to %s", e->notify_channel);
@@ -335,6 +406,13 @@ static int handshake_next(struct link *l)
             size_t lens[2] = {6, (size_t)n};
             return redisAsyncCommandArgv(l->ac, on_handshake_reply, l, 2, argv, lens) == REDIS_OK ? 0 : -1;
         }
+        case HS_ROLE: {
+            if (!e->nsentinels)
+                continue;   /* with Sentinel: make sure the answer was a master */
+            const char *argv[1] = {"ROLE"};
+            size_t lens[1] = {4};
+            return redisAsyncCommandArgv(l->ac, on_handshake_reply, l, 1, argv, lens) == REDIS_OK ? 0 : -1;
+        }
         case HS_FINAL:
             if (l->role == ROLE_PUBLISHER) {
                 /* PING proves the link is usable (NOAUTH, LOADING, ... show here). */
@@ -359,7 +437,7 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (!reply || l->ac != ac)
         return;   /* disconnecting: on_disconnect (or our own drop) moves the state */
     if (reply->type == REDIS_REPLY_ERROR) {
-        static const char *const what[] = {"", "AUTH", "SELECT", "PING"};
+        static const char *const what[] = {"", "AUTH", "SELECT", "ROLE", "PING"};
         char txt[128], why[192];
         sanitize(txt, sizeof txt, reply->str, reply->len);
         snprintf(why, sizeof why, "%s refused: %s", what[l->step], txt);
@@ -369,6 +447,13 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (l->step == HS_FINAL) {   /* the publisher's PING */
         link_up(l);
         return;
+    }
+    if (l->step == HS_ROLE) {
+        const redisReply *r0 = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->element[0] : NULL;
+        if (!r0 || r0->type != REDIS_REPLY_STRING || strcmp(r0->str, "master") != 0) {
+            link_fail(l, "reached a replica, not the master: asking the Sentinels again");
+            return;
+        }
     }
     if (handshake_next(l) != 0)
         link_fail(l, "cannot queue handshake command");
@@ -424,13 +509,12 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     link_backoff(l, why);
 }
 
-static void link_connect(struct link *l)
+/* Dial l->addr:l->port. */
+static void link_dial(struct link *l)
 {
     struct events *e = l->e;
-    link_set_state(l, LINK_CONNECTING);
-    l->fail_why = NULL;
-    l->step = HS_NONE;
-    redisAsyncContext *ac = redisAsyncConnect(e->addrs[l->addr_idx], e->port);
+    l->phase = PH_DIAL;
+    redisAsyncContext *ac = redisAsyncConnect(l->addr, l->port);
     if (!ac) {
         link_backoff(l, "out of memory");
         return;
@@ -451,7 +535,154 @@ static void link_connect(struct link *l)
     l->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    timer_arm(l->timer, CONNECT_TIMEOUT_MS);
+}
+
+static void on_link_resolved(const struct resolve_addr *addrs, int n, const char *error, void *arg)
+{
+    struct link *l = arg;
+    l->rq = NULL;
+    if (n == 0) {
+        char why[400];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", l->target, error);
+        link_backoff(l, why);
+        return;
+    }
+    memcpy(l->addr, addrs[l->addr_idx % n].text, sizeof l->addr);
+    link_dial(l);
+}
+
+/* Resolve `host` (a name or an address), then dial it on `port`. */
+static void link_resolve(struct link *l, const char *host, int port)
+{
+    l->phase = PH_RESOLVE;
+    l->port = port;
+    snprintf(l->target, sizeof l->target, "%s", host);
+    l->rq = resolve_start(l->e->resolver, host, on_link_resolved, l);
+    if (!l->rq)
+        link_backoff(l, "out of memory");
+}
+
+static void sentinel_ask(struct link *l);
+
+static void sentinel_next(struct link *l, const char *why)
+{
+    struct events *e = l->e;
+    struct sentinel *s = &e->sentinels[l->sidx];
+    log_debug("redis %s: Sentinel %s:%d: %s", l->name, s->host, s->port, why);
+    l->sidx = (l->sidx + 1) % e->nsentinels;
+    l->stried++;
+    sentinel_ask(l);
+}
+
+static void on_sentinel_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct link *l = privdata;
+    redisReply *reply = r;
+    if (!reply || l->sac != ac)
+        return;   /* dropped or dying: its disconnect callback (or our abort) moves on */
+    l->sac = NULL;
+    ac->data = NULL;
+    redisAsyncFree(ac);   /* deferred by hiredis until this callback returns */
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        sentinel_next(l, "does not know the master");
+        return;
+    }
+    char host[300], portbuf[8];
+    sanitize(host, sizeof host, reply->element[0]->str, reply->element[0]->len);
+    sanitize(portbuf, sizeof portbuf, reply->element[1]->str, reply->element[1]->len);
+    int port = atoi(portbuf);
+    if (!host[0] || port < 1 || port > 65535) {
+        sentinel_next(l, "gave an unusable master address");
+        return;
+    }
+    link_resolve(l, host, port);
+}
+
+static void on_sentinel_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct link *l = ac->data;
+    if (!l || l->sac != ac || status == REDIS_OK)
+        return;
+    l->sac = NULL;   /* hiredis frees it when this returns */
+    sentinel_next(l, "cannot connect");
+}
+
+static void on_sentinel_disconnect(const redisAsyncContext *cac, int status)
+{
+    (void)status;
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct link *l = ac->data;
+    if (!l || l->sac != ac)
+        return;
+    l->sac = NULL;
+    sentinel_next(l, "closed the connection");
+}
+
+static void on_sentinel_resolved(const struct resolve_addr *addrs, int n, const char *error, void *arg)
+{
+    struct link *l = arg;
+    struct events *e = l->e;
+    l->rq = NULL;
+    if (n == 0) {
+        sentinel_next(l, error);
+        return;
+    }
+    redisAsyncContext *ac = redisAsyncConnect(addrs[0].text, e->sentinels[l->sidx].port);
+    if (!ac) {
+        link_backoff(l, "out of memory");
+        return;
+    }
+    if (ac->err || redisLibeventAttach(ac, e->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        sentinel_next(l, "cannot connect");
+        return;
+    }
+    ac->data = l;
+    l->sac = ac;
+    redisAsyncSetConnectCallback(ac, on_sentinel_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sentinel_disconnect);
+    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", e->master_name};
+    size_t lens[3] = {8, 23, strlen(e->master_name)};
+    if (redisAsyncCommandArgv(ac, on_sentinel_reply, l, 3, argv, lens) != REDIS_OK) {
+        l->sac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        sentinel_next(l, "cannot queue the question");
+    }
+}
+
+/* Ask Sentinel l->sidx (and the following ones) where the master is. */
+static void sentinel_ask(struct link *l)
+{
+    struct events *e = l->e;
+    if (l->stried >= e->nsentinels) {
+        char why[200];
+        snprintf(why, sizeof why, "no Sentinel gave the address of master %s", e->master_name);
+        link_backoff(l, why);
+        return;
+    }
+    l->phase = PH_SENTINEL;
+    l->rq = resolve_start(e->resolver, e->sentinels[l->sidx].host, on_sentinel_resolved, l);
+    if (!l->rq)
+        link_backoff(l, "out of memory");
+}
+
+static void link_connect(struct link *l)
+{
+    struct events *e = l->e;
+    link_set_state(l, LINK_CONNECTING);
+    l->fail_why = NULL;
+    l->step = HS_NONE;
+    timer_arm(l->timer, CONNECT_TIMEOUT_MS);   /* the deadline covers lookups and Sentinels */
+    if (e->nsentinels) {
+        l->sidx = l->sfirst;
+        l->stried = 0;
+        sentinel_ask(l);
+    } else {
+        link_resolve(l, e->host, e->port);
+    }
 }
 
 static void link_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -461,6 +692,8 @@ static void link_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct link *l = arg;
     switch (l->state) {
     case LINK_CONNECTING:
+        if (l->phase == PH_SENTINEL)   /* a Sentinel that does not answer: start after it next time */
+            l->sfirst = (l->sidx + 1) % l->e->nsentinels;
         link_fail(l, l->fail_why ? l->fail_why : "connect timed out");
         break;
     case LINK_BACKOFF:
@@ -497,6 +730,10 @@ static void on_publish_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (!reply || e->pub.ac != ac || e->pub.state != LINK_UP)
         return;   /* a dropped or dying context: nothing more to do with it */
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "READONLY", 8) == 0) {
+        link_fail(&e->pub, "the server is a replica (READONLY)");
+        return;
+    }
     if (e->inflight == 0)
         evtimer_del(e->pub.timer);
     else
@@ -615,6 +852,10 @@ static void on_incr_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(op);
     if (!reply || e->pub.ac != ac || e->pub.state != LINK_UP)
         return;
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "READONLY", 8) == 0) {
+        link_fail(&e->pub, "the server is a replica (READONLY)");
+        return;
+    }
     if (e->inflight == 0)
         evtimer_del(e->pub.timer);
     else
@@ -869,47 +1110,197 @@ static int parse_url(struct events *e, const char *url, char *err, size_t errlen
     return 0;
 }
 
-/* Resolve once (blocking, at start-up only) into numeric addresses. */
-static int resolve(struct events *e, char *err, size_t errlen)
+/* REDIS_SENTINELS: host:port[,host:port...] ([v6]:port accepted). */
+static int parse_sentinels(struct events *e, const char *list, char *err, size_t errlen)
 {
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    /* no AI_ADDRCONFIG: "::1" must resolve on an IPv4-only host too; an
-     * unreachable family just fails over to the next address */
-    int rc = getaddrinfo(e->host, NULL, &hints, &res);
-    if (rc != 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "REDIS_URL: cannot resolve host %s: %s", e->host, gai_strerror(rc));
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *item = p;
+        p += len + (p[len] == ',');
+        while (len && (*item == ' ' || *item == '\t'))
+            item++, len--;
+        while (len && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+            len--;
+        if (!len)
+            continue;
+        const char *host = item, *colon;
+        size_t hlen;
+        if (item[0] == '[') {
+            const char *close = memchr(item, ']', len);
+            if (!close || close + 1 >= item + len || close[1] != ':')
+                goto bad;
+            host = item + 1;
+            hlen = (size_t)(close - host);
+            colon = close + 1;
+        } else {
+            colon = NULL;
+            for (size_t i = 0; i < len; i++)
+                if (item[i] == ':')
+                    colon = item + i;
+            if (!colon)
+                goto bad;
+            hlen = (size_t)(colon - item);
+        }
+        size_t plen = len - (size_t)(colon + 1 - item);
+        long port = 0;
+        if (hlen == 0 || hlen > 253 || plen == 0 || plen > 5)
+            goto bad;
+        for (size_t i = 0; i < plen; i++) {
+            if (colon[1 + i] < '0' || colon[1 + i] > '9')
+                goto bad;
+            port = port * 10 + (colon[1 + i] - '0');
+        }
+        if (port < 1 || port > 65535)
+            goto bad;
+        if (e->nsentinels == MAX_SENTINELS) {
+            snprintf(err, errlen, "REDIS_SENTINELS: more than %d Sentinels", MAX_SENTINELS);
+            return -1;
+        }
+        if (!(e->sentinels[e->nsentinels].host = strndup(host, hlen))) {
+            snprintf(err, errlen, "events: out of memory");
+            return -1;
+        }
+        e->sentinels[e->nsentinels++].port = (int)port;
+        continue;
+    bad:
+        snprintf(err, errlen, "REDIS_SENTINELS: expected host:port[,host:port...], got \"%.*s\"",
+                 (int)(len > 80 ? 80 : len), item);
         return -1;
     }
-    e->naddrs = 0;
-    for (struct addrinfo *ai = res; ai && e->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        const void *a;
-        if (ai->ai_family == AF_INET)
-            a = &((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr;
-        else if (ai->ai_family == AF_INET6)
-            a = &((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr;
-        else
-            continue;
-        char buf[INET6_ADDRSTRLEN];
-        if (!inet_ntop(ai->ai_family, a, buf, sizeof buf))
-            continue;
-        bool dup = false;
-        for (int i = 0; i < e->naddrs; i++)
-            if (strcmp(e->addrs[i], buf) == 0)
-                dup = true;
-        if (!dup)
-            memcpy(e->addrs[e->naddrs++], buf, sizeof buf);
-    }
-    freeaddrinfo(res);
-    if (e->naddrs == 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "REDIS_URL: host %s has no IPv4 or IPv6 address", e->host);
+    if (!e->nsentinels) {
+        snprintf(err, errlen, "REDIS_SENTINELS: no Sentinel address");
         return -1;
     }
     return 0;
+}
+
+/* ---- +switch-master watcher ----------------------------------------------------------- */
+
+static void watch_retry(struct watch *w)
+{
+    resolve_cancel(w->rq);
+    w->rq = NULL;
+    redisAsyncContext *ac = w->ac;
+    w->ac = NULL;
+    w->subscribed = false;
+    if (ac) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    w->sidx = (w->sidx + 1) % w->e->nsentinels;
+    timer_arm(w->timer, WATCH_RETRY_MS);
+}
+
+/* The Sentinels switched the master to host:port: drop a link that is elsewhere (it
+ * reconnects and asks them), and end the wait of a link in backoff. */
+static void follow_switch(struct link *l, const char *host, int port)
+{
+    if (l->state == LINK_BACKOFF) {   /* waiting out a failure: the master is known now */
+        evtimer_del(l->timer);
+        link_connect(l);
+        return;
+    }
+    if (l->state != LINK_UP && l->state != LINK_CONNECTING)
+        return;
+    if (l->state == LINK_CONNECTING && l->phase != PH_DIAL)
+        return;   /* still asking the Sentinels or resolving: it will get the new master */
+    if (strcmp(l->addr, host) == 0 && l->port == port)
+        return;
+    link_fail(l, "the Sentinels switched the master");
+}
+
+static void on_watch_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct watch *w = privdata;
+    redisReply *reply = r;
+    if (!reply || w->ac != ac)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcasecmp(reply->element[0]->str, "subscribe") == 0) {
+        w->subscribed = true;
+        evtimer_del(w->timer);
+        return;
+    }
+    const redisReply *m = reply->element[2];
+    if (strcasecmp(reply->element[0]->str, "message") != 0 || m->type != REDIS_REPLY_STRING)
+        return;
+    /* "<name> <old ip> <old port> <new ip> <new port>" */
+    char text[600], name[256], oldh[256], newh[256];
+    int oldp, newp;
+    sanitize(text, sizeof text, m->str, m->len);
+    if (sscanf(text, "%255s %255s %d %255s %d", name, oldh, &oldp, newh, &newp) != 5 ||
+        strcmp(name, w->e->master_name) != 0)
+        return;
+    log_warn("redis: Sentinel reports master %s moved from %s:%d to %s:%d", name, oldh, oldp, newh, newp);
+    follow_switch(&w->e->pub, newh, newp);
+    follow_switch(&w->e->sub, newh, newp);
+}
+
+static void on_watch_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct watch *w = ac->data;
+    if (!w || w->ac != ac || status == REDIS_OK)
+        return;
+    w->ac = NULL;   /* hiredis frees it */
+    watch_retry(w);
+}
+
+static void on_watch_disconnect(const redisAsyncContext *cac, int status)
+{
+    (void)status;
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct watch *w = ac->data;
+    if (!w || w->ac != ac)
+        return;
+    w->ac = NULL;
+    watch_retry(w);
+}
+
+static void on_watch_resolved(const struct resolve_addr *addrs, int n, const char *error, void *arg)
+{
+    (void)error;
+    struct watch *w = arg;
+    struct events *e = w->e;
+    w->rq = NULL;
+    if (n == 0) {
+        watch_retry(w);
+        return;
+    }
+    redisAsyncContext *ac = redisAsyncConnect(addrs[0].text, e->sentinels[w->sidx].port);
+    if (!ac || ac->err || redisLibeventAttach(ac, e->base) != REDIS_OK) {
+        if (ac)
+            redisAsyncFree(ac);
+        watch_retry(w);
+        return;
+    }
+    ac->data = w;
+    w->ac = ac;
+    redisAsyncSetConnectCallback(ac, on_watch_connect);
+    redisAsyncSetDisconnectCallback(ac, on_watch_disconnect);
+    set_keepalive(ac->c.fd);
+    const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
+    size_t lens[2] = {9, 14};
+    if (redisAsyncCommandArgv(ac, on_watch_message, w, 2, argv, lens) != REDIS_OK)
+        watch_retry(w);
+    else
+        timer_arm(w->timer, CONNECT_TIMEOUT_MS);
+}
+
+static void watch_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct watch *w = arg;
+    if (w->ac || w->rq) {   /* the deadline of an attempt passed */
+        watch_retry(w);
+        return;
+    }
+    w->rq = resolve_start(w->e->resolver, w->e->sentinels[w->sidx].host, on_watch_resolved, w);
+    if (!w->rq)
+        timer_arm(w->timer, WATCH_RETRY_MS);
 }
 
 /* ---- life cycle -------------------------------------------------------------------- */
@@ -958,17 +1349,49 @@ struct events *events_new(struct event_base *base, const struct events_opts *opt
         log_info("events: REDIS_URL is empty, running without Redis (events are dropped)");
         return e;
     }
-    if (parse_url(e, opts->redis_url, err, errlen) != 0 || resolve(e, err, errlen) != 0) {
+    if (parse_url(e, opts->redis_url, err, errlen) != 0) {
         events_free(e);
         return NULL;
+    }
+    if (opts->sentinels && opts->sentinels[0]) {
+        if (!opts->sentinel_master || !opts->sentinel_master[0]) {
+            snprintf(err, errlen, "REDIS_SENTINEL_MASTER must not be empty when REDIS_SENTINELS is set");
+            events_free(e);
+            return NULL;
+        }
+        if (parse_sentinels(e, opts->sentinels, err, errlen) != 0) {
+            events_free(e);
+            return NULL;
+        }
+        if (!(e->master_name = strdup(opts->sentinel_master)))
+            goto oom;
+    }
+    e->resolver = opts->resolver;
+    if (!e->resolver) {
+        if (!(e->resolver = resolver_new(base, NULL, err, errlen))) {
+            events_free(e);
+            return NULL;
+        }
+        e->own_resolver = true;
     }
     e->pub.timer = evtimer_new(base, link_timer_cb, &e->pub);
     e->sub.timer = evtimer_new(base, link_timer_cb, &e->sub);
     if (!e->pub.timer || !e->sub.timer)
         goto oom;
     snprintf(e->hostport, sizeof e->hostport, strchr(e->host, ':') ? "[%s]:%d" : "%s:%d", e->host, e->port);
-    log_info("events: Redis at %s (%s)%s%s, db %ld, channel prefix %s", e->hostport, e->addrs[0],
-             e->password ? ", with AUTH" : "", e->user ? " as a named user" : "", e->db, e->prefix);
+    if (e->nsentinels)
+        log_info("events: Redis master %s from %d Sentinels%s%s, db %ld, channel prefix %s", e->master_name,
+                 e->nsentinels, e->password ? ", with AUTH" : "", e->user ? " as a named user" : "", e->db,
+                 e->prefix);
+    else
+        log_info("events: Redis at %s%s%s, db %ld, channel prefix %s", e->hostport,
+                 e->password ? ", with AUTH" : "", e->user ? " as a named user" : "", e->db, e->prefix);
+    if (e->nsentinels) {
+        e->watch.e = e;
+        if (!(e->watch.timer = evtimer_new(base, watch_timer_cb, &e->watch)))
+            goto oom;
+        timer_arm(e->watch.timer, 0);
+    }
     link_connect(&e->pub);
     link_connect(&e->sub);
     return e;
@@ -986,6 +1409,7 @@ static void link_close(struct link *l)
         event_free(l->timer);
         l->timer = NULL;
     }
+    link_abort_pending(l);
     redisAsyncContext *ac = l->ac;
     l->ac = NULL;
     l->state = LINK_DISABLED;
@@ -1001,6 +1425,19 @@ void events_free(struct events *e)
         return;
     link_close(&e->pub);   /* commands in flight: their callbacks run now, ok false */
     link_close(&e->sub);
+    if (e->watch.timer) {
+        evtimer_del(e->watch.timer);
+        event_free(e->watch.timer);
+        e->watch.timer = NULL;
+        resolve_cancel(e->watch.rq);
+        e->watch.rq = NULL;
+        redisAsyncContext *wac = e->watch.ac;
+        e->watch.ac = NULL;
+        if (wac) {
+            wac->data = NULL;
+            redisAsyncFree(wac);
+        }
+    }
     if (e->defer_timer) {
         event_free(e->defer_timer);
         e->defer_timer = NULL;
@@ -1015,6 +1452,11 @@ void events_free(struct events *e)
     }
     free(e->user);
     free(e->host);
+    for (int i = 0; i < e->nsentinels; i++)
+        free(e->sentinels[i].host);
+    free(e->master_name);
+    if (e->own_resolver)
+        resolver_free(e->resolver);
     free(e->prefix);
     free(e->notify_channel);
     free(e);
@@ -1037,6 +1479,16 @@ const char *events_state(const struct events *e)
         return "down";
     }
     return "down";
+}
+
+const char *events_server(const struct events *e)
+{
+    return e ? e->server : "";
+}
+
+uint64_t events_failovers(const struct events *e)
+{
+    return e ? e->failovers : 0;
 }
 
 bool events_subscribed(const struct events *e)

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "crypto/secrets.h"
+#include "db/schema.h"
 #include "http/reply.h"
 
 static const char *const auth_names[] = {"none", "basic", "token"};
@@ -297,4 +298,18 @@ json_t *mlflow_parse_object(const struct fetch_response *res, char *err, size_t 
         return NULL;
     }
     return o;
+}
+
+int mlflow_config_select_sql(char *buf, size_t len, const char *tenant)
+{
+    char c[64], f[64];
+    if (len > 0)
+        buf[0] = '\0'; /* never left unset: a failed build submits an empty statement at worst */
+    if (db_table(c, sizeof c, tenant, "mlflow_integrations") < 0 ||
+        db_table(f, sizeof f, tenant, "integrationsd_mlflow_integrations") < 0)
+        return -1;
+    int n = snprintf(buf, len,
+                     "SELECT " MLFLOW_CONFIG_COLS " FROM %s LEFT JOIN %s ON integration_id = id ORDER BY id LIMIT 1",
+                     c, f);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
 }

@@ -264,10 +264,11 @@ static void on_config(struct http_req *r, const struct db_result *res)
 
 static void select_config(struct http_req *r, app_query_done done, const char *err500)
 {
-    char t[64], sql[1024];
-    if (table(r, "mlflow_integrations", t, sizeof t, err500) < 0)
+    char sql[1024];
+    if (mlflow_config_select_sql(sql, sizeof sql, r->auth.tenant) < 0) {
+        fail(r, 500, err500);
         return;
-    snprintf(sql, sizeof sql, "SELECT " MLFLOW_CONFIG_COLS " FROM %s ORDER BY id LIMIT 1", t);
+    }
     app_query(r, sql, 0, NULL, done);
 }
 
@@ -370,21 +371,24 @@ static void on_test_call(struct http_req *r, const struct fetch_response *res)
                    json_pack("{s:s,s:s,s:I}", "request_id", r->id, "outcome", fetch_outcome_name(res->outcome),
                              "status", (json_int_t)res->status));
     }
-    char c[64], p[64], sql1[1024], sql2[512];
+    char c[64], f[64], p[64], sql1[1536], sql2[512];
     if (table(r, "mlflow_integrations", c, sizeof c, MSG_TEST_500) < 0 ||
+        table(r, "integrationsd_mlflow_integrations", f, sizeof f, MSG_TEST_500) < 0 ||
         table(r, "mlflow_test_results", p, sizeof p, MSG_TEST_500) < 0)
         return;
     /* the row (by id) only when it holds what was tested; the tenant's last test always */
     snprintf(sql1, sizeof sql1,
-             "UPDATE %s SET last_tested_at = now() AT TIME ZONE 'UTC', last_test_status = $2::text,"
+             "WITH u AS (UPDATE %s SET last_tested_at = now() AT TIME ZONE 'UTC', last_test_status = $2::text,"
              " last_test_message = $3::text,"
              " last_successful_test_at = CASE WHEN $2::text = 'success' THEN now() AT TIME ZONE 'UTC'"
              " ELSE last_successful_test_at END,"
              " last_failed_test_at = CASE WHEN $2::text = 'error' THEN now() AT TIME ZONE 'UTC' ELSE last_failed_test_at END,"
              " last_failed_test_message = CASE WHEN $2::text = 'error' THEN $3::text ELSE last_failed_test_message END,"
-             " last_tested_fingerprint = $4::text, updated_at = now() AT TIME ZONE 'UTC'"
-             " WHERE id = $1::int AND $5::boolean",
-             c);
+             " updated_at = now() AT TIME ZONE 'UTC'"
+             " WHERE id = $1::int AND $5::boolean RETURNING id)"
+             " INSERT INTO %s (integration_id, last_tested_fingerprint) SELECT id, $4::text FROM u"
+             " ON CONFLICT (integration_id) DO UPDATE SET last_tested_fingerprint = EXCLUDED.last_tested_fingerprint",
+             c, f);
     snprintf(sql2, sizeof sql2,
              "INSERT INTO %s (id, fingerprint, status, message, tested_at)"
              " VALUES (1, $1, $2::text, $3::text, now() AT TIME ZONE 'UTC') ON CONFLICT (id) DO UPDATE SET"
@@ -531,8 +535,9 @@ static void on_configure_loaded(struct http_req *r, const struct db_result *res)
     const char *t_msg = from_last && !PQgetisnull(last, 0, 2) ? PQgetvalue(last, 0, 2) : NULL;
     const char *t_at = from_last ? PQgetvalue(last, 0, 3) : NULL;
 
-    char t[64], sql[3072], lock[64], user[24], timeout[16];
-    if (table(r, "mlflow_integrations", t, sizeof t, MSG_SAVE_500) < 0)
+    char t[64], f[64], sql[4096], lock[64], user[24], timeout[16];
+    if (table(r, "mlflow_integrations", t, sizeof t, MSG_SAVE_500) < 0 ||
+        table(r, "integrationsd_mlflow_integrations", f, sizeof f, MSG_SAVE_500) < 0)
         goto out;
     snprintf(lock, sizeof lock, "integrationsd:mlflow:%s", r->auth.tenant);
     snprintf(user, sizeof user, "%lld", r->auth.user_id);
@@ -548,8 +553,6 @@ static void on_configure_loaded(struct http_req *r, const struct db_result *res)
              " last_successful_test_at = CASE WHEN $15::text = 'success' THEN $14::timestamp ELSE last_successful_test_at END,"
              " last_failed_test_at = CASE WHEN $15::text = 'error' THEN $14::timestamp ELSE last_failed_test_at END,"
              " last_failed_test_message = CASE WHEN $15::text = 'error' THEN $16::text ELSE last_failed_test_message END,"
-             " last_tested_fingerprint = CASE WHEN $12::boolean THEN last_tested_fingerprint"
-             " WHEN $15::text IS NOT NULL THEN $13::text ELSE NULL END,"
              " last_synced_at = CASE WHEN $12::boolean THEN last_synced_at END,"
              " last_sync_status = CASE WHEN $12::boolean THEN last_sync_status END,"
              " last_sync_message = CASE WHEN $12::boolean THEN last_sync_message END"
@@ -557,14 +560,21 @@ static void on_configure_loaded(struct http_req *r, const struct db_result *res)
              " ins AS (INSERT INTO %s (tracking_server_url, auth_method, username, username_iv, password,"
              " password_iv, api_token, api_token_iv, verify_ssl, timeout, updated_by, last_tested_at,"
              " last_test_status, last_test_message, last_successful_test_at, last_failed_test_at,"
-             " last_failed_test_message, last_tested_fingerprint, created_at, updated_at)"
+             " last_failed_test_message, created_at, updated_at)"
              " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::boolean, $10::int, NULLIF($11, '0')::int, $14::timestamp,"
              " $15::text, $16::text, CASE WHEN $15::text = 'success' THEN $14::timestamp END,"
              " CASE WHEN $15::text = 'error' THEN $14::timestamp END, CASE WHEN $15::text = 'error' THEN $16::text END,"
-             " CASE WHEN $15::text IS NOT NULL THEN $13::text END, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'"
-             " WHERE NOT EXISTS (SELECT 1 FROM cur) AND NOT $12::boolean RETURNING *)"
-             " SELECT " MLFLOW_CONFIG_COLS " FROM (SELECT * FROM upd UNION ALL SELECT * FROM ins) s",
-             t, t, t);
+             " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'"
+             " WHERE NOT EXISTS (SELECT 1 FROM cur) AND NOT $12::boolean RETURNING *),"
+             " cfg AS (SELECT * FROM upd UNION ALL SELECT * FROM ins),"
+             /* the tested fingerprint: kept, the last test's, or none */
+             " fp AS (INSERT INTO %s AS k (integration_id, last_tested_fingerprint)"
+             " SELECT id, CASE WHEN $15::text IS NOT NULL THEN $13::text END FROM cfg WHERE NOT $12::boolean"
+             " ON CONFLICT (integration_id) DO UPDATE SET last_tested_fingerprint = EXCLUDED.last_tested_fingerprint"
+             " RETURNING k.integration_id, k.last_tested_fingerprint)"
+             " SELECT " MLFLOW_CONFIG_COLS " FROM cfg LEFT JOIN (SELECT * FROM fp UNION ALL"
+             " SELECT integration_id, last_tested_fingerprint FROM %s WHERE $12::boolean) f ON integration_id = id",
+             t, t, t, f, f);
     const char *params[] = {c.url,       mlflow_auth_name(c.auth), e[0].hex,
                             e[0].hex ? e[0].iv : NULL, e[1].hex, e[1].hex ? e[1].iv : NULL,
                             e[2].hex,    e[2].hex ? e[2].iv : NULL, c.verify_ssl ? "true" : "false",
@@ -598,11 +608,13 @@ void mlflow_configure(struct http_req *r)
         fail(r, 400, err);
         return;
     }
-    char t[64], p[64], sql[1024], sql2[256];
-    if (table(r, "mlflow_integrations", t, sizeof t, MSG_SAVE_500) < 0 ||
-        table(r, "mlflow_test_results", p, sizeof p, MSG_SAVE_500) < 0)
+    char p[64], sql[1024], sql2[256];
+    if (table(r, "mlflow_test_results", p, sizeof p, MSG_SAVE_500) < 0)
         return;
-    snprintf(sql, sizeof sql, "SELECT " MLFLOW_CONFIG_COLS " FROM %s ORDER BY id LIMIT 1", t);
+    if (mlflow_config_select_sql(sql, sizeof sql, r->auth.tenant) < 0) {
+        fail(r, 500, MSG_SAVE_500);
+        return;
+    }
     snprintf(sql2, sizeof sql2,
              "SELECT fingerprint, status, message, to_char(tested_at, 'YYYY-MM-DD HH24:MI:SS.US') FROM %s", p);
     const struct db_stmt stmts[] = {{sql, 0, NULL}, {sql2, 0, NULL}};

@@ -150,9 +150,10 @@ static void read_models_with(struct http_req *r, json_t *extra)
         r->handler_state = extra;
         r->handler_state_free = free_extra;
     }
-    char c[64], t[64], sql1[128], sql2[1024];
+    char c[64], t[64], k[64], sql1[128], sql2[1024];
     if (db_table(c, sizeof c, r->auth.tenant, "mlflow_integrations") < 0 ||
-        db_table(t, sizeof t, r->auth.tenant, "mlflow_model_records") < 0) {
+        db_table(t, sizeof t, r->auth.tenant, "mlflow_model_records") < 0 ||
+        db_table(k, sizeof k, r->auth.tenant, "integrationsd_mlflow_model_records") < 0) {
         fetch_failed(r);
         return;
     }
@@ -163,8 +164,8 @@ static void read_models_with(struct http_req *r, json_t *extra)
              EPOCH_MS("training_started_at") ", " EPOCH_MS("training_ended_at") ", source_version, "
              EPOCH_MS("COALESCE(model_created_at, created_at)") ", "
              EPOCH_MS("COALESCE(model_updated_at, updated_at)") ", record_kind"
-             " FROM %s WHERE deleted_at IS NULL ORDER BY id LIMIT %d",
-             t, MODELS_MAX);
+             " FROM %s LEFT JOIN %s ON record_id = id WHERE deleted_at IS NULL ORDER BY id LIMIT %d",
+             t, k, MODELS_MAX);
     const struct db_stmt stmts[] = {{sql1, 0, NULL}, {sql2, 0, NULL}};
     app_submit(r, stmts, 2, on_models);
 }

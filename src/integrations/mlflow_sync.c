@@ -640,8 +640,9 @@ static enum mlflow_sync_state on_versions_page(struct sync_job *j, json_t *page)
 
 static void issue_upsert(struct sync_job *j)
 {
-    char t[64], sql[6144];
+    char t[64], k[64], sql[7168];
     table(j, "mlflow_model_records", t, sizeof t);
+    table(j, "integrationsd_mlflow_model_records", k, sizeof k);
     snprintf(sql, sizeof sql,
              "WITH x AS (SELECT DISTINCT ON (model_name, version) * FROM ("
              " SELECT left(r.model_name, 255) AS model_name, left(r.version, 255) AS version,"
@@ -661,15 +662,16 @@ static void issue_upsert(struct sync_job *j)
              " training_started_at bigint, training_ended_at bigint, model_created_at bigint,"
              " model_updated_at bigint)"
              " WHERE r.model_name <> '' AND r.version <> '') s ORDER BY model_name, version),"
-             " old AS (SELECT o.* FROM %s o JOIN x ON o.model_name = x.model_name AND o.version = x.version),"
+             " old AS (SELECT o.*, d.deleted_at FROM %s o JOIN x ON o.model_name = x.model_name"
+             " AND o.version = x.version LEFT JOIN %s d ON d.record_id = o.id),"
              " up AS (INSERT INTO %s AS t (model_name, version, lifecycle_stage, run_id, description, source,"
              " status, tags, metrics, parameters, experiment_id, experiment_name, artifact_location,"
              " training_status, training_started_at, training_ended_at, source_version, model_created_at,"
-             " model_updated_at, last_synced_at, record_kind, created_at, updated_at)"
+             " model_updated_at, last_synced_at, created_at, updated_at)"
              " SELECT model_name, version, lifecycle_stage, run_id, description, source, status, tags,"
              " metrics, parameters, experiment_id, experiment_name, artifact_location, training_status,"
              " training_started_at, training_ended_at, source_version, model_created_at, model_updated_at,"
-             " $2::timestamp, record_kind, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM x"
+             " $2::timestamp, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM x"
              " ON CONFLICT (model_name, version) DO UPDATE SET lifecycle_stage = EXCLUDED.lifecycle_stage,"
              " run_id = EXCLUDED.run_id, description = EXCLUDED.description, source = EXCLUDED.source,"
              " status = EXCLUDED.status, tags = EXCLUDED.tags, metrics = EXCLUDED.metrics,"
@@ -678,10 +680,16 @@ static void issue_upsert(struct sync_job *j)
              " training_status = EXCLUDED.training_status, training_started_at = EXCLUDED.training_started_at,"
              " training_ended_at = EXCLUDED.training_ended_at, source_version = EXCLUDED.source_version,"
              " model_created_at = EXCLUDED.model_created_at, model_updated_at = EXCLUDED.model_updated_at,"
-             " last_synced_at = EXCLUDED.last_synced_at, record_kind = EXCLUDED.record_kind, deleted_at = NULL,"
-             " updated_at = CASE WHEN t.deleted_at IS NOT NULL OR " CONTENT("t") " IS DISTINCT FROM "
+             " last_synced_at = EXCLUDED.last_synced_at,"
+             " updated_at = CASE WHEN t.id IN (SELECT id FROM old WHERE deleted_at IS NOT NULL) OR "
+             CONTENT("t") " IS DISTINCT FROM "
              CONTENT("EXCLUDED") " THEN now() AT TIME ZONE 'UTC' ELSE t.updated_at END"
-             " RETURNING t.*)"
+             " RETURNING t.*),"
+             /* integrationsd's own columns of each record: its kind, and live again */
+             " kd AS (INSERT INTO %s (record_id, record_kind, deleted_at)"
+             " SELECT u.id, x.record_kind, NULL FROM up u JOIN x ON x.model_name = u.model_name"
+             " AND x.version = u.version ON CONFLICT (record_id) DO UPDATE"
+             " SET record_kind = EXCLUDED.record_kind, deleted_at = NULL)"
              " SELECT u.model_name, u.version,"
              " CASE WHEN o.id IS NULL THEN 'new' WHEN o.deleted_at IS NOT NULL OR " CONTENT("o")
              " IS DISTINCT FROM " CONTENT("u") " THEN 'updated' ELSE 'unchanged' END,"
@@ -689,9 +697,10 @@ static void issue_upsert(struct sync_job *j)
              " (o.tags -> '" MLFLOW_ALIASES_TAG "') IS DISTINCT FROM (u.tags -> '" MLFLOW_ALIASES_TAG "'),"
              " o.status IS DISTINCT FROM u.status, o.description IS DISTINCT FROM u.description,"
              " (o.tags - '" MLFLOW_ALIASES_TAG "') IS DISTINCT FROM (u.tags - '" MLFLOW_ALIASES_TAG "'),"
-             " u.lifecycle_stage, u.status, u.record_kind"
-             " FROM up u LEFT JOIN old o ON o.model_name = u.model_name AND o.version = u.version",
-             t, t);
+             " u.lifecycle_stage, u.status, x.record_kind"
+             " FROM up u JOIN x ON x.model_name = u.model_name AND x.version = u.version"
+             " LEFT JOIN old o ON o.model_name = u.model_name AND o.version = u.version",
+             t, k, t, k);
     const char *params[] = {j->batch, j->started_at};
     struct db_stmt s = {sql, 2, params};
     submit(j, &s, 1);
@@ -745,15 +754,19 @@ static void on_upserted(struct sync_job *j, const struct db_result *res)
 
 static void issue_stale(struct sync_job *j)
 {
-    char t[64], sql[768];
+    char t[64], k[64], sql[1024];
     table(j, "mlflow_model_records", t, sizeof t);
+    table(j, "integrationsd_mlflow_model_records", k, sizeof k);
     snprintf(sql, sizeof sql,
-             "WITH s AS (SELECT id FROM %s WHERE deleted_at IS NULL AND"
-             " (last_synced_at IS NULL OR last_synced_at < $1::timestamp) ORDER BY id LIMIT %d)"
-             " UPDATE %s r SET deleted_at = now() AT TIME ZONE 'UTC', updated_at = now() AT TIME ZONE 'UTC'"
-             " FROM s WHERE r.id = s.id RETURNING r.model_name, r.version, r.lifecycle_stage, r.status,"
-             " r.record_kind",
-             t, STALE_BATCH, t);
+             "WITH s AS (SELECT r.id FROM %s r LEFT JOIN %s d ON d.record_id = r.id WHERE d.deleted_at IS NULL AND"
+             " (r.last_synced_at IS NULL OR r.last_synced_at < $1::timestamp) ORDER BY r.id LIMIT %d),"
+             " m AS (INSERT INTO %s AS d (record_id, deleted_at) SELECT id, now() AT TIME ZONE 'UTC' FROM s"
+             " ON CONFLICT (record_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at"
+             " RETURNING d.record_id, d.record_kind)"
+             " UPDATE %s r SET updated_at = now() AT TIME ZONE 'UTC'"
+             " FROM m WHERE r.id = m.record_id RETURNING r.model_name, r.version, r.lifecycle_stage, r.status,"
+             " m.record_kind",
+             t, k, STALE_BATCH, k, t);
     const char *params[] = {j->started_at};
     struct db_stmt s = {sql, 1, params};
     submit(j, &s, 1);
@@ -761,9 +774,8 @@ static void issue_stale(struct sync_job *j)
 
 static void issue_load(struct sync_job *j)
 {
-    char t[64], sql[1024];
-    table(j, "mlflow_integrations", t, sizeof t);
-    snprintf(sql, sizeof sql, "SELECT " MLFLOW_CONFIG_COLS " FROM %s ORDER BY id LIMIT 1", t);
+    char sql[1024];
+    mlflow_config_select_sql(sql, sizeof sql, j->o.tenant);
     submit(j, &(struct db_stmt){sql, 0, NULL}, 1);
 }
 

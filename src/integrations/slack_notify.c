@@ -584,7 +584,7 @@ static void dlv_step(struct delivery *d)
 /* $1 org, $2 routing type, $3 user or NULL, $4 idempotency key, $5 title, $6 message,
  * $7 actor or NULL, $8 owner. Rows: id (NULL when nothing new), webhook_id, matched. */
 static const char SQL_ROUTE[] =
-    "WITH w AS (SELECT id FROM public.slack_webhooks WHERE organization_id = $1::int AND is_active "
+    "WITH w AS (SELECT id FROM public.slack_webhooks WHERE is_active AND " SLACK_SQL_ORG " = $1::int "
     "AND routing_type @> ARRAY[$2::text] AND ($3::int IS NULL OR user_id = $3::int)), "
     "ins AS (INSERT INTO public.slack_deliveries (webhook_id, organization_id, idempotency_key, routing_type, "
     "title, message, actor_user_id, owner, lease_until) "

@@ -297,10 +297,13 @@ static void oauth_store(struct http_req *r)
                             j->field[F_CHANNEL], j->field[F_CHANNEL_ID], j->field[F_CONFIG_URL], url, url_iv,
                             ref, ref ? ref_iv : NULL, ref ? exp : NULL};
     app_query(r,
-              "INSERT INTO public.slack_webhooks (access_token, access_token_iv, scope, user_id, organization_id, "
-              "team_name, team_id, channel, channel_id, configuration_url, url, url_iv, is_active, refresh_token, "
-              "refresh_token_iv, token_expires_at) VALUES ($1, $2, $3, $4::int, $5::int, $6, $7, $8, $9, $10, $11, "
-              "$12, true, $13, $14, now() + make_interval(secs => $15::int)) RETURNING " SLACK_WEBHOOK_COLS,
+              "WITH w AS (INSERT INTO public.slack_webhooks (access_token, access_token_iv, scope, user_id, "
+              "team_name, team_id, channel, channel_id, configuration_url, url, url_iv, is_active) VALUES ($1, $2, "
+              "$3, $4::int, $6, $7, $8, $9, $10, $11, $12, true) RETURNING *), "
+              "x AS (INSERT INTO public.integrationsd_slack_webhooks (webhook_id, organization_id, refresh_token, "
+              "refresh_token_iv, token_expires_at) SELECT id, $5::int, $13::text, $14::text, "
+              "now() + make_interval(secs => $15::int) FROM w) "
+              "SELECT " SLACK_WEBHOOK_COLS_ORG("$5::int") " FROM w",
               15, params, on_stored);
     free(tok);
     free(url);
@@ -537,12 +540,13 @@ static void refresh_step(void)
         return;
     case REFRESH_CLAIM: {
         static const char sql[] =
-            "UPDATE public.slack_webhooks SET refresh_lease_until = now() + interval '2 minutes' "
-            "WHERE id = (SELECT id FROM public.slack_webhooks WHERE is_active AND refresh_token IS NOT NULL "
-            "AND token_expires_at < now() + make_interval(secs => $1::int) "
-            "AND (refresh_lease_until IS NULL OR refresh_lease_until < now()) "
-            "ORDER BY token_expires_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-            "RETURNING id, refresh_token, refresh_token_iv";
+            "UPDATE public.integrationsd_slack_webhooks SET refresh_lease_until = now() + interval '2 minutes' "
+            "WHERE webhook_id = (SELECT x.webhook_id FROM public.integrationsd_slack_webhooks x "
+            "JOIN public.slack_webhooks w ON w.id = x.webhook_id WHERE w.is_active AND x.refresh_token IS NOT NULL "
+            "AND x.token_expires_at < now() + make_interval(secs => $1::int) "
+            "AND (x.refresh_lease_until IS NULL OR x.refresh_lease_until < now()) "
+            "ORDER BY x.token_expires_at LIMIT 1 FOR UPDATE OF x SKIP LOCKED) "
+            "RETURNING webhook_id, refresh_token, refresh_token_iv";
         char lead[16];
         snprintf(lead, sizeof lead, "%d", REFRESH_LEAD_S);
         const char *params[] = {lead};
@@ -583,11 +587,13 @@ static void refresh_step(void)
         const char *params[] = {R.id, tok, tok_iv, ref, ref ? ref_iv : NULL, R.expires_in ? exp : NULL};
         R.busy = true;
         db_query(R.a->db,
-                 "UPDATE public.slack_webhooks SET access_token = $2, access_token_iv = $3, "
+                 "WITH x AS (UPDATE public.integrationsd_slack_webhooks SET "
                  "refresh_token = COALESCE($4, refresh_token), refresh_token_iv = COALESCE($5, refresh_token_iv), "
                  "token_expires_at = CASE WHEN $6::int IS NULL THEN NULL "
                  "ELSE now() + make_interval(secs => $6::int) END, "
-                 "refresh_lease_until = NULL, updated_at = now() WHERE id = $1::int RETURNING " SLACK_WEBHOOK_COLS,
+                 "refresh_lease_until = NULL WHERE webhook_id = $1::int) "
+                 "UPDATE public.slack_webhooks SET access_token = $2, access_token_iv = $3, "
+                 "updated_at = now() WHERE id = $1::int RETURNING " SLACK_WEBHOOK_COLS,
                  6, params, on_refresh_saved, NULL);
         free(tok);
         free(ref);

@@ -438,7 +438,7 @@ static void send_step(struct http_req *r)
         const char *params[] = {j->id, org};
         app_query(r,
                   "SELECT " SLACK_WEBHOOK_COLS ", access_token, access_token_iv, url, url_iv "
-                  "FROM public.slack_webhooks WHERE id = $1::int AND organization_id = $2::int",
+                  "FROM public.slack_webhooks WHERE id = $1::int AND " SLACK_SQL_ORG " = $2::int",
                   2, params, on_loaded);
         return;
     }

@@ -199,7 +199,7 @@ void slack_webhooks_list(struct http_req *r)
     const char *params[] = {w.org, w.admin, w.user, ch};
     app_query(r,
               "SELECT " SLACK_WEBHOOK_COLS " FROM public.slack_webhooks "
-              "WHERE organization_id = $1::int AND ($2::boolean OR user_id = $3::int) "
+              "WHERE " SLACK_SQL_ORG " = $1::int AND ($2::boolean OR user_id = $3::int) "
               "AND ($4::text IS NULL OR channel = $4::text) ORDER BY created_at DESC, id ASC",
               4, params, on_list);
 }
@@ -230,7 +230,9 @@ void slack_webhooks_get(struct http_req *r)
     struct who w;
     who_of(r, &w);
     const char *params[] = {id, w.org};
-    app_query(r, "SELECT " SLACK_WEBHOOK_COLS " FROM public.slack_webhooks WHERE id = $1::int AND organization_id = $2::int",
+    app_query(r,
+              "SELECT " SLACK_WEBHOOK_COLS " FROM public.slack_webhooks WHERE id = $1::int AND " SLACK_SQL_ORG
+              " = $2::int",
               2, params, on_get);
 }
 
@@ -238,7 +240,7 @@ void slack_webhooks_get(struct http_req *r)
 
 /* Existence in the caller's organization: statement 1 of the PATCH and DELETE units. */
 static const char SQL_EXISTS[] =
-    "SELECT organization_id, user_id FROM public.slack_webhooks WHERE id = $1::int AND organization_id = $2::int";
+    "SELECT " SLACK_SQL_ORG ", user_id FROM public.slack_webhooks WHERE id = $1::int AND " SLACK_SQL_ORG " = $2::int";
 
 /* 2xx, 403 or 404 for a two-statement unit (existence, then the guarded change). */
 static int unit_outcome(const struct http_req *r, const struct db_result *res)
@@ -343,13 +345,16 @@ void slack_webhooks_update(struct http_req *r)
     const char *p2[] = {id, w.org, w.admin, w.user, active, routing};
     const struct db_stmt stmts[] = {
         {SQL_EXISTS, 2, p1},
-        {"UPDATE public.slack_webhooks SET is_active = COALESCE($5::boolean, is_active), "
+        {"WITH w AS (UPDATE public.slack_webhooks SET is_active = COALESCE($5::boolean, is_active), "
          "routing_type = CASE WHEN $6::jsonb IS NULL THEN routing_type "
-         "ELSE ARRAY(SELECT jsonb_array_elements_text($6::jsonb)) END, "
-         "deactivated_reason = CASE WHEN $5::boolean IS NULL THEN deactivated_reason "
-         "WHEN $5::boolean THEN NULL ELSE 'Deactivated by user ' || $4 END, updated_at = now() "
-         "WHERE id = $1::int AND organization_id = $2::int AND ($3::boolean OR user_id = $4::int) "
-         "RETURNING " SLACK_WEBHOOK_COLS,
+         "ELSE ARRAY(SELECT jsonb_array_elements_text($6::jsonb)) END, updated_at = now() "
+         "WHERE id = $1::int AND " SLACK_SQL_ORG " = $2::int AND ($3::boolean OR user_id = $4::int) "
+         "RETURNING *), "
+         "x AS (INSERT INTO public.integrationsd_slack_webhooks (webhook_id, deactivated_reason) "
+         "SELECT id, CASE WHEN $5::boolean THEN NULL ELSE 'Deactivated by user ' || $4::text END FROM w "
+         "WHERE $5::boolean IS NOT NULL ON CONFLICT (webhook_id) DO UPDATE "
+         "SET deactivated_reason = EXCLUDED.deactivated_reason) "
+         "SELECT " SLACK_WEBHOOK_COLS " FROM w",
          6, p2},
     };
     app_submit(r, stmts, 2, on_updated);
@@ -385,7 +390,7 @@ void slack_webhooks_delete(struct http_req *r)
     const char *p2[] = {id, w.org, w.admin, w.user};
     const struct db_stmt stmts[] = {
         {SQL_EXISTS, 2, p1},
-        {"DELETE FROM public.slack_webhooks WHERE id = $1::int AND organization_id = $2::int "
+        {"DELETE FROM public.slack_webhooks WHERE id = $1::int AND " SLACK_SQL_ORG " = $2::int "
          "AND ($3::boolean OR user_id = $4::int) RETURNING id, user_id, team_id, channel_id",
          4, p2},
     };

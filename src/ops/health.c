@@ -21,10 +21,13 @@ void health_ready(struct http_req *r)
     struct events_stats es;
     events_get_stats(a->events, &es);
     reply_json(r, ready ? 200 : 503,
-               json_pack("{s:s,s:s,s:{s:i,s:i,s:i},s:s,s:{s:b,s:I,s:I}}", "status",
-                         ready ? "ready" : "unavailable", "database", live > 0 ? "up" : "down", "pool",
-                         "live", live, "size", db_pool_size(a->db), "queued", db_pool_queued(a->db),
-                         "redis", events_state(a->events), "events", "subscribed",
+               json_pack("{s:s,s:s,s:s,s:{s:i,s:i,s:i},s:s,s:s,s:{s:I,s:I},s:{s:b,s:I,s:I}}", "status",
+                         ready ? "ready" : "unavailable", "database", live > 0 ? "up" : "down",
+                         "database_server", db_pool_server(a->db), "pool", "live", live, "size",
+                         db_pool_size(a->db), "queued", db_pool_queued(a->db), "redis",
+                         events_state(a->events), "redis_server", events_server(a->events),
+                         "failovers", "database", (json_int_t)db_pool_failovers(a->db), "redis",
+                         (json_int_t)events_failovers(a->events), "events", "subscribed",
                          events_subscribed(a->events), "queued", (json_int_t)es.queued, "dropped",
                          (json_int_t)es.dropped));
 }

@@ -176,6 +176,24 @@ static const char *help_of(const char *family, size_t len)
     return "Counter.";
 }
 
+/* A Prometheus label value: backslash, quote and newline escaped, bounded. */
+static void label_value(char *dst, size_t dlen, const char *src)
+{
+    size_t j = 0;
+    for (; *src && j + 3 < dlen; src++) {
+        if (*src == '\\' || *src == '"') {
+            dst[j++] = '\\';
+            dst[j++] = *src;
+        } else if (*src == '\n') {
+            dst[j++] = '\\';
+            dst[j++] = 'n';
+        } else {
+            dst[j++] = *src;
+        }
+    }
+    dst[j] = '\0';
+}
+
 char *metrics_render(const struct app *a)
 {
     struct out o = {0};
@@ -263,6 +281,20 @@ char *metrics_render(const struct app *a)
                 "integrationsd_notify_messages_total{result=\"received\"} %llu\n"
                 "integrationsd_notify_messages_total{result=\"malformed\"} %llu\n",
             (unsigned long long)es.notify_received, (unsigned long long)es.notify_malformed);
+        char lv[320];
+        label_value(lv, sizeof lv, db_pool_server(a->db));
+        put(&o, "# HELP integrationsd_db_server Database server of the last connection made (host:port (address)).\n"
+                "# TYPE integrationsd_db_server gauge\n"
+                "integrationsd_db_server{server=\"%s\"} 1\n", lv);
+        label_value(lv, sizeof lv, events_server(a->events));
+        put(&o, "# HELP integrationsd_redis_server Redis server the publisher is on (address:port).\n"
+                "# TYPE integrationsd_redis_server gauge\n"
+                "integrationsd_redis_server{server=\"%s\"} 1\n", lv);
+        put(&o, "# HELP integrationsd_failovers_total New connections that landed on another server than the previous one.\n"
+                "# TYPE integrationsd_failovers_total counter\n"
+                "integrationsd_failovers_total{service=\"database\"} %llu\n"
+                "integrationsd_failovers_total{service=\"redis\"} %llu\n",
+            (unsigned long long)db_pool_failovers(a->db), (unsigned long long)events_failovers(a->events));
     }
     put(&o, "# HELP integrationsd_metrics_dropped_total Observations lost because the series table was full.\n"
             "# TYPE integrationsd_metrics_dropped_total counter\n"

@@ -48,6 +48,14 @@ def insert_plain(db, org, key):
                      % tenant_hash(org), (key, "OpenAI", "https://api.openai.com/v1/", "gpt-4o"))
 
 
+def add_webhook(db, user):
+    """A webhook the way VerifyWise's backend writes it (its owner's organization applies)."""
+    return db.scalar("INSERT INTO public.slack_webhooks (access_token, access_token_iv, scope, user_id, team_name,"
+                     " team_id, channel, channel_id, configuration_url, url, url_iv)"
+                     " VALUES ('x', 'x', 'incoming-webhook', %s, 'T', 'T1', '#c', 'C1', 'https://x', 'x', 'x')"
+                     " RETURNING id", (user,))
+
+
 def poll_until(pred, bound):
     """Poll pred() until true; returns the seconds it took (asserting it was within bound)."""
     t0 = time.monotonic()
@@ -122,10 +130,7 @@ def test_write_through_another_instance_is_seen_within_100ms(service, tokens, cd
     # and the Slack list (public.slack_webhooks, per user) likewise
     st, _, before = a.req("GET", "/api/slackWebhooks", token=t)
     assert st == 200
-    wid = cdb.scalar("INSERT INTO public.slack_webhooks (access_token, access_token_iv, scope, user_id, team_name,"
-                     " team_id, channel, channel_id, configuration_url, url, url_iv, organization_id)"
-                     " VALUES ('x', 'x', 'incoming-webhook', 1, 'T', 'T1', '#c', 'C1', 'https://x', 'x', 'x', 1)"
-                     " RETURNING id")
+    wid = add_webhook(cdb, user=1)
     try:
         def listed():
             st, _, d = a.req("GET", "/api/slackWebhooks", token=t)
@@ -209,10 +214,7 @@ def test_per_user_answers_are_not_shared(service, tokens, cdb):
     wait_listening(s)
     cdb.execute("INSERT INTO public.users (id, organization_id, role_id) VALUES (7, 1, 3)")  # a second Editor
     other_editor = token_for(7, 1, "Editor")
-    wid = cdb.scalar("INSERT INTO public.slack_webhooks (access_token, access_token_iv, scope, user_id, team_name,"
-                     " team_id, channel, channel_id, configuration_url, url, url_iv, organization_id)"
-                     " VALUES ('x', 'x', 'incoming-webhook', 2, 'T', 'T1', '#c', 'C1', 'https://x', 'x', 'x', 1)"
-                     " RETURNING id")
+    wid = add_webhook(cdb, user=2)
     time.sleep(0.05)  # let the NOTIFYs of the setup arrive
     for _ in range(2):
         st, _, d = s.req("GET", "/api/slackWebhooks", token=tokens.editor1)  # the owner

@@ -65,6 +65,30 @@ def test_refusal_does_not_leak_secrets(full_env):
         assert secret not in out + err
 
 
+@pytest.mark.parametrize("url,named", [
+    ("postgresql://postgres:pw-s3cret@127.0.0.1:5432/db?target_session_attrs=read-only", "target_session_attrs"),
+    ("postgresql://postgres:pw-s3cret@127.0.0.1:5432/db?target_session_attrs=standby", "target_session_attrs"),
+    ("postgresql://postgres:pw-s3cret@/db?host=a,b,c&port=1,2", "3 hosts"),
+    ("postgresql://postgres:pw-s3cret@/db?host=a,b&hostaddr=127.0.0.1", "2 hosts"),
+    ("postgresql://postgres:pw-s3cret@127.0.0.1/db?connect_timeout=soon", "connect_timeout"),
+])
+def test_refuses_database_settings_the_pool_cannot_use(full_env, url, named):
+    env = apply_overrides(dict(full_env), {"DATABASE_URL": url})
+    rc, out, err = run_binary(env)
+    assert rc != 0, "started with DATABASE_URL=%s" % url
+    assert named in err, err
+    assert "pw-s3cret" not in out + err
+
+
+@pytest.mark.parametrize("var,value", [("REDIS_SENTINELS", "127.0.0.1"), ("REDIS_SENTINELS", "host:0"),
+                                       ("RESOLVER_HOSTS_FILE", "")])
+def test_refuses_bad_failover_settings(full_env, var, value):
+    env = apply_overrides(dict(full_env), {var: value})
+    rc, out, err = run_binary(env)
+    assert rc != 0, "started with %s=%r" % (var, value)
+    assert var in err, err
+
+
 # ---------------------------------------------------------------- --check-config, --version
 
 def test_check_config_ok(full_env):

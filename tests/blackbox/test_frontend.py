@@ -204,7 +204,7 @@ def test_old_key_fingerprint_column_is_migrated(service, tokens, pg):
         odb.execute('UPDATE "%s".llm_keys SET key_fingerprint = %%s WHERE id = %%s' % t, (fp, kid))
         odb.execute('DROP TABLE "%s".integrationsd_llm_key_fingerprints' % t)
         # earlier versions recorded no schema version for the tenant
-        odb.execute("UPDATE public.integration_tenants SET schema_version = NULL WHERE schema_name = %s", (t,))
+        odb.execute("UPDATE public.integration_tenants SET ddl_version = 0 WHERE schema_name = %s", (t,))
     s2 = service(db=dbname)
     st, _, data = s2.req("POST", "/api/llm-keys", token=tokens.admin1, body={"name": "Anthropic", "key": k1,
                                                                               "model": "claude-sonnet-4-5"})

@@ -73,8 +73,17 @@ def sync(svc, token, timeout=60):
     return wait_sync(svc, token, data["data"]["syncId"], timeout)
 
 
+RECORDS = ('SELECT r.*, k.record_kind, k.deleted_at FROM "{t}".mlflow_model_records r '
+           'LEFT JOIN "{t}".integrationsd_mlflow_model_records k ON k.record_id = r.id')
+
+
+def records_sql(org, where):
+    """Model records with integrationsd's own columns of them (kind, stale mark)."""
+    return "SELECT * FROM (%s) rk WHERE %s" % (RECORDS.format(t=tenant_hash(org)), where)
+
+
 def live_records(db, org):
-    return db.rows('SELECT * FROM "%s".mlflow_model_records WHERE deleted_at IS NULL' % tenant_hash(org))
+    return db.rows(records_sql(org, "deleted_at IS NULL"))
 
 
 def config_row(db, org):
@@ -87,6 +96,7 @@ def state_of(db, org):
     if not db.table_exists('"%s".mlflow_integrations' % t):
         return None
     return (db.rows('SELECT * FROM "%s".mlflow_integrations ORDER BY id' % t),
+            db.rows('SELECT * FROM "%s".integrationsd_mlflow_integrations ORDER BY integration_id' % t),
             db.scalar('SELECT count(*) FROM "%s".mlflow_model_records' % t))
 
 
@@ -396,8 +406,7 @@ def test_full_sync_lands_every_record_once_and_rerun_is_idempotent(svc, tokens, 
     assert h3["status"] == "success"
     # model-003: v5 lost champion, v4 lost challenger, v2 gained champion
     assert (h3["counts"]["new"], h3["counts"]["updated"], h3["counts"]["stale"]) == (0, 5, 2), h3
-    stale = db.rows('SELECT model_name, version FROM "%s".mlflow_model_records WHERE deleted_at IS NOT NULL'
-                    ' AND version IN (%%s, %%s)' % tenant_hash(1), (gone, "1"))
+    stale = db.rows(records_sql(1, "deleted_at IS NOT NULL AND version IN (%s, %s)"), (gone, "1"))
     assert {(r["model_name"], r["version"]) for r in stale} >= {("model-005", "1")}
     st, _, data = svc.req("GET", BASE + "/models", token=tokens.admin1)
     assert st == 200 and data["configured"] is True
@@ -528,8 +537,7 @@ def test_tenant_isolation(svc, tokens, db, mlflow_fakes):
     assert {m["experiment_info"]["experiment_name"] for m in m2} == {"Default", "experiment-1", "experiment-2"}
     m1 = svc.req("GET", BASE + "/models", token=tokens.admin1)[2]["models"]
     assert len(m1) == len(f1.expected_run_ids()) + 1
-    assert db.scalar('SELECT count(*) FROM "%s".mlflow_model_records WHERE deleted_at IS NULL'
-                     % tenant_hash(2)) == 3
+    assert db.scalar("SELECT count(*) FROM (%s) c" % records_sql(2, "deleted_at IS NULL")) == 3
     assert config_row(db, 2)["api_token"] is None
 
 
@@ -550,7 +558,7 @@ def test_events_and_overlong_values(svc, tokens, db, redis_server, mlflow_fakes)
     try:
         h = sync(svc, tokens.admin2)
         assert h["status"] == "success", h  # over-long values are cut, the batch lands
-        row = db.one('SELECT * FROM "%s".mlflow_model_records WHERE version = %%s' % tenant_hash(2), (long_id,))
+        row = db.one(records_sql(2, "version = %s"), (long_id,))
         assert row["model_name"] == "n" * 255 and row["source_version"] == "c" * 255
         assert row["lifecycle_stage"] == "s" * 255 and row["deleted_at"] is None
         done = sub.wait_for(lambda e: e.get("type") == "mlflow.sync.completed" and e["data"]["syncId"] == h["id"])

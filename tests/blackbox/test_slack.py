@@ -72,7 +72,9 @@ def test_oauth_flow_end_to_end(ssvc, fake_slack, tokens, db):
     assert form["client_id"] == SLACK_CLIENT_ID and form["client_secret"] == SLACK_CLIENT_SECRET
     assert form["redirect_uri"] == FRONTEND_URL + "/integrations/slack"
     # stored encrypted (scheme A), never plaintext
-    row = db.one("SELECT * FROM public.slack_webhooks WHERE id = %s", (w["id"],))
+    row = db.one("SELECT w.*, x.organization_id, x.refresh_token, x.refresh_token_iv, x.token_expires_at, "
+                 "x.deactivated_reason FROM public.slack_webhooks w "
+                 "LEFT JOIN public.integrationsd_slack_webhooks x ON x.webhook_id = w.id WHERE w.id = %s", (w["id"],))
     assert row["organization_id"] == 1 and row["user_id"] == 2
     assert inst.bot_token not in row["access_token"] and inst.url not in row["url"]
     assert len(row["access_token_iv"]) == 32 and len(row["url_iv"]) == 32
@@ -87,7 +89,9 @@ def test_oauth_flow_end_to_end(ssvc, fake_slack, tokens, db):
 def test_oauth_rotation_fields_stored(ssvc, fake_slack, tokens, db):
     st, data, inst = create(ssvc, fake_slack, tokens.admin1, rotate=True)
     assert st == 201, data
-    row = db.one("SELECT * FROM public.slack_webhooks WHERE id = %s", (data["data"]["id"],))
+    row = db.one("SELECT w.*, x.organization_id, x.refresh_token, x.refresh_token_iv, x.token_expires_at, "
+                 "x.deactivated_reason FROM public.slack_webhooks w "
+                 "LEFT JOIN public.integrationsd_slack_webhooks x ON x.webhook_id = w.id WHERE w.id = %s", (data["data"]["id"],))
     assert inst.refresh_token not in row["refresh_token"]
     assert slack_scheme_a_plain(row["refresh_token"], row["refresh_token_iv"]) == inst.refresh_token
     assert row["token_expires_at"] is not None
@@ -176,7 +180,8 @@ def test_list_own_admin_and_other_org(ssvc, tokens, trio, db):
     # order: created_at DESC, id ASC
     st, _, d = ssvc.req("GET", "/api/slackWebhooks", token=tokens.admin1)
     got = ids(d)
-    rows = db.rows("SELECT id FROM public.slack_webhooks WHERE organization_id = 1 ORDER BY created_at DESC, id ASC")
+    rows = db.rows("SELECT w.id FROM public.slack_webhooks w JOIN public.integrationsd_slack_webhooks x "
+                   "ON x.webhook_id = w.id WHERE x.organization_id = 1 ORDER BY w.created_at DESC, w.id ASC")
     assert got == [r["id"] for r in rows]
     chan = d["data"][0]["channel"]
     st, _, d = ssvc.req("GET", "/api/slackWebhooks?channel=" + chan.replace("#", "%23"), token=tokens.admin1)
@@ -324,7 +329,8 @@ def test_send_deactivates_on_channel_gone(ssvc, fake_slack, tokens, db, mode):
     st, _, d = ssvc.req("POST", "/api/slackWebhooks/%d/send" % wid, {"title": "T", "message": "M"},
                         token=tokens.editor1)
     assert st == 502 and mode in d["error"]
-    row = db.one("SELECT is_active, deactivated_reason FROM public.slack_webhooks WHERE id = %s", (wid,))
+    row = db.one("SELECT is_active, deactivated_reason FROM public.slack_webhooks w "
+                 "JOIN public.integrationsd_slack_webhooks x ON x.webhook_id = w.id WHERE w.id = %s", (wid,))
     assert row["is_active"] is False and mode in row["deactivated_reason"]
     st, _, d = ssvc.req("POST", "/api/slackWebhooks/%d/send" % wid, {"title": "T", "message": "M"},
                         token=tokens.editor1)

@@ -234,17 +234,21 @@ def test_pending_at_shutdown_resumed_at_next_start(service, fake_slack, tokens, 
     assert len(fake_slack.messages_for(inst.channel_id)) == 1
 
 
+# a webhook with integrationsd's own columns of it
+WEBHOOK_ROW = ("SELECT w.*, x.refresh_token, x.refresh_token_iv, x.deactivated_reason FROM public.slack_webhooks w "
+               "LEFT JOIN public.integrationsd_slack_webhooks x ON x.webhook_id = w.id WHERE w.id = %s")
+
+
 def test_token_rotation_and_failed_refresh(service, fake_slack, tokens, db, sub):
     svc = service(TRUST_PROXY="true", **slack_env(fake_slack))
     wid, inst = webhook(svc, fake_slack, tokens.admin10, rotate=True)
-    db.execute("UPDATE public.slack_webhooks SET token_expires_at = now() + interval '30 seconds' WHERE id = %s",
-               (wid,))
+    db.execute("UPDATE public.integrationsd_slack_webhooks SET token_expires_at = now() + interval '30 seconds' "
+               "WHERE webhook_id = %s", (wid,))
     first = inst.bot_token
     assert wait_until(lambda: inst.old_tokens == [first], 15, 0.2)
     from conftest import slack_scheme_a_plain
     row = wait_until(lambda: (lambda r: r if slack_scheme_a_plain(r["access_token"], r["access_token_iv"]) ==
-                              inst.bot_token else None)(db.one("SELECT * FROM public.slack_webhooks WHERE id = %s",
-                                                               (wid,))), 5)
+                              inst.bot_token else None)(db.one(WEBHOOK_ROW, (wid,))), 5)
     assert row and row["is_active"] and slack_scheme_a_plain(row["refresh_token"], row["refresh_token_iv"]) == \
         inst.refresh_token
     st, _, d = svc.req("POST", "/api/slackWebhooks/%d/send" % wid, {"title": "T", "message": "M"},
@@ -252,10 +256,9 @@ def test_token_rotation_and_failed_refresh(service, fake_slack, tokens, db, sub)
     assert st == 200 and fake_slack.messages_for(inst.channel_id)[-1]["via"] == "api"
     # a refresh Slack refuses deactivates the webhook with the reason
     fake_slack.fail_refresh(inst.channel_id, "invalid_refresh_token")
-    db.execute("UPDATE public.slack_webhooks SET token_expires_at = now() + interval '30 seconds' WHERE id = %s",
-               (wid,))
-    row = wait_until(lambda: db.one("SELECT * FROM public.slack_webhooks WHERE id = %s AND NOT is_active", (wid,)),
-                     15, 0.2)
+    db.execute("UPDATE public.integrationsd_slack_webhooks SET token_expires_at = now() + interval '30 seconds' "
+               "WHERE webhook_id = %s", (wid,))
+    row = wait_until(lambda: db.one(WEBHOOK_ROW + " AND NOT w.is_active", (wid,)), 15, 0.2)
     assert row and "invalid_refresh_token" in row["deactivated_reason"]
     for line in svc.log_lines():
         assert inst.bot_token not in line and inst.refresh_token not in line and first not in line

@@ -43,6 +43,28 @@ static void defaults(void **state)
     assert_false(c.trust_proxy);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.log_format, LOG_FORMAT_JSON);
+    assert_string_equal(c.redis_sentinels, "");
+    assert_string_equal(c.redis_sentinel_master, "mymaster");
+    assert_string_equal(c.resolver_hosts_file, "/etc/hosts");
+    config_free(&c);
+}
+
+static void failover_settings(void **state)
+{
+    struct env e = {{BASE, "REDIS_SENTINELS", "127.0.0.1:26379", "REDIS_SENTINEL_MASTER", "", NULL}};
+    struct config c;
+    char err[256] = "";
+    assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), -1);
+    assert_non_null(strstr(err, "REDIS_SENTINEL_MASTER"));
+    struct env e2 = {{BASE, "RESOLVER_HOSTS_FILE", "", NULL}};
+    assert_int_equal(config_load(&c, lookup, &e2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "RESOLVER_HOSTS_FILE"));
+    struct env e3 = {{BASE, "REDIS_SENTINELS", "a:1,b:2", "REDIS_SENTINEL_MASTER", "cache",
+                      "RESOLVER_HOSTS_FILE", "/run/hosts", NULL}};
+    assert_int_equal(config_load(&c, lookup, &e3, err, sizeof err), 0);
+    assert_string_equal(c.redis_sentinels, "a:1,b:2");
+    assert_string_equal(c.redis_sentinel_master, "cache");
+    assert_string_equal(c.resolver_hosts_file, "/run/hosts");
     config_free(&c);
 }
 
@@ -125,6 +147,7 @@ int main(void)
         cmocka_unit_test(algorithm_must_be_cbc),
         cmocka_unit_test(bad_values_name_the_variable),
         cmocka_unit_test(overrides),
+        cmocka_unit_test(failover_settings),
         cmocka_unit_test(variable_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

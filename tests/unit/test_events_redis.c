@@ -863,6 +863,37 @@ static void test_url_errors(void **state)
     }
 }
 
+static void test_sentinel_list_errors(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"127.0.0.1", "127.0.0.1:", ":26379", "127.0.0.1:0", "127.0.0.1:65536",
+                                      "127.0.0.1:26379,host", "[::1]26379", "[::1", "a:b", " , "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct events_opts o = {.redis_url = "redis://:topsecret@127.0.0.1:1", .prefix = PREFIX,
+                                .sentinels = bad[i], .sentinel_master = "mymaster"};
+        char err[256] = "";
+        struct events *e = events_new(fx.base, &o, err, sizeof err);
+        if (e) {
+            events_free(e);
+            fail_msg("accepted REDIS_SENTINELS=%s", bad[i]);
+        }
+        assert_non_null(strstr(err, "REDIS_SENTINELS"));
+        assert_null(strstr(err, "topsecret"));
+    }
+    struct events_opts o = {.redis_url = "redis://127.0.0.1:1", .sentinels = "127.0.0.1:1", .sentinel_master = ""};
+    char err[256] = "";
+    assert_null(events_new(fx.base, &o, err, sizeof err));
+    assert_non_null(strstr(err, "REDIS_SENTINEL_MASTER"));
+    static const char *const good[] = {"127.0.0.1:1", " 127.0.0.1:1 , [::1]:2,localhost:3 ", "localhost:26379,"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct events_opts g = {.redis_url = "redis://127.0.0.1:1", .sentinels = good[i], .sentinel_master = "m"};
+        struct events *e = events_new(fx.base, &g, err, sizeof err);
+        if (!e)
+            fail_msg("refused REDIS_SENTINELS=%s: %s", good[i], err);
+        events_free(e);
+    }
+}
+
 /* ---- events_incr (shared counters) ---------------------------------------------------- */
 
 static int incr_calls, incr_in_call;
@@ -963,6 +994,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_wrong, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_url_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sentinel_list_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incr_counts_and_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incr_disabled_and_free, setup, teardown),
     };
