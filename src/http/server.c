@@ -930,9 +930,11 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (gone)
         return; /* the connection died while dispatching */
     if (answered) {
-        /* Answered at once: the reply already queued the resume, but the parser must stop
-         * here all the same, so that the next pipelined request (perhaps half received)
-         * goes through the input guard like any other. */
+        /* Answered at once: the reply already queued the resume. libevhtp's parser stops
+         * at the end of each message anyway; staying paused until that resume runs makes
+         * the next pipelined request (perhaps half received) reach libevhtp only through
+         * the guarded resume callback, as after an answer that came later (and spares
+         * libevhtp's "resuming when not paused" path). */
         evhtp_request_pause(req);
         return;
     }

@@ -193,6 +193,11 @@ def test_header_caps_from_both_sides(service, fresh_db):
     for n, want in ((HEADER_COUNT_CAP - 1, 200), (HEADER_COUNT_CAP, 431)):
         got, closed, _ = _exchange(svc.port, _head(nheaders=n))
         assert got and got[0].status == want, (n + 1, got)
+    # the second request of a pipeline, after an answer given at once, is held to the caps too
+    got, closed, _ = _exchange(svc.port, _head() + _head(nheaders=HEADER_COUNT_CAP), want=2)
+    assert [g.status for g in got] == [200, 431], got
+    got, closed, _ = _exchange(svc.port, _head() + _head(nheaders=HEADER_COUNT_CAP - 1), want=2)
+    assert [g.status for g in got] == [200, 200], got
     # a block that never ends but stays under the cap is not refused (the idle timeout ends it)
     s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
     try:
@@ -316,6 +321,14 @@ def test_request_body_budget_answers_503(service, fresh_db, tokens):
             time.sleep(0.02)
         _, rd = announce()
         assert rd is None, "refused after the budget was released: %r" % (rd,)
+        # a body read and answered gives its share back (the connection stays open)
+        b.sendall(b"x" * 1048576)
+        got, _ = _read_responses(b, 1)
+        assert got and got[0].status == 400 and got[0].header("Connection") != "close", got
+        deadline = time.monotonic() + 2
+        while metric_value(svc.port, "integrationsd_http_body_buffered_bytes") != 1048576:
+            assert time.monotonic() < deadline, "budget not released after an answered request"
+            time.sleep(0.02)
     finally:
         for s in socks:
             s.close()
