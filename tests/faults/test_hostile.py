@@ -467,3 +467,28 @@ def test_pipelined_request_line_split_after_an_answer(service, fresh_db, tokens)
             s.close()
     report("pipelined request line split after an answer", "%d split points x 2 (sync, paused)" % len(line))
     assert not bad, "pipelined request misrouted: %r" % bad
+
+
+def test_event_loop_lag_is_observable(service, fresh_db):
+    """A 50 ms timer measures how late it runs: a histogram on /metrics, and a warning when
+    the loop was held over 100 ms (here: the process stopped for 250 ms)."""
+    import signal
+    svc = service(db=fresh_db("faults_hostile"))
+    time.sleep(0.3)
+    count = metric_value(svc.port, "integrationsd_event_loop_lag_ms_count")
+    assert count >= 3, "no lag samples after 0.3 s: %s" % count
+    late_before = count - metric_value(svc.port, "integrationsd_event_loop_lag_ms_bucket", {"le": "100"})
+    warned_before = len(log_events(svc, "event loop stalled"))
+    os.kill(svc.pid, signal.SIGSTOP)
+    time.sleep(0.25)
+    os.kill(svc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(log_events(svc, "event loop stalled")) == warned_before:
+        time.sleep(0.02)
+    warned = log_events(svc, "event loop stalled")
+    assert len(warned) > warned_before, "no warning after a 250 ms stall"
+    assert warned[-1]["level"] == "warn"
+    count = metric_value(svc.port, "integrationsd_event_loop_lag_ms_count")
+    late = count - metric_value(svc.port, "integrationsd_event_loop_lag_ms_bucket", {"le": "100"})
+    assert late > late_before, "the stall is not in the histogram"
+    report("event loop lag: warning after a 250 ms stop", warned[-1]["msg"])
