@@ -492,3 +492,51 @@ def test_event_loop_lag_is_observable(service, fresh_db):
     late = count - metric_value(svc.port, "integrationsd_event_loop_lag_ms_bucket", {"le": "100"})
     assert late > late_before, "the stall is not in the histogram"
     report("event loop lag: warning after a 250 ms stop", warned[-1]["msg"])
+
+
+def test_queued_statements_of_abandoned_requests_are_dropped(service, fresh_db, pg, tokens):
+    """With the one database connection's pipeline full (its backend stopped), a further
+    request's statement waits in the pool's queue; when its client hangs up, the statement
+    is dropped unsent once the database answers again, and the request is logged 499."""
+    import signal
+    from conftest import Db
+    db = fresh_db("faults_hostile")
+    svc = service(db=db, DB_POOL_SIZE="1", AUTH_CACHE_MS="60000")
+    st, _, _ = svc.req("GET", "/api/llm-keys", token=tokens.admin1)  # member cache and tenant warm
+    assert st == 200
+    dbh = Db(pg, db)
+    pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
+                                   "AND datname = current_database()")]
+    dbh.close()
+    assert len(pids) == 1, pids
+    depth = 64  # the pool's pipeline depth per connection
+    head = b"GET /api/llm-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tokens.admin1.encode()
+    socks = []
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        for _ in range(depth + 3):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            s.sendall(head)
+            socks.append(s)
+        deadline = time.monotonic() + 5
+        while metric_value(svc.port, "integrationsd_db_queue_depth") < 3:
+            assert time.monotonic() < deadline, "no statement queued behind the full pipeline"
+            time.sleep(0.05)
+        for s in socks[-3:]:  # the last three are queued: their clients leave
+            s.close()
+        deadline = time.monotonic() + 2
+        while metric_value(svc.port, "integrationsd_http_requests_total", {"route": "llm_keys_list", "status": "499"}) < 3:
+            assert time.monotonic() < deadline, "hang-ups not noticed while the database is stopped"
+            time.sleep(0.02)
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    answered = 0
+    for s in socks[:-3]:
+        got, _ = _read_responses(s, 1, timeout=10)
+        answered += bool(got and got[0].status == 200)
+        s.close()
+    assert answered == depth, "%d of %d waiting requests answered" % (answered, depth)
+    dropped = metric_value(svc.port, "integrationsd_db_dropped_total")
+    report("statements of abandoned requests dropped unsent", "%d of 3" % dropped)
+    assert dropped == 3, dropped
+    assert metric_value(svc.port, "integrationsd_db_queue_depth") == 0
