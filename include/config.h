@@ -40,6 +40,7 @@ struct config {
     size_t max_body_bytes;
     size_t max_buffered_body_bytes; /* request bodies held at once, all connections */
     size_t http_max_header_bytes;  /* header block of one request */
+    size_t max_buffered_header_bytes; /* incomplete header blocks held at once, all connections */
     int http_max_headers;          /* header lines of one request */
     int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
     enum log_level log_level;

@@ -566,6 +566,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .max_header_bytes = a->cfg.http_max_header_bytes,
         .max_headers = a->cfg.http_max_headers,
         .max_buffered_body_bytes = a->cfg.max_buffered_body_bytes,
+        .max_buffered_header_bytes = a->cfg.max_buffered_header_bytes,
         .precheck = app_precheck,
     };
     char ua[64];

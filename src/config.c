@@ -55,6 +55,8 @@ static const struct cf_key keys[] = {
      4LL * 1024 * 1024 * 1024, false},
     {"HTTP_MAX_HEADER_BYTES", CF_SIZE, OFF(http_max_header_bytes), "32768", 1024, 1024 * 1024, false},
     {"HTTP_MAX_HEADERS", CF_INT, OFF(http_max_headers), "100", 1, 10000, false},
+    {"MAX_BUFFERED_HEADER_BYTES", CF_SIZE, OFF(max_buffered_header_bytes), "16777216", 1024,
+     4LL * 1024 * 1024 * 1024, false},
     {"HTTP_IDLE_TIMEOUT_S", CF_INT, OFF(http_idle_timeout_s), "60", 1, 3600, false},
     {"LOG_LEVEL", CF_LEVEL, OFF(log_level), "info", 0, 0, false},
     {"LOG_FORMAT", CF_FORMAT, OFF(log_format), "json", 0, 0, false},
@@ -195,6 +197,10 @@ int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, si
         }
     if (c->max_buffered_body_bytes < c->max_body_bytes) {
         snprintf(err, errlen, "MAX_BUFFERED_BODY_BYTES must be at least MAX_BODY_BYTES");
+        goto fail;
+    }
+    if (c->max_buffered_header_bytes < c->http_max_header_bytes) {
+        snprintf(err, errlen, "MAX_BUFFERED_HEADER_BYTES must be at least HTTP_MAX_HEADER_BYTES");
         goto fail;
     }
     if (proxy_trust_parse(&c->proxy_trust, c->trust_proxy, err, errlen) < 0)

@@ -22,6 +22,7 @@ struct http_server_opts {
     size_t max_header_bytes;     /* request line + header lines + empty line; past it 431 */
     int max_headers;             /* header lines per request; past it 431 */
     size_t max_buffered_body_bytes; /* request bodies being read or held, all connections; 503 */
+    size_t max_buffered_header_bytes; /* incomplete header blocks, all connections; 503 */
     /* Checks run on the headers of a request that announces a body (route, method, CORS,
      * token), before the body is read. A reply from it (r->early is set) closes the
      * connection; r is thrown away either way, and dispatch later sees a new one. */
@@ -42,6 +43,8 @@ int http_server_pending(const struct http_server *s);
 int http_server_connections(const struct http_server *s);
 /* Bytes of request bodies reserved against max_buffered_body_bytes right now. */
 size_t http_server_body_buffered(const struct http_server *s);
+/* Bytes of incomplete request header blocks held right now (max_buffered_header_bytes). */
+size_t http_server_header_buffered(const struct http_server *s);
 /* Close every connection and free everything. */
 void http_server_free(struct http_server *s);
 

@@ -55,6 +55,7 @@ struct conn_track {
     int busy;             /* inside a libevhtp callback called by the guard */
     bool dead;            /* the connection was freed while busy: free this afterwards */
     size_t body_reserved; /* bytes of the body budget held by the request being read */
+    size_t head_held;     /* IN_HEAD: input bytes counted in srv->head_buffered */
     struct conn_track *prev, *next;
 };
 
@@ -71,6 +72,7 @@ struct http_server {
     bool listening;
     struct event *accept_retry;
     size_t body_buffered; /* bytes reserved by request bodies being read or held */
+    size_t head_buffered; /* bytes of incomplete header blocks held by the input guard */
     bool early_close;     /* the event backend reports a peer's close (EV_CLOSED) */
     uint64_t next_id;
     uint32_t id_salt;
@@ -84,6 +86,8 @@ static const char ERR_415[] =
     "{\"message\":\"Unsupported Media Type\",\"data\":\"Content-Type must be application/json\"}";
 static const char ERR_431[] = "{\"message\":\"Request Header Fields Too Large\",\"data\":"
                               "\"Request header fields too large\"}";
+static const char ERR_503_HEAD[] = "{\"message\":\"Service Unavailable\",\"error\":"
+                                   "\"too many request headers in flight, retry later\"}";
 static const char ERR_503_BODY[] = "{\"message\":\"Service Unavailable\",\"error\":"
                                    "\"too many request bodies in flight, retry later\"}";
 
@@ -185,9 +189,17 @@ static enum head_state head_scan(struct conn_track *t, struct evbuffer *in)
     return n > o->max_header_bytes ? HEAD_TOO_LARGE : HEAD_INCOMPLETE;
 }
 
+/* Count the input an incomplete header block holds against MAX_BUFFERED_HEADER_BYTES. */
+static void head_account(struct conn_track *t, size_t held)
+{
+    t->srv->head_buffered = t->srv->head_buffered - t->head_held + held;
+    t->head_held = held;
+}
+
 static void conn_close_after_flush(struct conn_track *t)
 {
     struct bufferevent *bev = t->conn->bev;
+    head_account(t, 0);
     t->phase = IN_CLOSING;
     bufferevent_disable(bev, EV_READ);
     evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
@@ -195,24 +207,29 @@ static void conn_close_after_flush(struct conn_track *t)
         event_del(t->hup);
 }
 
-/* 431 without a request object (libevhtp has not seen the headers): written as is,
- * then the connection closes; nothing more is read. */
-static void reject_431(struct conn_track *t)
+/* An answer without a request object (libevhtp has not seen the headers: 431, 503):
+ * written as is, then the connection closes; nothing more is read. */
+static void reject_raw(struct conn_track *t, int status, const char *reason, const char *body,
+                       size_t len, const char *extra)
 {
     struct bufferevent *bev = t->conn->bev;
     conn_close_after_flush(t);
     evbuffer_add_printf(bufferevent_get_output(bev),
-                        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                        "HTTP/1.1 %d %s\r\n"
                         "Content-Type: application/json; charset=utf-8\r\n"
                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                         "Referrer-Policy: no-referrer\r\nX-Frame-Options: SAMEORIGIN\r\n"
-                        "Cross-Origin-Resource-Policy: same-origin\r\nDate: %s\r\n"
-                        "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
-                        http_date(), sizeof ERR_431 - 1, ERR_431);
+                        "Cross-Origin-Resource-Policy: same-origin\r\nDate: %s\r\n%s"
+                        "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+                        status, reason, http_date(), extra, len);
+    evbuffer_add(bufferevent_get_output(bev), body, len);
     bufferevent_enable(bev, EV_WRITE);
-    json_t *f = json_pack("{s:s,s:i}", "path", "(rejected)", "status", 431);
-    log_fields(LOG_INFO, "request rejected: header fields too large", f);
-    metrics_observe_request("rejected", 431, 0);
+    json_t *f = json_pack("{s:s,s:i}", "path", "(rejected)", "status", status);
+    log_fields(status >= 500 ? LOG_WARN : LOG_INFO,
+               status == 431 ? "request rejected: header fields too large"
+                             : "request rejected: too many request headers buffered",
+               f);
+    metrics_observe_request("rejected", status, 0);
 }
 
 /* libevhtp 1.2.18 corrupts the URI path when the request line arrives in more than one
@@ -244,14 +261,24 @@ static bool input_ready(struct conn_track *t)
 {
     if (t->phase != IN_HEAD)
         return true;
-    switch (head_scan(t, bufferevent_get_input(t->conn->bev))) {
+    struct evbuffer *in = bufferevent_get_input(t->conn->bev);
+    switch (head_scan(t, in)) {
     case HEAD_COMPLETE:
+        head_account(t, 0);
         head_reset(t, IN_PASS);
         return true;
     case HEAD_TOO_LARGE:
-        reject_431(t);
+        reject_raw(t, 431, "Request Header Fields Too Large", ERR_431, sizeof ERR_431 - 1, "");
         return false;
     default:
+        head_account(t, evbuffer_get_length(in));
+        if (t->srv->head_buffered > t->srv->opts.max_buffered_header_bytes) {
+            log_warn("request refused: %zu bytes of incomplete request headers buffered "
+                     "(MAX_BUFFERED_HEADER_BYTES %zu)",
+                     t->srv->head_buffered, t->srv->opts.max_buffered_header_bytes);
+            reject_raw(t, 503, "Service Unavailable", ERR_503_HEAD, sizeof ERR_503_HEAD - 1,
+                       "Retry-After: 1\r\n");
+        }
         return false;
     }
 }
@@ -493,6 +520,7 @@ static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg)
     s->nconns--;
     s->body_buffered -= t->body_reserved;
     t->body_reserved = 0;
+    head_account(t, 0);
     if (t->wait)
         evtimer_del(t->wait);
     if (t->hup)
@@ -1040,6 +1068,11 @@ int http_server_connections(const struct http_server *s)
 size_t http_server_body_buffered(const struct http_server *s)
 {
     return s->body_buffered;
+}
+
+size_t http_server_header_buffered(const struct http_server *s)
+{
+    return s->head_buffered;
 }
 
 void http_server_free(struct http_server *s)

@@ -237,6 +237,9 @@ char *metrics_render(const struct app *a)
               http_server_connections(a->http));
         gauge(&o, "integrationsd_http_pending", "Requests waiting for an answer.",
               http_server_pending(a->http));
+        gauge(&o, "integrationsd_http_header_buffered_bytes",
+              "Bytes of incomplete request headers held, against MAX_BUFFERED_HEADER_BYTES.",
+              (double)http_server_header_buffered(a->http));
         gauge(&o, "integrationsd_http_body_buffered_bytes",
               "Request-body bytes reserved against MAX_BUFFERED_BODY_BYTES.",
               (double)http_server_body_buffered(a->http));

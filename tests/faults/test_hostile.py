@@ -216,6 +216,49 @@ def test_header_caps_from_both_sides(service, fresh_db):
         assert got and got[0].status == want, (n + 1, got)
 
 
+def test_incomplete_headers_over_all_connections_are_capped(service, fresh_db):
+    cap = 64 * 1024
+    svc = service(db=fresh_db("faults_hostile"), MAX_BUFFERED_HEADER_BYTES=str(cap))
+    part = _head(total=30 * 1024)[:-2]  # a header block without its final empty line
+    socks = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            s.sendall(part)
+            socks.append(s)
+        deadline = time.monotonic() + 2
+        while metric_value(svc.port, "integrationsd_http_header_buffered_bytes") != 2 * len(part):
+            assert time.monotonic() < deadline, "half-sent headers not counted"
+            time.sleep(0.02)
+        for s in socks:
+            r, _, _ = select.select([s], [], [], 0.2)
+            assert not r, "a half-sent header block within the cap was answered"
+        t0 = time.monotonic()
+        got, closed, first = _exchange(svc.port, part[:8 * 1024], timeout=3)
+        assert got and got[0].status == 503 and closed, got
+        assert got[0].header("Retry-After") == "1" and got[0].header("Connection") == "close"
+        assert got[0].json() == {"message": "Service Unavailable",
+                                 "error": "too many request headers in flight, retry later"}
+        report("incomplete headers over MAX_BUFFERED_HEADER_BYTES (64 KiB): 503 after", first, "s")
+        # a completed block gives its share back
+        socks[0].sendall(b"\r\n")
+        got, _ = _read_responses(socks[0], 1)
+        assert got and got[0].status == 200, got
+        deadline = time.monotonic() + 2
+        while metric_value(svc.port, "integrationsd_http_header_buffered_bytes") != len(part):
+            assert time.monotonic() < deadline, "header bytes not released"
+            time.sleep(0.02)
+        got, closed, _ = _exchange(svc.port, _head(total=20 * 1024), timeout=3)
+        assert got and got[0].status == 200, got
+    finally:
+        for s in socks:
+            s.close()
+    deadline = time.monotonic() + 2
+    while metric_value(svc.port, "integrationsd_http_header_buffered_bytes") != 0:
+        assert time.monotonic() < deadline, "header bytes still counted after the clients left"
+        time.sleep(0.02)
+
+
 def _post_head(path, token=None, length=1048576, extra=b"", method="POST"):
     auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
     return (b"%s %s HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"

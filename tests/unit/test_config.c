@@ -45,6 +45,7 @@ static void defaults(void **state)
     assert_int_equal(c.http_max_header_bytes, 32768);
     assert_int_equal(c.http_max_headers, 100);
     assert_int_equal(c.max_buffered_body_bytes, 33554432);
+    assert_int_equal(c.max_buffered_header_bytes, 16777216);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.log_format, LOG_FORMAT_JSON);
     config_free(&c);
@@ -85,7 +86,8 @@ static void bad_values_name_the_variable(void **state)
         {"PORT", "70000"},        {"PORT", "abc"},          {"DB_POOL_SIZE", "0"},
         {"MAX_BODY_BYTES", "-1"}, {"TRUST_PROXY", "maybe"}, {"TRUST_PROXY", "65"},
         {"TRUST_PROXY", "10.0.0.0/33"}, {"HTTP_MAX_HEADER_BYTES", "1023"}, {"HTTP_MAX_HEADERS", "0"},
-        {"MAX_BUFFERED_BODY_BYTES", "1000"}, {"LOG_LEVEL", "loud"},
+        {"MAX_BUFFERED_BODY_BYTES", "1000"}, {"MAX_BUFFERED_HEADER_BYTES", "32767"},
+        {"LOG_LEVEL", "loud"},
         {"LOG_FORMAT", "xml"},    {"GITHUB_API_URL", "ftp://x"}, {"DATABASE_URL", "mysql://x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
