@@ -216,7 +216,7 @@ def test_header_caps_from_both_sides(service, fresh_db):
         assert got and got[0].status == want, (n + 1, got)
 
 
-def test_incomplete_headers_over_all_connections_are_capped(service, fresh_db):
+def test_incomplete_headers_over_all_connections_are_capped(service, fresh_db, tokens):
     cap = 64 * 1024
     svc = service(db=fresh_db("faults_hostile"), MAX_BUFFERED_HEADER_BYTES=str(cap))
     part = _head(total=30 * 1024)[:-2]  # a header block without its final empty line
@@ -250,6 +250,13 @@ def test_incomplete_headers_over_all_connections_are_capped(service, fresh_db):
             time.sleep(0.02)
         got, closed, _ = _exchange(svc.port, _head(total=20 * 1024), timeout=3)
         assert got and got[0].status == 200, got
+        # a complete header block whose body is awaited no longer counts
+        pad = _head(total=20 * 1024)[len(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"):-2]
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        socks.append(s)
+        s.sendall(_post_head("/api/llm-keys", token=tokens.admin1, length=10, extra=pad))
+        time.sleep(0.2)
+        assert metric_value(svc.port, "integrationsd_http_header_buffered_bytes") == len(part)
     finally:
         for s in socks:
             s.close()
