@@ -334,9 +334,9 @@ static void guard_writecb(struct bufferevent *bev, void *arg)
             evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t */
         return;
     }
-    if (!(t->conn->flags & EVHTP_CONN_FLAG_PAUSED) && t->phase == IN_HEAD && !input_ready(t) &&
-        t->phase == IN_CLOSING)
-        return; /* 431 queued: flushed, then freed above */
+    /* The next request may be waiting in the input: a 431 or 503 for it closes. */
+    if (!(t->conn->flags & EVHTP_CONN_FLAG_PAUSED) && !input_ready(t) && t->phase == IN_CLOSING)
+        return; /* the answer is flushed, then the connection freed above */
     call_hidden(t, run_writecb, bev);
 }
 
@@ -355,8 +355,8 @@ static void guard_resumecb(evutil_socket_t fd, short what, void *arg)
     }
     if (t->phase == IN_CLOSING)
         return; /* the reply is flushing; guard_writecb frees the connection */
-    if (t->phase == IN_HEAD && !input_ready(t) && t->phase == IN_CLOSING)
-        return;
+    if (!input_ready(t) && t->phase == IN_CLOSING)
+        return; /* a 431 or 503 for the next request: flushed, then freed by guard_writecb */
     call_hidden(t, run_resumecb, NULL);
 }
 
