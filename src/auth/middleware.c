@@ -1,7 +1,9 @@
 /* auth/middleware: owns the authentication state machine of one request:
  *   TOKEN -> (sync) VERIFY -> MEMBERSHIP (member cache, else db) -> TENANT_CHECK ->
  *   ENSURE_TENANT (db, first time only) -> ROLE_GATE -> next.
- * Every failure answers with VerifyWise's status and body and stops. */
+ * Every failure answers with VerifyWise's status and body and stops. TOKEN and VERIFY
+ * also run alone (auth_check_token) on the headers of a request with a body, so a
+ * request without a valid token is refused before its body is read. */
 #include "auth/middleware.h"
 
 #include <stdlib.h>
