@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "net/proxy.h"
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
 
@@ -36,9 +38,14 @@ struct config {
     int mlflow_models_max_age_s;  /* GET /models syncs first when the last good sync is older */
     char *outbound_deny_cidrs;
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
-    bool trust_proxy;
+    char *trust_proxy;           /* as given; parsed into proxy_trust */
+    struct proxy_trust proxy_trust;
     int auth_cache_ms;           /* how long a public.users lookup is reused */
     size_t max_body_bytes;
+    size_t max_buffered_body_bytes; /* request bodies held at once, all connections */
+    size_t http_max_header_bytes;  /* header block of one request */
+    size_t max_buffered_header_bytes; /* incomplete header blocks held at once, all connections */
+    int http_max_headers;          /* header lines of one request */
     int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
     enum log_level log_level;
     enum log_format log_format;

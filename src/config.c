@@ -53,8 +53,14 @@ static const struct cf_key keys[] = {
     {"OUTBOUND_DENY_CIDRS", CF_STR, OFF(outbound_deny_cidrs), "169.254.0.0/16,fe80::/10", 0, 0, false},
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},
-    {"TRUST_PROXY", CF_BOOL, OFF(trust_proxy), "false", 0, 0, false},
+    {"TRUST_PROXY", CF_STR, OFF(trust_proxy), "false", 0, 0, false},
     {"MAX_BODY_BYTES", CF_SIZE, OFF(max_body_bytes), "1048576", 1, 64LL * 1024 * 1024, false},
+    {"MAX_BUFFERED_BODY_BYTES", CF_SIZE, OFF(max_buffered_body_bytes), "33554432", 1,
+     4LL * 1024 * 1024 * 1024, false},
+    {"HTTP_MAX_HEADER_BYTES", CF_SIZE, OFF(http_max_header_bytes), "32768", 1024, 1024 * 1024, false},
+    {"HTTP_MAX_HEADERS", CF_INT, OFF(http_max_headers), "100", 1, 10000, false},
+    {"MAX_BUFFERED_HEADER_BYTES", CF_SIZE, OFF(max_buffered_header_bytes), "16777216", 1024,
+     4LL * 1024 * 1024 * 1024, false},
     {"HTTP_IDLE_TIMEOUT_S", CF_INT, OFF(http_idle_timeout_s), "60", 1, 3600, false},
     {"LOG_LEVEL", CF_LEVEL, OFF(log_level), "info", 0, 0, false},
     {"LOG_FORMAT", CF_FORMAT, OFF(log_format), "json", 0, 0, false},
@@ -201,6 +207,16 @@ int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, si
         snprintf(err, errlen, "REDIS_SENTINEL_MASTER must not be empty when REDIS_SENTINELS is set");
         goto fail;
     }
+    if (c->max_buffered_body_bytes < c->max_body_bytes) {
+        snprintf(err, errlen, "MAX_BUFFERED_BODY_BYTES must be at least MAX_BODY_BYTES");
+        goto fail;
+    }
+    if (c->max_buffered_header_bytes < c->http_max_header_bytes) {
+        snprintf(err, errlen, "MAX_BUFFERED_HEADER_BYTES must be at least HTTP_MAX_HEADER_BYTES");
+        goto fail;
+    }
+    if (proxy_trust_parse(&c->proxy_trust, c->trust_proxy, err, errlen) < 0)
+        goto fail;
     if (!*c->bind_address) {
         snprintf(err, errlen, "BIND_ADDRESS must not be empty");
         goto fail;
@@ -213,6 +229,7 @@ fail:
 
 void config_free(struct config *c)
 {
+    proxy_trust_free(&c->proxy_trust);
     for (size_t i = 0; i < NKEYS; i++)
         if (keys[i].type == CF_STR) {
             char **p = (char **)((char *)c + keys[i].off);
