@@ -60,6 +60,11 @@ typedef const char *(*config_getenv_fn)(const char *name, void *arg);
 int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
 void config_free(struct config *c);
 
+/* --check-config: calls report once per problem (a line naming the variable, never its
+ * value) and returns how many there were; 0 means config_load would succeed. */
+typedef void (*config_report_fn)(const char *problem, void *arg);
+int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg);
+
 /* Names of every variable the service reads (NULL-terminated), for docs checks. */
 const char *const *config_variable_names(void);
 

@@ -31,6 +31,7 @@
 #include "ops/health.h"
 #include "ops/looplag.h"
 #include "ops/metrics.h"
+#include "ops/openapi.h"
 #include "util/json.h"
 
 #define AUTH ROUTE_AUTH
@@ -41,6 +42,7 @@ static const struct route routes[] = {
     {HTTP_GET, "/healthz", health_live, ROUTE_PUBLIC, "healthz"},
     {HTTP_GET, "/readyz", health_ready, ROUTE_PUBLIC, "readyz"},
     {HTTP_GET, "/metrics", metrics_handler, ROUTE_PUBLIC, "metrics"},
+    {HTTP_GET, "/api/integrations/openapi.json", openapi_handler, ROUTE_PUBLIC, "openapi"},
     {HTTP_GET, "/api/llm-keys", llm_keys_list, AUTH, "llm_keys_list"},
     {HTTP_POST, "/api/llm-keys", llm_keys_create, AUTH | BODY, "llm_keys_create"},
     {HTTP_GET, "/api/llm-keys/status", llm_keys_status, AUTH, "llm_keys_status"},

@@ -227,6 +227,43 @@ fail:
     return -1;
 }
 
+/* Every problem config_load would stop at, not only the first: each variable on its own
+ * (missing required ones, values out of range), then config_load's cross checks. */
+int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg)
+{
+    int n = 0;
+    char err[256];
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct cf_key *k = &keys[i];
+        const char *v = get(k->name, arg);
+        if (!v || (k->required && !*v)) {
+            if (k->required) {
+                snprintf(err, sizeof err, "%s is not set (required)", k->name);
+                report(err, rarg);
+                n++;
+            }
+            continue;
+        }
+        struct config scratch;
+        memset(&scratch, 0, sizeof scratch);
+        if (set_key(&scratch, k, v, err, sizeof err) < 0) {
+            report(err, rarg);
+            n++;
+        }
+        config_free(&scratch);
+    }
+    if (n == 0) {
+        struct config c;
+        if (config_load(&c, get, arg, err, sizeof err) < 0) {
+            report(err, rarg);
+            n++;
+        } else {
+            config_free(&c);
+        }
+    }
+    return n;
+}
+
 void config_free(struct config *c)
 {
     proxy_trust_free(&c->proxy_trust);

@@ -147,6 +147,46 @@ static void variable_list(void **state)
     assert_int_equal(seen_jwt, 1);
 }
 
+struct problems {
+    int n;
+    char text[2048];
+};
+
+static void collect(const char *problem, void *arg)
+{
+    struct problems *p = arg;
+    p->n++;
+    strncat(p->text, problem, sizeof p->text - strlen(p->text) - 2);
+    strcat(p->text, "\n");
+}
+
+/* --check-config reports every problem at once, by name, never a value. */
+static void check_reports_every_problem(void **state)
+{
+    struct env e = {{"JWT_SECRET", "", "ENCRYPTION_PASSWORD", "pw-value-9f3", "PORT", "70000",
+                     "DB_POOL_SIZE", "0", "LOG_LEVEL", "loud", NULL}};
+    struct problems p = {0};
+    assert_int_equal(config_check(lookup, &e, collect, &p), 6);
+    assert_int_equal(p.n, 6);
+    static const char *const named[] = {"JWT_SECRET", "ENCRYPTION_KEY", "ENCRYPTION_ALGORITHM",
+                                        "PORT", "DB_POOL_SIZE", "LOG_LEVEL"};
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+        assert_non_null(strstr(p.text, named[i]));
+    assert_null(strstr(p.text, "ENCRYPTION_PASSWORD"));
+    assert_null(strstr(p.text, "pw-value-9f3"));
+    assert_null(strstr(p.text, "70000"));
+    assert_null(strstr(p.text, "loud"));
+
+    /* a valid environment: nothing reported; a cross check (algorithm) still is */
+    struct env ok = {{BASE, NULL}};
+    struct problems none = {0};
+    assert_int_equal(config_check(lookup, &ok, collect, &none), 0);
+    assert_int_equal(none.n, 0);
+    ok.kv[7] = "aes-128-cbc";
+    assert_int_equal(config_check(lookup, &ok, collect, &none), 1);
+    assert_non_null(strstr(none.text, "ENCRYPTION_ALGORITHM"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +197,7 @@ int main(void)
         cmocka_unit_test(overrides),
         cmocka_unit_test(failover_settings),
         cmocka_unit_test(variable_list),
+        cmocka_unit_test(check_reports_every_problem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
