@@ -19,6 +19,7 @@ struct member_cache;
 struct fetch_client;
 struct resolver;
 struct events;
+struct looplag;
 struct notify_msg;
 
 struct app {
@@ -30,6 +31,7 @@ struct app {
     struct fetch_client *fetch;  /* outbound HTTP */
     struct events *events;       /* Redis pub/sub */
     struct resolver *resolver;   /* asynchronous name lookups (database, Redis) */
+    struct looplag *looplag;     /* event-loop lag timer (ops/looplag) */
     /* Called for each valid message on <prefix>notify (set before app_init). */
     void (*on_notify)(const struct notify_msg *m, void *app);
     struct tenant_set *tenants;
@@ -67,6 +69,9 @@ int app_parse_body(struct http_req *r);
 
 /* The request pipeline: routing, CORS, authentication, body parsing, handler. */
 void app_dispatch(struct http_req *r);
+/* Its first steps (CORS, route, method, token), run on the headers of a request with a
+ * body: answers r only to refuse it. */
+void app_precheck(struct http_req *r);
 
 
 

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "net/proxy.h"
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
 
@@ -36,10 +38,15 @@ struct config {
     int mlflow_models_max_age_s;  /* GET /models syncs first when the last good sync is older */
     char *outbound_deny_cidrs;
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
-    bool trust_proxy;
+    char *trust_proxy;           /* as given; parsed into proxy_trust */
+    struct proxy_trust proxy_trust;
     int auth_cache_ms;           /* how long a public.users lookup is reused at most */
     size_t cache_bytes;          /* read-cache budget; 0 = off */
     size_t max_body_bytes;
+    size_t max_buffered_body_bytes; /* request bodies held at once, all connections */
+    size_t http_max_header_bytes;  /* header block of one request */
+    size_t max_buffered_header_bytes; /* incomplete header blocks held at once, all connections */
+    int http_max_headers;          /* header lines of one request */
     int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
     enum log_level log_level;
     enum log_format log_format;
@@ -53,6 +60,11 @@ typedef const char *(*config_getenv_fn)(const char *name, void *arg);
  * with config_free. */
 int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
 void config_free(struct config *c);
+
+/* --check-config: calls report once per problem (a line naming the variable, never its
+ * value) and returns how many there were; 0 means config_load would succeed. */
+typedef void (*config_report_fn)(const char *problem, void *arg);
+int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg);
 
 /* Names of every variable the service reads (NULL-terminated), for docs checks. */
 const char *const *config_variable_names(void);

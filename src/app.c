@@ -33,7 +33,9 @@
 #include "events/events.h"
 #include "log.h"
 #include "ops/health.h"
+#include "ops/looplag.h"
 #include "ops/metrics.h"
+#include "ops/openapi.h"
 #include "util/json.h"
 
 #define AUTH ROUTE_AUTH
@@ -46,6 +48,7 @@ static const struct route routes[] = {
     {HTTP_GET, "/healthz", health_live, ROUTE_PUBLIC, "healthz"},
     {HTTP_GET, "/readyz", health_ready, ROUTE_PUBLIC, "readyz"},
     {HTTP_GET, "/metrics", metrics_handler, ROUTE_PUBLIC, "metrics"},
+    {HTTP_GET, "/api/integrations/openapi.json", openapi_handler, ROUTE_PUBLIC, "openapi"},
     {HTTP_GET, "/api/llm-keys", llm_keys_list, AUTH | CACHED, "llm_keys_list"},
     {HTTP_POST, "/api/llm-keys", llm_keys_create, AUTH | BODY, "llm_keys_create"},
     {HTTP_GET, "/api/llm-keys/status", llm_keys_status, AUTH | CACHED, "llm_keys_status"},
@@ -334,6 +337,30 @@ void app_dispatch(struct http_req *r)
     run_handler(r);
 }
 
+/* The part of the pipeline settled on the headers of a request that announces a body:
+ * CORS, route, method and the token (not the membership lookup, which may wait for the
+ * body). A refusal here is answered at once and the body is never read. */
+void app_precheck(struct http_req *r)
+{
+    struct app *a = r->app;
+    cors_apply(r);
+    if (r->method == HTTP_OPTIONS)
+        return;
+    const struct route *route;
+    unsigned allowed = 0;
+    switch (router_match(a->routes, a->nroutes, r->method, r->path, &route, &r->params, &allowed)) {
+    case ROUTE_NOT_FOUND:
+    case ROUTE_METHOD_NOT_ALLOWED:
+        app_dispatch(r); /* answers 404 / 405 exactly as after the body */
+        return;
+    case ROUTE_FOUND:
+        break;
+    }
+    r->route = route;
+    if (route->flags & ROUTE_AUTH)
+        auth_check_token(r);
+}
+
 /* ---- requests that wait for the database ------------------------------------ */
 
 struct pending_query {
@@ -355,6 +382,11 @@ static void on_query(const struct db_result *res, void *arg)
     free(q);
 }
 
+static bool query_wanted(void *arg)
+{
+    return http_req_alive(((struct pending_query *)arg)->r);
+}
+
 void app_submit(struct http_req *r, const struct db_stmt *stmts, int n, app_query_done done)
 {
     struct pending_query *q = malloc(sizeof *q);
@@ -365,7 +397,7 @@ void app_submit(struct http_req *r, const struct db_stmt *stmts, int n, app_quer
     q->r = http_req_ref(r);
     q->done = done;
     http_req_hold(r);
-    db_submit(r->app->db, stmts, n, on_query, q);
+    db_submit_if(r->app->db, stmts, n, on_query, q, query_wanted);
 }
 
 void app_query(struct http_req *r, const char *sql, int nparams, const char *const *params,
@@ -672,6 +704,11 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .max_connections = 10000,
         .request_timeout_s = 30,
         .idle_timeout_s = a->cfg.http_idle_timeout_s,
+        .max_header_bytes = a->cfg.http_max_header_bytes,
+        .max_headers = a->cfg.http_max_headers,
+        .max_buffered_body_bytes = a->cfg.max_buffered_body_bytes,
+        .max_buffered_header_bytes = a->cfg.max_buffered_header_bytes,
+        .precheck = app_precheck,
     };
     char ua[64];
     snprintf(ua, sizeof ua, "integrationsd/%s", PACKAGE_VERSION);
@@ -693,12 +730,18 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         return -1;
     if (mlflow_start(a, err, errlen) < 0) /* validates MLFLOW_SYNC_SCHEDULE */
         return -1;
+    if (!(a->looplag = looplag_start(base))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
 void app_free(struct app *a)
 {
     mlflow_stop(a); /* first: its jobs hold requests, calls and queries */
+    looplag_free(a->looplag);
+    a->looplag = NULL;
     http_server_free(a->http);
     a->http = NULL;
     fetch_client_free(a->fetch);

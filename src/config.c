@@ -54,8 +54,14 @@ static const struct cf_key keys[] = {
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},
     {"CACHE_BYTES", CF_SIZE, OFF(cache_bytes), "8388608", 0, 1024LL * 1024 * 1024, false},
-    {"TRUST_PROXY", CF_BOOL, OFF(trust_proxy), "false", 0, 0, false},
+    {"TRUST_PROXY", CF_STR, OFF(trust_proxy), "false", 0, 0, false},
     {"MAX_BODY_BYTES", CF_SIZE, OFF(max_body_bytes), "1048576", 1, 64LL * 1024 * 1024, false},
+    {"MAX_BUFFERED_BODY_BYTES", CF_SIZE, OFF(max_buffered_body_bytes), "33554432", 1,
+     4LL * 1024 * 1024 * 1024, false},
+    {"HTTP_MAX_HEADER_BYTES", CF_SIZE, OFF(http_max_header_bytes), "32768", 1024, 1024 * 1024, false},
+    {"HTTP_MAX_HEADERS", CF_INT, OFF(http_max_headers), "100", 1, 10000, false},
+    {"MAX_BUFFERED_HEADER_BYTES", CF_SIZE, OFF(max_buffered_header_bytes), "16777216", 1024,
+     4LL * 1024 * 1024 * 1024, false},
     {"HTTP_IDLE_TIMEOUT_S", CF_INT, OFF(http_idle_timeout_s), "60", 1, 3600, false},
     {"LOG_LEVEL", CF_LEVEL, OFF(log_level), "info", 0, 0, false},
     {"LOG_FORMAT", CF_FORMAT, OFF(log_format), "json", 0, 0, false},
@@ -202,6 +208,16 @@ int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, si
         snprintf(err, errlen, "REDIS_SENTINEL_MASTER must not be empty when REDIS_SENTINELS is set");
         goto fail;
     }
+    if (c->max_buffered_body_bytes < c->max_body_bytes) {
+        snprintf(err, errlen, "MAX_BUFFERED_BODY_BYTES must be at least MAX_BODY_BYTES");
+        goto fail;
+    }
+    if (c->max_buffered_header_bytes < c->http_max_header_bytes) {
+        snprintf(err, errlen, "MAX_BUFFERED_HEADER_BYTES must be at least HTTP_MAX_HEADER_BYTES");
+        goto fail;
+    }
+    if (proxy_trust_parse(&c->proxy_trust, c->trust_proxy, err, errlen) < 0)
+        goto fail;
     if (!*c->bind_address) {
         snprintf(err, errlen, "BIND_ADDRESS must not be empty");
         goto fail;
@@ -212,8 +228,46 @@ fail:
     return -1;
 }
 
+/* Every problem config_load would stop at, not only the first: each variable on its own
+ * (missing required ones, values out of range), then config_load's cross checks. */
+int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg)
+{
+    int n = 0;
+    char err[256];
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct cf_key *k = &keys[i];
+        const char *v = get(k->name, arg);
+        if (!v || (k->required && !*v)) {
+            if (k->required) {
+                snprintf(err, sizeof err, "%s is not set (required)", k->name);
+                report(err, rarg);
+                n++;
+            }
+            continue;
+        }
+        struct config scratch;
+        memset(&scratch, 0, sizeof scratch);
+        if (set_key(&scratch, k, v, err, sizeof err) < 0) {
+            report(err, rarg);
+            n++;
+        }
+        config_free(&scratch);
+    }
+    if (n == 0) {
+        struct config c;
+        if (config_load(&c, get, arg, err, sizeof err) < 0) {
+            report(err, rarg);
+            n++;
+        } else {
+            config_free(&c);
+        }
+    }
+    return n;
+}
+
 void config_free(struct config *c)
 {
+    proxy_trust_free(&c->proxy_trust);
     for (size_t i = 0; i < NKEYS; i++)
         if (keys[i].type == CF_STR) {
             char **p = (char **)((char *)c + keys[i].off);

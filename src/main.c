@@ -2,6 +2,7 @@
  * Start: config -> logs -> secrets -> loop -> pool + HTTP listener -> dispatch.
  * SIGTERM/SIGINT: stop accepting, let answered-later requests finish (bounded),
  * then free everything and exit 0. */
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <signal.h>
@@ -14,7 +15,9 @@
 #include "config.h"
 #include "http/server.h"
 #include "integrations/slack.h"
+#include "jobs/cron.h"
 #include "log.h"
+#include "net/cidr.h"
 #include "ops/metrics.h"
 #include "ops/sdnotify.h"
 
@@ -38,6 +41,51 @@ static void usage(FILE *f)
             "usage: integrationsd [--check-config | --version | --help]\n"
             "Serves the VerifyWise External Integrations API. Configuration comes from the\n"
             "environment (see integrationsd(8) and README.md).\n");
+}
+
+static void print_problem(const char *problem, void *arg)
+{
+    int *n = arg;
+    fprintf(stderr, "integrationsd: configuration: %s\n", problem);
+    (*n)++;
+}
+
+/* --check-config: every problem start-up would stop at, one line each (names, never
+ * values); 0 and "configuration OK" when there is none. */
+static int check_config(void)
+{
+    int n = 0;
+    char err[256];
+    config_check(env_get, NULL, print_problem, &n);
+    if (n == 0 && config_load(&app.cfg, env_get, NULL, err, sizeof err) == 0) {
+        if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0)
+            print_problem("ENCRYPTION_KEY must be ASCII (its first 32 characters are the AES key)", &n);
+        secrets_clear(&app.secrets);
+        struct cron_expr cron;
+        char why[200];
+        if (cron_parse(&cron, app.cfg.mlflow_sync_schedule, why, sizeof why) < 0) {
+            snprintf(err, sizeof err, "MLFLOW_SYNC_SCHEDULE: %s", why);
+            print_problem(err, &n);
+        }
+        struct cidr_list deny;
+        memset(&deny, 0, sizeof deny);
+        if (cidr_list_parse(&deny, app.cfg.outbound_deny_cidrs, why, sizeof why) != 0) {
+            snprintf(err, sizeof err, "OUTBOUND_DENY_CIDRS: %s", why);
+            print_problem(err, &n);
+        }
+        cidr_list_free(&deny);
+        unsigned char addr[16];
+        if (inet_pton(strchr(app.cfg.bind_address, ':') ? AF_INET6 : AF_INET, app.cfg.bind_address, addr) != 1)
+            print_problem("BIND_ADDRESS must be a numeric IPv4 or IPv6 address", &n);
+        config_free(&app.cfg);
+    }
+    if (n) {
+        fprintf(stderr, "integrationsd: %d configuration problem%s; the service would not start\n", n,
+                n == 1 ? "" : "s");
+        return 1;
+    }
+    printf("configuration OK\n");
+    return 0;
 }
 
 static void drain_tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -83,6 +131,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (check_only)
+        return check_config();
     char err[256];
     if (config_load(&app.cfg, env_get, NULL, err, sizeof err) < 0) {
         fprintf(stderr, "integrationsd: configuration error: %s\n", err);
@@ -94,12 +144,6 @@ int main(int argc, char **argv)
                         "(its first 32 characters are the AES key)\n");
         config_free(&app.cfg);
         return 1;
-    }
-    if (check_only) {
-        printf("configuration OK\n");
-        secrets_clear(&app.secrets);
-        config_free(&app.cfg);
-        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     json_object_seed(0);

@@ -11,6 +11,10 @@ typedef void (*auth_next_fn)(struct http_req *r);
  * (database lookups); holds a reference on r meanwhile. */
 void auth_run(struct http_req *r, auth_next_fn next);
 
+/* Only the checks on the token itself (presence, signature, expiry, claims), as run on
+ * the headers before a body is read: answers the request on failure, else does nothing. */
+void auth_check_token(struct http_req *r);
+
 /* Role name for VerifyWise's hard-coded role ids (1..4), or NULL. */
 const char *auth_role_name(long long role_id);
 

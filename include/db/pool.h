@@ -59,6 +59,11 @@ void db_pool_free(struct db_pool *p);   /* fails nothing: callbacks are dropped 
 
 /* Submit a unit of n statements (copied). cb(arg) is called exactly once, later. */
 void db_submit(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg);
+/* The same, but while the unit waits in the queue wanted(arg) is asked before it is
+ * sent; false drops it unsent (cb still runs, with DB_UNAVAILABLE). For work done on
+ * behalf of a request whose client may hang up. */
+void db_submit_if(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg,
+                  bool (*wanted)(void *arg));
 /* One statement. */
 void db_query(struct db_pool *p, const char *sql, int nparams, const char *const *params,
               db_callback cb, void *arg);
@@ -66,6 +71,7 @@ void db_query(struct db_pool *p, const char *sql, int nparams, const char *const
 int db_pool_live(const struct db_pool *p);
 int db_pool_size(const struct db_pool *p);
 int db_pool_queued(const struct db_pool *p);
+uint64_t db_pool_dropped(const struct db_pool *p); /* units dropped unsent (db_submit_if) */
 int db_pool_in_flight(const struct db_pool *p);
 /* "host:port (address)" of the server the last connection was made to ("" before). */
 const char *db_pool_server(const struct db_pool *p);

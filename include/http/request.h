@@ -41,6 +41,8 @@ struct http_req {
     uint64_t start_us;
     int status;                  /* 0 until answered */
     bool paused;
+    bool early;                  /* checked on its headers (http_server_opts.precheck) */
+    size_t body_reserved;        /* bytes of the server's body budget held by this body */
     struct event *deadline;
     void (*on_abandon)(struct http_req *r, void *arg); /* see http_req_on_abandon */
     void *abandon_arg;
@@ -59,6 +61,9 @@ bool http_req_alive(const struct http_req *r);
 
 /* Request header (first match, case-insensitive) or NULL. */
 const char *http_req_header(const struct http_req *r, const char *name);
+/* Every value of header `name`, in order, joined with commas into buf. Returns 1, 0
+ * when absent, -1 when they do not fit (buf then holds what fitted, whole values). */
+int http_req_header_all(const struct http_req *r, const char *name, char *buf, size_t len);
 /* Body bytes (not NUL-terminated) and length; NULL/0 when empty. */
 const unsigned char *http_req_body(struct http_req *r, size_t *len);
 /* Query parameter, percent-decoded into buf (NUL-terminated). Returns its length,

@@ -2,8 +2,8 @@
  * 7.6, SPEC section 4): SLACK_CREATE_LIMIT requests per client IP per hour, counted in
  * Redis (one counter with expiry shared by every instance) and, when Redis is off,
  * down or slow, in a bounded in-process table. Every request counts, whatever its
- * outcome. The client IP is the socket peer, or with TRUST_PROXY the first
- * X-Forwarded-For address. */
+ * outcome. The client IP is the socket peer, or with TRUST_PROXY the first untrusted
+ * X-Forwarded-For address counting from the right (net/proxy). */
 #ifndef IDX_INTEGRATIONS_SLACK_RATELIMIT_H
 #define IDX_INTEGRATIONS_SLACK_RATELIMIT_H
 #include <stdbool.h>

@@ -11,6 +11,9 @@ struct http_req;
 /* Add `by` to the counter family{labels}; labels like "target=\"github\",result=\"ok\"". */
 void metrics_inc(const char *family, const char *labels, uint64_t by);
 
+/* One observation (milliseconds) into the histogram family{labels} (labels may be NULL). */
+void metrics_observe(const char *family, const char *labels, double ms);
+
 /* One answered HTTP request: counts by route and status, latency histogram by route. */
 void metrics_observe_request(const char *route, int status, uint64_t duration_us);
 

@@ -1,7 +1,9 @@
 /* auth/middleware: owns the authentication state machine of one request:
  *   TOKEN -> (sync) VERIFY -> MEMBERSHIP (member cache, else db) -> TENANT_CHECK ->
  *   ENSURE_TENANT (db, first time only) -> ROLE_GATE -> next.
- * Every failure answers with VerifyWise's status and body and stops. */
+ * Every failure answers with VerifyWise's status and body and stops. TOKEN and VERIFY
+ * also run alone (auth_check_token) on the headers of a request with a body, so a
+ * request without a valid token is refused before its body is read. */
 #include "auth/middleware.h"
 
 #include <stdlib.h>
@@ -173,35 +175,57 @@ static const char *token_of(const char *h, size_t *len)
     return *len ? t : NULL;
 }
 
-void auth_run(struct http_req *r, auth_next_fn next)
+/* Steps 1-4: the token itself (presence, signature, expiry, claims). Answers and returns
+ * -1 on failure. */
+static int check_token(struct http_req *r, struct jwt_claims *claims)
 {
     size_t tlen = 0;
     const char *tok = token_of(http_req_header(r, "Authorization"), &tlen);
     if (!tok) {
         reply_data_message(r, 400, "Token not found");
-        return;
+        return -1;
     }
     struct app *a = r->app;
-    struct jwt_claims claims;
     enum jwt_status st = jwt_verify_hs256(tok, tlen, (const unsigned char *)a->cfg.jwt_secret,
-                                          strlen(a->cfg.jwt_secret), now_ms(), &claims);
+                                          strlen(a->cfg.jwt_secret), now_ms(), claims);
     if (st == JWT_INVALID) {
         reply_data_message(r, 401, "Unauthorized **");
-        return;
+        return -1;
     }
     if (st == JWT_EXPIRED) {
         reply_data_message(r, 406, "Token expired");
-        return;
+        return -1;
     }
-    if (!claims.has_id || claims.id <= 0 || !claims.has_role) {
+    if (!claims->has_id || claims->id <= 0 || !claims->has_role) {
         reply_bare_message(r, 400, "Invalid token");
-        return;
+        return -1;
     }
-    if (!claims.has_org || claims.organization_id <= 0) {
+    if (!claims->has_org || claims->organization_id <= 0) {
         /* VerifyWise throws a 500 here; a token without an organization is simply invalid. */
         reply_bare_message(r, 400, "Invalid token");
-        return;
+        return -1;
     }
+    return 0;
+}
+
+void auth_check_token(struct http_req *r)
+{
+    struct jwt_claims claims;
+    (void)check_token(r, &claims);
+}
+
+static bool membership_wanted(void *arg)
+{
+    struct auth_job *j = arg;
+    return http_req_alive(j->r);
+}
+
+void auth_run(struct http_req *r, auth_next_fn next)
+{
+    struct app *a = r->app;
+    struct jwt_claims claims;
+    if (check_token(r, &claims) < 0)
+        return;
     struct auth_job *j = calloc(1, sizeof *j);
     if (!j) {
         reply_internal(r);
@@ -224,6 +248,7 @@ void auth_run(struct http_req *r, auth_next_fn next)
     char idbuf[24];
     snprintf(idbuf, sizeof idbuf, "%lld", claims.id);
     const char *params[] = {idbuf};
-    db_query(a->db, "SELECT organization_id, role_id FROM public.users WHERE id = $1::bigint", 1, params,
-             on_membership, j);
+    struct db_stmt stmt = {"SELECT organization_id, role_id FROM public.users WHERE id = $1::bigint", 1,
+                           params};
+    db_submit_if(a->db, &stmt, 1, on_membership, j, membership_wanted);
 }

@@ -47,6 +47,7 @@ struct unit {
     struct unit *next;
     db_callback cb;
     void *arg;
+    bool (*wanted)(void *arg); /* NULL, or asked before the unit is sent */
     int n;
     int next_result;          /* statement whose results are being read */
     struct db_stmt *stmts;    /* copies, in one allocation with their params */
@@ -86,6 +87,7 @@ struct db_pool {
     struct db_conn *conns;
     struct unit *qhead, *qtail;   /* waiting for a connection */
     int queued;
+    uint64_t dropped;             /* queued units dropped unsent: nobody wanted them any more */
     struct unit *dhead, *dtail;   /* completed, callbacks pending (never called inline) */
     struct event *deliver;
     struct event *flush;      /* one write per connection per loop iteration */
@@ -701,6 +703,11 @@ static void pool_pump(struct db_pool *p)
         if (!p->qhead)
             p->qtail = NULL;
         p->queued--;
+        if (u->wanted && !u->wanted(u->arg)) {
+            p->dropped++; /* e.g. its client hung up: the database never sees it */
+            unit_complete(p, u, DB_UNAVAILABLE);
+            continue;
+        }
         if (conn_send(best, u) < 0) {
             unit_complete(p, u, DB_UNAVAILABLE);
             conn_broken(best, "send failed");
@@ -951,6 +958,12 @@ int db_pool_server_params(struct db_pool *p, const char *const **kw, const char 
 
 void db_submit(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg)
 {
+    db_submit_if(p, stmts, n, cb, arg, NULL);
+}
+
+void db_submit_if(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg,
+                  bool (*wanted)(void *arg))
+{
     struct unit *u = unit_new(stmts, n, cb, arg);
     if (!u) {
         /* Out of memory: still answer from the loop, with a unit that has no statements. */
@@ -961,6 +974,7 @@ void db_submit(struct db_pool *p, const struct db_stmt *stmts, int n, db_callbac
         unit_complete(p, u, DB_UNAVAILABLE);
         return;
     }
+    u->wanted = wanted;
     if (p->live == 0 || p->queued >= p->opts.max_queue) {
         unit_complete(p, u, DB_UNAVAILABLE);
         return;
@@ -989,6 +1003,11 @@ int db_pool_live(const struct db_pool *p)
 int db_pool_size(const struct db_pool *p)
 {
     return p->opts.size;
+}
+
+uint64_t db_pool_dropped(const struct db_pool *p)
+{
+    return p->dropped;
 }
 
 int db_pool_queued(const struct db_pool *p)

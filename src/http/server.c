@@ -1,6 +1,11 @@
 /* http/server: owns libevhtp (listener, connections, hooks) and the lifetime of
- * struct http_req. Transport-level rejections (413, 414, bad framing) are
- * answered here from the on_headers hook, before a body is buffered. */
+ * struct http_req. Each connection's input goes through a guard: libevhtp sees a new
+ * request only once its whole header block is buffered (under HTTP_MAX_HEADER_BYTES and
+ * HTTP_MAX_HEADERS, else 431). Everything that can be refused on the headers (413, 414,
+ * bad framing, 415, and the app's route/method/token checks) is answered from the
+ * on_headers hook with Connection: close, before a body byte is read; accepted bodies
+ * draw on a global budget (MAX_BUFFERED_BODY_BYTES, else 503). A request waiting for its
+ * answer has its socket watched, so a client that hangs up abandons it (logged 499). */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -21,6 +26,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "http/reply.h"
@@ -28,13 +34,28 @@
 #include "ops/metrics.h"
 
 #define URI_MAX 2048
-#define LINE_HOLD_MAX 8192 /* past this, a request line without LF goes to libevhtp as is */
+
+/* What the input guard lets libevhtp see (see guard_readcb). */
+enum in_phase {
+    IN_HEAD,    /* a new request: held until its whole header block is buffered */
+    IN_PASS,    /* the header block is complete: libevhtp parses headers and body */
+    IN_CLOSING, /* answered with Connection: close: nothing more is read; freed once flushed */
+};
 
 struct conn_track {
     struct http_server *srv;
     evhtp_connection_t *conn;
     struct event *wait;   /* armed while a complete request is awaited (slowloris guard) */
-    bool line_pending;    /* a new request line is awaited (see line_guard_readcb) */
+    struct event *hup;    /* armed while a request waits for its answer (client hang-up) */
+    enum in_phase phase;
+    size_t scan_off;      /* IN_HEAD: bytes of the input scanned so far */
+    size_t line_start;    /* IN_HEAD: offset of the line being scanned */
+    unsigned nlines;      /* IN_HEAD: non-empty lines seen (request line included) */
+    struct evbuffer *stash; /* input hidden from libevhtp during one of its callbacks */
+    int busy;             /* inside a libevhtp callback called by the guard */
+    bool dead;            /* the connection was freed while busy: free this afterwards */
+    size_t body_reserved; /* bytes of the body budget held by the request being read */
+    size_t head_held;     /* IN_HEAD: input bytes counted in srv->head_buffered */
     struct conn_track *prev, *next;
 };
 
@@ -50,6 +71,9 @@ struct http_server {
     bool draining;
     bool listening;
     struct event *accept_retry;
+    size_t body_buffered; /* bytes reserved by request bodies being read or held */
+    size_t head_buffered; /* bytes of incomplete header blocks held by the input guard */
+    bool early_close;     /* the event backend reports a peer's close (EV_CLOSED) */
     uint64_t next_id;
     uint32_t id_salt;
 };
@@ -60,6 +84,12 @@ static const char ERR_400_FRAMING[] =
     "{\"message\":\"Bad Request\",\"data\":\"Conflicting Content-Length or Transfer-Encoding headers\"}";
 static const char ERR_415[] =
     "{\"message\":\"Unsupported Media Type\",\"data\":\"Content-Type must be application/json\"}";
+static const char ERR_431[] = "{\"message\":\"Request Header Fields Too Large\",\"data\":"
+                              "\"Request header fields too large\"}";
+static const char ERR_503_HEAD[] = "{\"message\":\"Service Unavailable\",\"error\":"
+                                   "\"too many request headers in flight, retry later\"}";
+static const char ERR_503_BODY[] = "{\"message\":\"Service Unavailable\",\"error\":"
+                                   "\"too many request bodies in flight, retry later\"}";
 
 static uint64_t now_us(void)
 {
@@ -105,30 +135,279 @@ static void add_standard_headers(evhtp_request_t *req)
     add_standard_headers_ct(req, "application/json; charset=utf-8");
 }
 
-/* Answer from a hook before the body is read: close afterwards, swallow the body. */
-static evhtp_res drain_body(evhtp_request_t *req, struct evbuffer *buf, void *arg)
+/* ---- the input guard ------------------------------------------------------------ */
+
+/* The tracker of connection c (NULL for a connection we do not track). */
+static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg);
+static struct conn_track *track_of(evhtp_connection_t *c)
 {
-    evbuffer_drain(buf, evbuffer_get_length(buf));
-    return EVHTP_RES_OK;
+    if (!c || !c->hooks || c->hooks->on_connection_fini != (evhtp_hook_connection_fini_cb)on_conn_fini)
+        return NULL;
+    return c->hooks->on_connection_fini_arg;
 }
 
-static void early_reply(evhtp_request_t *req, int status, const char *body, size_t len)
+static void head_reset(struct conn_track *t, enum in_phase phase)
 {
-    struct http_server *s = req->htp->arg;
+    t->phase = phase;
+    t->scan_off = t->line_start = 0;
+    t->nlines = 0;
+}
+
+enum head_state { HEAD_INCOMPLETE, HEAD_COMPLETE, HEAD_TOO_LARGE };
+
+/* Is a whole header block (request line, header lines, the empty line) at the start of
+ * the input, within the caps? Scans each byte once: the scan resumes where it stopped
+ * (the input only grows while IN_HEAD, since libevhtp is not called). Leading empty
+ * lines count against the byte cap. */
+static enum head_state head_scan(struct conn_track *t, struct evbuffer *in)
+{
+    const struct http_server_opts *o = &t->srv->opts;
+    size_t len = evbuffer_get_length(in);
+    size_t n = len < o->max_header_bytes + 1 ? len : o->max_header_bytes + 1;
+    if (n <= t->scan_off)
+        return HEAD_INCOMPLETE;
+    const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)n);
+    if (!p)
+        return HEAD_TOO_LARGE; /* out of memory: refuse rather than hold */
+    for (size_t i = t->scan_off; i < n; i++) {
+        if (p[i] != '\n')
+            continue;
+        size_t l = i - t->line_start;
+        bool empty = l == 0 || (l == 1 && p[i - 1] == '\r');
+        t->line_start = i + 1;
+        if (!empty) {
+            if (++t->nlines > (unsigned)o->max_headers + 1)
+                return HEAD_TOO_LARGE;
+            continue;
+        }
+        if (t->nlines == 0)
+            continue; /* an empty line before the request line */
+        t->scan_off = i + 1;
+        return i + 1 > o->max_header_bytes ? HEAD_TOO_LARGE : HEAD_COMPLETE;
+    }
+    t->scan_off = n;
+    return n > o->max_header_bytes ? HEAD_TOO_LARGE : HEAD_INCOMPLETE;
+}
+
+/* Count the input an incomplete header block holds against MAX_BUFFERED_HEADER_BYTES. */
+static void head_account(struct conn_track *t, size_t held)
+{
+    t->srv->head_buffered = t->srv->head_buffered - t->head_held + held;
+    t->head_held = held;
+}
+
+static void conn_close_after_flush(struct conn_track *t)
+{
+    struct bufferevent *bev = t->conn->bev;
+    head_account(t, 0);
+    t->phase = IN_CLOSING;
+    bufferevent_disable(bev, EV_READ);
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+    if (t->hup)
+        event_del(t->hup);
+}
+
+/* An answer without a request object (libevhtp has not seen the headers: 431, 503):
+ * written as is, then the connection closes; nothing more is read. */
+static void reject_raw(struct conn_track *t, int status, const char *reason, const char *body,
+                       size_t len, const char *extra)
+{
+    struct bufferevent *bev = t->conn->bev;
+    conn_close_after_flush(t);
+    evbuffer_add_printf(bufferevent_get_output(bev),
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: application/json; charset=utf-8\r\n"
+                        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                        "Referrer-Policy: no-referrer\r\nX-Frame-Options: SAMEORIGIN\r\n"
+                        "Cross-Origin-Resource-Policy: same-origin\r\nDate: %s\r\n%s"
+                        "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+                        status, reason, http_date(), extra, len);
+    evbuffer_add(bufferevent_get_output(bev), body, len);
+    bufferevent_enable(bev, EV_WRITE);
+    json_t *f = json_pack("{s:s,s:i}", "path", "(rejected)", "status", status);
+    log_fields(status >= 500 ? LOG_WARN : LOG_INFO,
+               status == 431 ? "request rejected: header fields too large"
+                             : "request rejected: too many request headers buffered",
+               f);
+    metrics_observe_request("rejected", status, 0);
+}
+
+/* libevhtp 1.2.18 corrupts the URI path when the request line arrives in more than one
+ * read (upstream #128/#131: "GET /now" + "here" is routed as "/nowehere"), and holds every
+ * header line it is given (a 96 MiB header flood took 144 MiB). So libevhtp sees a new
+ * request only once its whole header block is buffered: its three entry points (the
+ * bufferevent's read and write callbacks, which it also calls directly, and its resume
+ * event) are wrapped. While a header block is incomplete the read callback returns
+ * without calling libevhtp, and the other two run with the input hidden. Past the caps:
+ * 431. Bodies and everything after the header block pass straight through; a request
+ * always ends with its connection paused (on_request), so the next request's bytes wait
+ * in the input for the guard. */
+static bufferevent_data_cb evhtp_readcb, evhtp_writecb;
+static event_callback_fn evhtp_resumecb;
+
+static void track_free(struct conn_track *t)
+{
+    if (t->wait)
+        event_free(t->wait);
+    if (t->hup)
+        event_free(t->hup);
+    if (t->stash)
+        evbuffer_free(t->stash);
+    free(t);
+}
+
+/* May libevhtp see the input now? Rejects (431) when the header block is over the caps. */
+static bool input_ready(struct conn_track *t)
+{
+    if (t->phase != IN_HEAD)
+        return true;
+    struct evbuffer *in = bufferevent_get_input(t->conn->bev);
+    switch (head_scan(t, in)) {
+    case HEAD_COMPLETE:
+        head_account(t, 0);
+        head_reset(t, IN_PASS);
+        return true;
+    case HEAD_TOO_LARGE:
+        reject_raw(t, 431, "Request Header Fields Too Large", ERR_431, sizeof ERR_431 - 1, "");
+        return false;
+    default:
+        head_account(t, evbuffer_get_length(in));
+        if (t->srv->head_buffered > t->srv->opts.max_buffered_header_bytes) {
+            log_warn("request refused: %zu bytes of incomplete request headers buffered "
+                     "(MAX_BUFFERED_HEADER_BYTES %zu)",
+                     t->srv->head_buffered, t->srv->opts.max_buffered_header_bytes);
+            reject_raw(t, 503, "Service Unavailable", ERR_503_HEAD, sizeof ERR_503_HEAD - 1,
+                       "Retry-After: 1\r\n");
+        }
+        return false;
+    }
+}
+
+static void guard_readcb(struct bufferevent *bev, void *arg)
+{
+    struct conn_track *t = track_of(arg);
+    if (t && t->phase == IN_CLOSING) {
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    }
+    if (t && !(t->conn->flags & EVHTP_CONN_FLAG_PAUSED) && !input_ready(t))
+        return; /* wait for the rest of the header block; conn_wait_cb bounds the wait */
+    evhtp_readcb(bev, arg); /* may free the connection and t */
+}
+
+/* Run a libevhtp callback that may parse the input, hiding an incomplete header block. */
+static void call_hidden(struct conn_track *t, void (*fn)(struct conn_track *t, void *x), void *x)
+{
+    struct evbuffer *in = bufferevent_get_input(t->conn->bev);
+    bool hide = t->phase == IN_HEAD && evbuffer_get_length(in) > 0;
+    if (hide && !t->stash && !(t->stash = evbuffer_new())) {
+        conn_close_after_flush(t); /* out of memory: give up on this connection */
+        return;
+    }
+    if (hide)
+        evbuffer_add_buffer(t->stash, in);
+    t->busy++;
+    fn(t, x);
+    t->busy--;
+    if (t->dead) {
+        track_free(t);
+        return;
+    }
+    if (hide)
+        evbuffer_prepend_buffer(bufferevent_get_input(t->conn->bev), t->stash);
+}
+
+static void run_writecb(struct conn_track *t, void *bev)
+{
+    evhtp_writecb(bev, t->conn);
+}
+
+static void guard_writecb(struct bufferevent *bev, void *arg)
+{
+    struct conn_track *t = track_of(arg);
+    if (!t) {
+        evhtp_writecb(bev, arg);
+        return;
+    }
+    if (t->phase == IN_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t */
+        return;
+    }
+    /* The next request may be waiting in the input: a 431 or 503 for it closes. */
+    if (!(t->conn->flags & EVHTP_CONN_FLAG_PAUSED) && !input_ready(t) && t->phase == IN_CLOSING)
+        return; /* the answer is flushed, then the connection freed above */
+    call_hidden(t, run_writecb, bev);
+}
+
+static void run_resumecb(struct conn_track *t, void *x)
+{
+    (void)x;
+    evhtp_resumecb(-1, EV_WRITE, t->conn);
+}
+
+static void guard_resumecb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_track *t = track_of(arg);
+    if (!t) {
+        evhtp_resumecb(fd, what, arg);
+        return;
+    }
+    if (t->phase == IN_CLOSING)
+        return; /* the reply is flushing; guard_writecb frees the connection */
+    if (!input_ready(t) && t->phase == IN_CLOSING)
+        return; /* a 431 or 503 for the next request: flushed, then freed by guard_writecb */
+    call_hidden(t, run_resumecb, NULL);
+}
+
+static void guard_install(struct conn_track *t)
+{
+    evhtp_connection_t *c = t->conn;
+    bufferevent_data_cb rcb = NULL, wcb = NULL;
+    bufferevent_event_cb ecb = NULL;
+    void *cbarg = NULL;
+    if (!c->bev || !c->resume_ev)
+        return;
+    bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, &cbarg);
+    event_callback_fn resume = event_get_callback(c->resume_ev);
+    if (!rcb || !wcb || cbarg != (void *)c || event_get_callback_arg(c->resume_ev) != (void *)c)
+        return;
+    if ((evhtp_readcb && evhtp_readcb != rcb) || (evhtp_writecb && evhtp_writecb != wcb) ||
+        (evhtp_resumecb && evhtp_resumecb != resume))
+        return; /* not the callbacks we know: leave the connection alone */
+    evhtp_readcb = rcb;
+    evhtp_writecb = wcb;
+    evhtp_resumecb = resume;
+    event_del(c->resume_ev);
+    event_assign(c->resume_ev, event_get_base(c->resume_ev), -1, EV_READ | EV_PERSIST, guard_resumecb, c);
+    event_add(c->resume_ev, NULL);
+    bufferevent_setcb(c->bev, guard_readcb, guard_writecb, ecb, cbarg);
+}
+
+/* ---- answers decided on the headers ------------------------------------------ */
+
+/* Answer from the on_headers hook: Connection: close, and the connection stops reading
+ * (on_headers returns EVHTP_RES_PAUSE); it is freed once the answer is flushed. */
+static evhtp_res early_reply(evhtp_request_t *req, int status, const char *body, size_t len,
+                             const char *const *extra)
+{
     evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     evhtp_kv_t *e = evhtp_kvs_find_kv(req->headers_in, "Expect");
     if (e)
         evhtp_kv_rm_and_free(req->headers_in, e);
-    evhtp_request_set_max_body_size(req, UINT64_MAX);
-    evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)drain_body, NULL);
     add_standard_headers(req);
+    for (size_t i = 0; extra && extra[i]; i += 2)
+        add_header(req, extra[i], extra[i + 1], 1);
     evbuffer_add(req->buffer_out, body, len);
     evhtp_send_reply(req, (evhtp_res)status);
     json_t *f = json_pack("{s:s,s:s,s:i}", "method", htparser_get_methodstr_m(req->method),
                           "path", "(rejected)", "status", status);
-    (void)s;
     log_fields(LOG_INFO, "request rejected", f);
     metrics_observe_request("rejected", status, 0);
+    struct conn_track *t = track_of(req->conn);
+    if (t)
+        conn_close_after_flush(t);
+    return EVHTP_RES_PAUSE;
 }
 
 struct header_scan {
@@ -146,36 +425,82 @@ static int scan_header(evhtp_kv_t *kv, void *arg)
     return 0;
 }
 
+static unsigned method_of(evhtp_request_t *req);
+static void send_reply(struct http_req *r, int status, const char *content_type, const char *body,
+                       size_t len, const char *const *extra);
+
+/* The app's checks on the headers of a request that announces a body: a throw-away
+ * http_req in "early" mode (send_reply answers with Connection: close). */
+static bool precheck_refused(struct http_server *s, evhtp_request_t *req)
+{
+    if (!s->opts.precheck)
+        return false;
+    struct http_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return false; /* decided after the body then */
+    r->refs = 1;
+    r->ev = req;
+    r->app = s->app;
+    r->early = true;
+    r->start_us = now_us();
+    r->method = method_of(req);
+    snprintf(r->id, sizeof r->id, "%08x%08x", s->id_salt, (unsigned)(s->next_id++ & 0xffffffffu));
+    const char *p = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
+    if (!(r->path = strdup(p))) {
+        http_req_unref(r);
+        return false;
+    }
+    s->pending++; /* send_reply counts it down */
+    s->opts.precheck(r);
+    bool refused = r->status != 0;
+    if (!refused)
+        s->pending--;
+    r->ev = NULL;
+    http_req_unref(r);
+    return refused;
+}
+
 static evhtp_res on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
     struct http_server *s = arg;
     size_t plen = req->uri && req->uri->path && req->uri->path->full ? strlen(req->uri->path->full) : 0;
     size_t qlen = req->uri && req->uri->query_raw ? strlen((const char *)req->uri->query_raw) : 0;
-    if (plen + qlen > URI_MAX) {
-        early_reply(req, 414, ERR_414, sizeof ERR_414 - 1);
-        return EVHTP_RES_OK;
-    }
+    if (plen + qlen > URI_MAX)
+        return early_reply(req, 414, ERR_414, sizeof ERR_414 - 1, NULL);
     struct header_scan h = {0, false};
     evhtp_headers_for_each(hdrs, scan_header, &h);
-    if (h.content_length > 1 || (h.content_length && h.transfer_encoding)) {
-        early_reply(req, 400, ERR_400_FRAMING, sizeof ERR_400_FRAMING - 1);
-        return EVHTP_RES_OK;
-    }
+    if (h.content_length > 1 || (h.content_length && h.transfer_encoding))
+        return early_reply(req, 400, ERR_400_FRAMING, sizeof ERR_400_FRAMING - 1, NULL);
     const char *cl = evhtp_header_find(hdrs, "Content-Length");
+    unsigned long long n = 0;
     if (cl) {
         char *end;
         errno = 0;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (errno || end == cl || *end || n > s->opts.max_body_bytes) {
-            early_reply(req, 413, ERR_413, sizeof ERR_413 - 1);
-            return EVHTP_RES_OK;
-        }
+        n = strtoull(cl, &end, 10);
+        if (errno || end == cl || *end || n > s->opts.max_body_bytes)
+            return early_reply(req, 413, ERR_413, sizeof ERR_413 - 1, NULL);
     }
     /* libevhtp parses form bodies into stack arrays (upstream #118): never let one through. */
     const char *ct = evhtp_header_find(hdrs, "Content-Type");
-    if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0) {
-        early_reply(req, 415, ERR_415, sizeof ERR_415 - 1);
-        return EVHTP_RES_OK;
+    if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
+        return early_reply(req, 415, ERR_415, sizeof ERR_415 - 1, NULL);
+    if (n == 0 && !h.transfer_encoding)
+        return EVHTP_RES_OK; /* no body: decided by the normal pipeline, keep-alive kept */
+    /* Route, method, CORS and the token are settled before a body byte is read. */
+    if (precheck_refused(s, req))
+        return EVHTP_RES_PAUSE;
+    /* The body budget: a chunked body reserves the largest body allowed. */
+    size_t want = h.transfer_encoding ? s->opts.max_body_bytes : (size_t)n;
+    if (s->body_buffered + want > s->opts.max_buffered_body_bytes) {
+        static const char *const retry[] = {"Retry-After", "1", NULL};
+        log_warn("request body refused: %zu bytes of bodies already buffered (MAX_BUFFERED_BODY_BYTES %zu)",
+                 s->body_buffered, s->opts.max_buffered_body_bytes);
+        return early_reply(req, 503, ERR_503_BODY, sizeof ERR_503_BODY - 1, retry);
+    }
+    struct conn_track *t = track_of(req->conn);
+    if (t) {
+        t->body_reserved += want;
+        s->body_buffered += want;
     }
     return EVHTP_RES_OK;
 }
@@ -186,8 +511,6 @@ static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg)
 {
     struct conn_track *t = arg;
     struct http_server *s = t->srv;
-    if (t->wait)
-        event_free(t->wait);
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -195,16 +518,18 @@ static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg)
     if (t->next)
         t->next->prev = t->prev;
     s->nconns--;
-    free(t);
+    s->body_buffered -= t->body_reserved;
+    t->body_reserved = 0;
+    head_account(t, 0);
+    if (t->wait)
+        evtimer_del(t->wait);
+    if (t->hup)
+        event_del(t->hup);
+    if (t->busy)
+        t->dead = true; /* call_hidden frees it */
+    else
+        track_free(t);
     return EVHTP_RES_OK;
-}
-
-/* The connection's own tracker (NULL for a connection we do not track). */
-static struct conn_track *track_of(evhtp_connection_t *c)
-{
-    if (!c || !c->hooks || c->hooks->on_connection_fini != (evhtp_hook_connection_fini_cb)on_conn_fini)
-        return NULL;
-    return c->hooks->on_connection_fini_arg;
 }
 
 /* libevhtp's read timeout restarts on every byte, so a client dripping a request (slowloris
@@ -222,69 +547,63 @@ static void conn_wait_arm(struct conn_track *t)
 {
     if (!t || !t->wait)
         return;
-    t->line_pending = true;
     struct timeval tv = {t->srv->opts.idle_timeout_s, 0};
     evtimer_add(t->wait, &tv);
-}
-
-/* libevhtp 1.2.18 corrupts the URI path when the request line arrives in more than one
- * read (upstream #128/#131: "GET /now" + "here" is routed as "/nowehere"; measured with
- * every split point, and with a request sent byte by byte). Its bufferevent read callback
- * is wrapped so that, while a request line is awaited (from the accept or a reply until
- * the parser reports the line done in on_headers_start), it runs only once the whole line
- * (up to LF, after any empty lines) is buffered. Headers and bodies split across reads are
- * parsed correctly and pass straight through. */
-static bufferevent_data_cb evhtp_readcb;
-
-static bool request_line_buffered(struct evbuffer *in)
-{
-    size_t len = evbuffer_get_length(in), i = 0;
-    if (len >= LINE_HOLD_MAX)
-        return true; /* let libevhtp reject it */
-    const unsigned char *p = len ? evbuffer_pullup(in, (ev_ssize_t)len) : NULL;
-    if (!p)
-        return false;
-    while (i < len && (p[i] == '\r' || p[i] == '\n'))
-        i++;
-    return memchr(p + i, '\n', len - i) != NULL;
-}
-
-static void line_guard_readcb(struct bufferevent *bev, void *arg)
-{
-    struct conn_track *t = track_of(arg);
-    if (t && t->line_pending && !request_line_buffered(bufferevent_get_input(bev)))
-        return; /* wait for the rest of the line; conn_wait_cb bounds the wait */
-    evhtp_readcb(bev, arg); /* may free the connection and t */
-}
-
-static evhtp_res on_headers_start(evhtp_request_t *req, void *arg)
-{
-    struct conn_track *t = track_of(req->conn);
-    if (t)
-        t->line_pending = false; /* the request line is parsed */
-    return EVHTP_RES_OK;
-}
-
-static void line_guard_install(evhtp_connection_t *c)
-{
-    bufferevent_data_cb rcb = NULL, wcb = NULL;
-    bufferevent_event_cb ecb = NULL;
-    void *cbarg = NULL;
-    if (!c->bev)
-        return;
-    bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, &cbarg);
-    if (!rcb || rcb == line_guard_readcb || cbarg != (void *)c)
-        return;
-    if (evhtp_readcb && evhtp_readcb != rcb)
-        return; /* not the callback we know: leave the connection alone */
-    evhtp_readcb = rcb;
-    bufferevent_setcb(c->bev, line_guard_readcb, wcb, ecb, cbarg);
 }
 
 static void conn_wait_disarm(struct conn_track *t)
 {
     if (t && t->wait)
         evtimer_del(t->wait);
+}
+
+/* A paused connection does not read, so libevhtp never sees its client hang up. While a
+ * request waits for its answer the socket is watched here: EV_CLOSED (the peer's FIN, where
+ * the backend reports it) or a readable socket that peeks as end-of-file or an error.
+ * Pipelined bytes are left alone (then only EV_CLOSED is watched). */
+static void hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_track *t = arg;
+    if (!(what & EV_CLOSED)) {
+        char b;
+        ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (n > 0) {
+            event_del(t->hup);
+            if (t->srv->early_close) {
+                event_assign(t->hup, t->srv->base, fd, EV_CLOSED | EV_PERSIST, hup_cb, t);
+                event_add(t->hup, NULL);
+            }
+            return;
+        }
+    }
+    log_debug("the client closed its connection before its answer");
+    evhtp_connection_free(t->conn); /* abandons the request (on_request_fini), frees t */
+}
+
+static void hup_arm(struct conn_track *t)
+{
+    if (!t || t->phase == IN_CLOSING)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(t->conn->bev);
+    if (fd < 0)
+        return;
+    short what = EV_READ | EV_PERSIST | (t->srv->early_close ? EV_CLOSED : 0);
+    if (!t->hup)
+        t->hup = event_new(t->srv->base, fd, what, hup_cb, t);
+    else {
+        event_del(t->hup);
+        event_assign(t->hup, t->srv->base, fd, what, hup_cb, t);
+    }
+    if (t->hup)
+        event_add(t->hup, NULL);
+}
+
+static void hup_disarm(struct conn_track *t)
+{
+    if (t && t->hup)
+        event_del(t->hup);
 }
 
 static evhtp_res on_post_accept(evhtp_connection_t *c, void *arg)
@@ -306,14 +625,13 @@ static evhtp_res on_post_accept(evhtp_connection_t *c, void *arg)
         s->conns->prev = t;
     s->conns = t;
     s->nconns++;
+    head_reset(t, IN_HEAD);
     evhtp_connection_set_hook(c, evhtp_hook_on_headers, (evhtp_hook)on_headers, s);
-    evhtp_connection_set_hook(c, evhtp_hook_on_headers_start, (evhtp_hook)on_headers_start, s);
     evhtp_connection_set_hook(c, evhtp_hook_on_connection_fini, (evhtp_hook)on_conn_fini, t);
     conn_wait_arm(t);
-    line_guard_install(c);
+    guard_install(t);
     return EVHTP_RES_OK;
 }
-
 /* EMFILE/ENFILE: stop accepting for a moment instead of spinning on the listener. */
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -367,6 +685,41 @@ const char *http_req_header(const struct http_req *r, const char *name)
 {
     evhtp_request_t *req = r->ev;
     return req ? evhtp_header_find(req->headers_in, name) : NULL;
+}
+
+struct join {
+    const char *name;
+    char *buf;
+    size_t len, used;
+    bool cut;
+};
+
+static int join_header(evhtp_kv_t *kv, void *arg)
+{
+    struct join *j = arg;
+    if (strcasecmp(kv->key, j->name) != 0 || !kv->val)
+        return 0;
+    size_t vl = strlen(kv->val), sep = j->used ? 1 : 0;
+    if (j->used + sep + vl >= j->len) {
+        j->cut = true;
+        return 0;
+    }
+    if (sep)
+        j->buf[j->used++] = ',';
+    memcpy(j->buf + j->used, kv->val, vl + 1);
+    j->used += vl;
+    return 0;
+}
+
+int http_req_header_all(const struct http_req *r, const char *name, char *buf, size_t len)
+{
+    evhtp_request_t *req = r->ev;
+    struct join j = {name, buf, len, 0, false};
+    if (len)
+        buf[0] = '\0';
+    if (req && len)
+        evhtp_headers_for_each(req->headers_in, join_header, &j);
+    return j.cut ? -1 : j.used ? 1 : 0;
 }
 
 const unsigned char *http_req_body(struct http_req *r, size_t *len)
@@ -423,6 +776,7 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
 {
     evhtp_request_t *req = r->ev;
     struct http_server *s = server_of(r);
+    struct conn_track *t = track_of(req->conn);
     http_req_ref(r); /* evhtp_send_reply may free the request (and drop its ref) */
     r->status = status;
     r->on_abandon = NULL;
@@ -438,12 +792,25 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
         add_header(req, extra[i], extra[i + 1], 1);
     if (len)
         evbuffer_add(req->buffer_out, body, len);
-    if (s->draining)
+    if (s->draining || r->early)
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
-    conn_wait_arm(track_of(req->conn)); /* the next request on this connection */
+    hup_disarm(t);
+    if (!r->early)
+        conn_wait_arm(t); /* the next request on this connection */
     s->pending--;
     log_request(r, status);
     metrics_observe_request(r->route ? r->route->name : NULL, status, now_us() - r->start_us);
+    if (r->early) {
+        /* Decided on the headers (precheck_refused): the body is never read. */
+        evhtp_kv_t *e = evhtp_kvs_find_kv(req->headers_in, "Expect");
+        if (e)
+            evhtp_kv_rm_and_free(req->headers_in, e);
+        evhtp_send_reply(req, (evhtp_res)status);
+        if (t)
+            conn_close_after_flush(t);
+        http_req_unref(r);
+        return;
+    }
     if (r->paused) {
         r->paused = false;
         evhtp_request_resume(req);
@@ -530,9 +897,16 @@ void http_req_hold(struct http_req *r)
 static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
 {
     struct http_req *r = arg;
+    struct http_server *s = server_of(r);
     r->ev = NULL;
+    s->body_buffered -= r->body_reserved; /* libevhtp frees the body now */
+    r->body_reserved = 0;
     if (!r->status) {
-        server_of(r)->pending--; /* client went away before we answered */
+        /* The client went away before its answer: abandoned, logged 499 as nginx does. */
+        s->pending--;
+        r->status = 499;
+        log_request(r, 499);
+        metrics_observe_request(r->route ? r->route->name : NULL, 499, now_us() - r->start_us);
         abandon(r);
     }
     if (r->deadline)
@@ -558,19 +932,26 @@ static unsigned method_of(evhtp_request_t *req)
 static void on_request(evhtp_request_t *req, void *arg)
 {
     struct http_server *s = arg;
+    struct conn_track *t = track_of(req->conn);
     if (req->flags & EVHTP_REQ_FLAG_FINISHED || req->status == 413 || req->status == 414)
         return; /* answered from a hook already */
+    if (t)
+        head_reset(t, IN_HEAD); /* what follows in the input is the next request */
     struct http_req *r = calloc(1, sizeof *r);
     if (!r) {
         evhtp_send_reply(req, EVHTP_RES_SERVERR);
         return;
     }
-    conn_wait_disarm(track_of(req->conn)); /* the request is complete */
+    conn_wait_disarm(t); /* the request is complete */
     r->refs = 1; /* held by the HTTP side until on_request_fini */
     r->ev = req;
     r->app = s->app;
     r->start_us = now_us();
     r->method = method_of(req);
+    if (t) {
+        r->body_reserved = t->body_reserved; /* released when libevhtp frees the body */
+        t->body_reserved = 0;
+    }
     snprintf(r->id, sizeof r->id, "%08x%08x", s->id_salt, (unsigned)(s->next_id++ & 0xffffffffu));
     const char *p = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
     r->path = strdup(p);
@@ -578,17 +959,32 @@ static void on_request(evhtp_request_t *req, void *arg)
         r->query = strdup((const char *)req->uri->query_raw);
     s->pending++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_request_fini, r);
-    if (!r->path) {
-        reply_internal(r);
-        return;
-    }
-    if (s->draining)
-        evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     /* Paused from the start: pipelined requests then wait their turn, and a reply
      * (now or later) always resumes. */
     r->paused = true;
     evhtp_request_pause(req);
-    s->dispatch(r);
+    http_req_ref(r);
+    if (!r->path)
+        reply_internal(r);
+    else {
+        if (s->draining)
+            evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
+        s->dispatch(r);
+    }
+    bool gone = r->ev == NULL, answered = r->status != 0;
+    http_req_unref(r);
+    if (gone)
+        return; /* the connection died while dispatching */
+    if (answered) {
+        /* Answered at once: the reply already queued the resume. libevhtp's parser stops
+         * at the end of each message anyway; staying paused until that resume runs makes
+         * the next pipelined request (perhaps half received) reach libevhtp only through
+         * the guarded resume callback, as after an answer that came later (and spares
+         * libevhtp's "resuming when not paused" path). */
+        evhtp_request_pause(req);
+        return;
+    }
+    hup_arm(t); /* waiting on the database or an upstream: watch for a hang-up */
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
@@ -606,6 +1002,7 @@ struct http_server *http_server_new(struct event_base *base, struct app *app,
     s->app = app;
     s->dispatch = dispatch;
     s->opts = *opts;
+    s->early_close = (event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE) != 0;
     s->htp = evhtp_new(base, s);
     s->accept_retry = evtimer_new(base, accept_retry_cb, s);
     if (!s->htp || !s->accept_retry) {
@@ -684,6 +1081,16 @@ int http_server_pending(const struct http_server *s)
 int http_server_connections(const struct http_server *s)
 {
     return s->nconns;
+}
+
+size_t http_server_body_buffered(const struct http_server *s)
+{
+    return s->body_buffered;
+}
+
+size_t http_server_header_buffered(const struct http_server *s)
+{
+    return s->head_buffered;
 }
 
 void http_server_free(struct http_server *s)

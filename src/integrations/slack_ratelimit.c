@@ -5,6 +5,8 @@
  * answer that comes later is only released. */
 #include "integrations/slack_ratelimit.h"
 
+#include "net/proxy.h"
+
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <stdio.h>
@@ -79,25 +81,12 @@ static long long local_count(const char *ip, long long *ttl_ms)
 
 void slack_ratelimit_client_ip(const struct http_req *r, char *buf, size_t len)
 {
-    if (r->app->cfg.trust_proxy) {
-        const char *xff = http_req_header(r, "X-Forwarded-For");
-        if (xff) {
-            while (*xff == ' ' || *xff == '\t')
-                xff++;
-            size_t n = strcspn(xff, ", \t");
-            char cand[IP_MAX];
-            unsigned char probe[16];
-            if (n > 0 && n < sizeof cand) {
-                memcpy(cand, xff, n);
-                cand[n] = '\0';
-                if (inet_pton(AF_INET, cand, probe) == 1 || inet_pton(AF_INET6, cand, probe) == 1) {
-                    snprintf(buf, len, "%s", cand);
-                    return;
-                }
-            }
-        }
-    }
-    http_req_peer(r, buf, len);
+    char peer[IP_MAX], xff[1024];
+    http_req_peer(r, peer, sizeof peer);
+    const struct proxy_trust *t = &r->app->cfg.proxy_trust;
+    int has = (t->hops || t->cidrs.n) ? http_req_header_all(r, "X-Forwarded-For", xff, sizeof xff) : 0;
+    /* Too many hops to hold: keep the peer rather than trust a truncated list. */
+    proxy_client_addr(t, peer, has > 0 ? xff : NULL, buf, len);
     if (!buf[0])
         snprintf(buf, len, "unknown");
 }

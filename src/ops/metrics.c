@@ -92,6 +92,24 @@ void metrics_inc(const char *family, const char *labels, uint64_t by)
         overflow++;
 }
 
+static void observe(struct series *h, double ms)
+{
+    for (size_t i = 0; i < NBUCKETS; i++)
+        if (ms <= bucket_ms[i])
+            h->buckets[i]++;
+    h->value++;
+    h->sum_ms += ms;
+}
+
+void metrics_observe(const char *family, const char *labels, double ms)
+{
+    struct series *h = lookup(family, labels, true);
+    if (h)
+        observe(h, ms);
+    else
+        overflow++;
+}
+
 void metrics_observe_request(const char *route, int status, uint64_t duration_us)
 {
     char labels[160];
@@ -103,12 +121,7 @@ void metrics_observe_request(const char *route, int status, uint64_t duration_us
         overflow++;
         return;
     }
-    double ms = (double)duration_us / 1000.0;
-    for (size_t i = 0; i < NBUCKETS; i++)
-        if (ms <= bucket_ms[i])
-            h->buckets[i]++;
-    h->value++;
-    h->sum_ms += ms;
+    observe(h, (double)duration_us / 1000.0);
 }
 
 /* ---- rendering --------------------------------------------------------------- */
@@ -166,6 +179,8 @@ static const char *help_of(const char *family, size_t len)
     } helps[] = {
         {"integrationsd_http_requests_total", "HTTP requests answered, by route and status."},
         {"integrationsd_http_request_duration_ms", "HTTP request latency in milliseconds, by route."},
+        {"integrationsd_event_loop_lag_ms",
+         "How late a 50 ms timer ran (due time to run), in milliseconds: event-loop stalls."},
         {"integrationsd_outbound_requests_total", "Outbound HTTP calls, by target and result."},
         {"integrationsd_mlflow_syncs_total", "MLflow syncs finished, by outcome."},
         {"integrationsd_slack_deliveries_total", "Slack deliveries finished, by result."},
@@ -242,6 +257,16 @@ char *metrics_render(const struct app *a)
               http_server_connections(a->http));
         gauge(&o, "integrationsd_http_pending", "Requests waiting for an answer.",
               http_server_pending(a->http));
+        gauge(&o, "integrationsd_http_header_buffered_bytes",
+              "Bytes of incomplete request headers held, against MAX_BUFFERED_HEADER_BYTES.",
+              (double)http_server_header_buffered(a->http));
+        gauge(&o, "integrationsd_http_body_buffered_bytes",
+              "Request-body bytes reserved against MAX_BUFFERED_BODY_BYTES.",
+              (double)http_server_body_buffered(a->http));
+        put(&o, "# HELP integrationsd_db_dropped_total Queued statements dropped unsent because "
+                "their request was abandoned.\n# TYPE integrationsd_db_dropped_total counter\n"
+                "integrationsd_db_dropped_total %llu\n",
+            (unsigned long long)db_pool_dropped(a->db));
         gauge(&o, "integrationsd_outbound_in_flight", "Outbound HTTP calls in flight.",
               fetch_in_flight(a->fetch));
         struct read_cache_stats cs;

@@ -19,6 +19,8 @@ import subprocess
 import tempfile
 import time
 
+import importlib.util
+
 import psycopg2
 import psycopg2.extras
 import pytest
@@ -171,6 +173,25 @@ def token_for(user_id, org_id, role="Admin", expire_ms=None, secret=None, alg="H
     return mint_jwt(token_payload(user_id, org_id, role, expire_ms, **extra), secret=secret, alg=alg)
 
 
+# --------------------------------------------------------------------------- OpenAPI
+
+# Every answer of an integrationsd started by these fixtures (http_request below) is checked
+# against doc/openapi.yaml: described route and status, JSON body valid for its schema
+# (tests/blackbox/openapi_check.py). Loaded by path: the fault and package suites load this
+# file under another module name, without this folder on sys.path.
+_spec = importlib.util.spec_from_file_location("openapi_check", os.path.join(HERE, "openapi_check.py"))
+openapi_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(openapi_check)
+SERVICE_PORTS = set()  # ports of the services started here: only their answers are checked
+
+
+def openapi_observe(port, method, path, status, data):
+    if port not in SERVICE_PORTS:
+        return
+    is_json = not isinstance(data, (bytes, bytearray))
+    openapi_check.checker(TOP_SRCDIR).check(method, path, status, data, is_json)
+
+
 # --------------------------------------------------------------------------- HTTP clients
 
 def http_request(port, method, path, body=None, token=None, headers=None, raw_body=None, timeout=10):
@@ -193,8 +214,9 @@ def http_request(port, method, path, body=None, token=None, headers=None, raw_bo
     try:
         conn.request(method, path, body=payload, headers=hdrs)
         resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, resp.msg, decode_body(data)
+        data = decode_body(resp.read())
+        openapi_observe(port, method, path, resp.status, data)
+        return resp.status, resp.msg, data
     finally:
         conn.close()
 
@@ -646,6 +668,7 @@ class Service:
     def __init__(self, env, logdir, name):
         self.env = env
         self.port = int(env["PORT"])
+        SERVICE_PORTS.add(self.port)
         self.name = name
         self.log_path = os.path.join(logdir, name + ".stderr.log")
         self.out_path = os.path.join(logdir, name + ".stdout.log")

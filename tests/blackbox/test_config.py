@@ -128,6 +128,34 @@ def test_check_config_rejects_other_algorithm(full_env):
     assert "ENCRYPTION_ALGORITHM" in out + err
 
 
+def test_check_config_lists_every_problem_without_values(full_env):
+    secret = "pw-value-that-must-not-print-0c1d"
+    env = apply_overrides(dict(full_env), {
+        "JWT_SECRET": None, "ENCRYPTION_KEY": "", "ENCRYPTION_PASSWORD": secret,
+        "DB_POOL_SIZE": "999", "LOG_FORMAT": "xml"})
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc == 1
+    lines = [ln for ln in err.splitlines() if "configuration:" in ln]
+    assert len(lines) == 4, err
+    for var in ("JWT_SECRET", "ENCRYPTION_KEY", "DB_POOL_SIZE", "LOG_FORMAT"):
+        assert any(var in ln for ln in lines), (var, err)
+    assert secret not in out + err and "999" not in out + err and "xml" not in out + err
+    assert "configuration OK" not in out
+    # what start-up checks after the table: the schedule, the deny list, the listen address
+    env = apply_overrides(dict(full_env), {"MLFLOW_SYNC_SCHEDULE": "61 * * * *",
+                                           "OUTBOUND_DENY_CIDRS": "10.0.0.0/99",
+                                           "BIND_ADDRESS": "localhost"})
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc == 1
+    for var in ("MLFLOW_SYNC_SCHEDULE", "OUTBOUND_DENY_CIDRS", "BIND_ADDRESS"):
+        assert var in err, (var, err)
+    # and each of them really stops the service
+    for k, v in (("MLFLOW_SYNC_SCHEDULE", "61 * * * *"), ("OUTBOUND_DENY_CIDRS", "10.0.0.0/99")):
+        bad = apply_overrides(dict(full_env), {k: v, "PORT": free_port()})
+        p = subprocess.run([INTEGRATIONSD_BIN], env=bad, capture_output=True, text=True, timeout=20)
+        assert p.returncode != 0, (k, p.stderr[-500:])
+
+
 def test_version():
     rc, out, err = run_binary(_clean_env(), ["--version"])
     assert rc == 0, err

@@ -376,7 +376,7 @@ def test_rate_limit_shared_by_two_instances(module_service, fake_slack, tokens):
     a = module_service(TRUST_PROXY="true", **slack_env(fake_slack))
     b = module_service(TRUST_PROXY="true", **slack_env(fake_slack))
     ip = rand_ip()
-    hdr = {"X-Forwarded-For": ip + ", 192.0.2.1"}
+    hdr = {"X-Forwarded-For": "192.0.2.1, " + ip}  # TRUST_PROXY=true: the right-most entry counts
     for i in range(10):
         svc = a if i % 2 == 0 else b
         # every request counts, whatever its outcome: half of them are invalid

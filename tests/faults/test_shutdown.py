@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import Db, new_key, report
+from conftest import Db, bb, new_key, report
 from fakes.github import gh_token
 from rawfake import RawUpstream
 
@@ -64,6 +64,10 @@ def _request(port, method, path, token, body=None, timeout=20):
             data = _json.loads(data)
         except ValueError:
             pass
+        try:  # described by doc/openapi.yaml (tests/blackbox/openapi_check.py)
+            bb.openapi_observe(port, method, path, resp.status, data)
+        except AssertionError as e:
+            return "broken: %s" % e, resp.status, data
         return "answered", resp.status, data
     except OSError as e:
         return "broken: %r" % e, None, None

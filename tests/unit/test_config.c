@@ -40,7 +40,12 @@ static void defaults(void **state)
     assert_string_equal(c.github_api_url, "https://api.github.com");
     assert_string_equal(c.slack_api_base, "https://slack.com/api");
     assert_null(c.allowed_origins);
-    assert_false(c.trust_proxy);
+    assert_int_equal(c.proxy_trust.hops, 0);
+    assert_int_equal(c.proxy_trust.cidrs.n, 0);
+    assert_int_equal(c.http_max_header_bytes, 32768);
+    assert_int_equal(c.http_max_headers, 100);
+    assert_int_equal(c.max_buffered_body_bytes, 33554432);
+    assert_int_equal(c.max_buffered_header_bytes, 16777216);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.log_format, LOG_FORMAT_JSON);
     assert_string_equal(c.redis_sentinels, "");
@@ -101,7 +106,10 @@ static void bad_values_name_the_variable(void **state)
 {
     static const char *const cases[][2] = {
         {"PORT", "70000"},        {"PORT", "abc"},          {"DB_POOL_SIZE", "0"},
-        {"MAX_BODY_BYTES", "-1"}, {"TRUST_PROXY", "maybe"}, {"LOG_LEVEL", "loud"},
+        {"MAX_BODY_BYTES", "-1"}, {"TRUST_PROXY", "maybe"}, {"TRUST_PROXY", "65"},
+        {"TRUST_PROXY", "10.0.0.0/33"}, {"HTTP_MAX_HEADER_BYTES", "1023"}, {"HTTP_MAX_HEADERS", "0"},
+        {"MAX_BUFFERED_BODY_BYTES", "1000"}, {"MAX_BUFFERED_HEADER_BYTES", "32767"},
+        {"LOG_LEVEL", "loud"},
         {"LOG_FORMAT", "xml"},    {"GITHUB_API_URL", "ftp://x"}, {"DATABASE_URL", "mysql://x"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -122,7 +130,7 @@ static void overrides(void **state)
     char err[256];
     assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), 0);
     assert_int_equal(c.port, 0);
-    assert_true(c.trust_proxy);
+    assert_int_equal(c.proxy_trust.hops, 1);
     assert_string_equal(c.redis_url, "");
     assert_int_equal(c.log_level, LOG_DEBUG);
     assert_int_equal(c.max_body_bytes, 1024);
@@ -139,6 +147,46 @@ static void variable_list(void **state)
     assert_int_equal(seen_jwt, 1);
 }
 
+struct problems {
+    int n;
+    char text[2048];
+};
+
+static void collect(const char *problem, void *arg)
+{
+    struct problems *p = arg;
+    p->n++;
+    strncat(p->text, problem, sizeof p->text - strlen(p->text) - 2);
+    strcat(p->text, "\n");
+}
+
+/* --check-config reports every problem at once, by name, never a value. */
+static void check_reports_every_problem(void **state)
+{
+    struct env e = {{"JWT_SECRET", "", "ENCRYPTION_PASSWORD", "pw-value-9f3", "PORT", "70000",
+                     "DB_POOL_SIZE", "0", "LOG_LEVEL", "loud", NULL}};
+    struct problems p = {0};
+    assert_int_equal(config_check(lookup, &e, collect, &p), 6);
+    assert_int_equal(p.n, 6);
+    static const char *const named[] = {"JWT_SECRET", "ENCRYPTION_KEY", "ENCRYPTION_ALGORITHM",
+                                        "PORT", "DB_POOL_SIZE", "LOG_LEVEL"};
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++)
+        assert_non_null(strstr(p.text, named[i]));
+    assert_null(strstr(p.text, "ENCRYPTION_PASSWORD"));
+    assert_null(strstr(p.text, "pw-value-9f3"));
+    assert_null(strstr(p.text, "70000"));
+    assert_null(strstr(p.text, "loud"));
+
+    /* a valid environment: nothing reported; a cross check (algorithm) still is */
+    struct env ok = {{BASE, NULL}};
+    struct problems none = {0};
+    assert_int_equal(config_check(lookup, &ok, collect, &none), 0);
+    assert_int_equal(none.n, 0);
+    ok.kv[7] = "aes-128-cbc";
+    assert_int_equal(config_check(lookup, &ok, collect, &none), 1);
+    assert_non_null(strstr(none.text, "ENCRYPTION_ALGORITHM"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +197,7 @@ int main(void)
         cmocka_unit_test(overrides),
         cmocka_unit_test(failover_settings),
         cmocka_unit_test(variable_list),
+        cmocka_unit_test(check_reports_every_problem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
