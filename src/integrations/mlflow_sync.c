@@ -41,11 +41,13 @@
 
 #define EXP_PAGE 100            /* experiments per page */
 #define RUN_CHUNK 50            /* experiment ids per runs/search (VerifyWise's chunk) */
-#define RUN_PAGE 500            /* runs per page */
-#define MODEL_PAGE 1000         /* registered models per page (MLflow's maximum) */
-#define VERSION_PAGE 500        /* model versions per page */
+/* Page sizes keep each answer, parsed, mapped and dumped in one loop iteration,
+ * well inside MLFLOW_PAGE_MAX_VALUES: a run with 20 metrics, 30 params and 12 tags
+ * is about 256 values (5 KB), so 100 runs are about 26,000 values (0.5 MB). */
+#define RUN_PAGE 100            /* runs per page */
+#define MODEL_PAGE 200          /* registered models per page */
+#define VERSION_PAGE 200        /* model versions per page */
 #define STALE_BATCH 1000
-#define MAX_RESPONSE ((size_t)32 * 1024 * 1024)
 #define TOKEN_MAX 4096
 #define LEASE_SECONDS 60
 #define LEASE_INTERVAL "60 seconds" /* = LEASE_SECONDS */
@@ -96,6 +98,7 @@ struct sync_job {
     int attempt;
     /* experiments and runs */
     json_t *exps;               /* experiments of the current page (owned) */
+    json_t *exp_index;          /* experiment_id -> experiment of exps (owned) */
     char *exp_token;            /* next experiments page, or NULL */
     bool exp_started;
     size_t chunk_start, chunk_len, split_pos;
@@ -223,6 +226,7 @@ static void job_free(struct sync_job *j)
         http_req_unref(j->o.req);
     mlflow_conn_clear(&j->conn);
     json_decref(j->exps);
+    json_decref(j->exp_index);
     json_decref(j->aliases);
     json_decref(j->prompts);
     free(j->exp_token);
@@ -275,6 +279,13 @@ static void submit(struct sync_job *j, const struct db_stmt *stmts, int n)
     db_submit(j->o.app->db, stmts, n, on_db, j);
 }
 
+static struct mlflow_page_budget budget(const struct sync_job *j)
+{
+    const struct config *cf = &j->o.app->cfg;
+    return (struct mlflow_page_budget){cf->mlflow_page_max_bytes, cf->mlflow_page_max_values,
+                                       cf->mlflow_page_max_depth};
+}
+
 static void on_fetch(const struct fetch_response *res, void *arg)
 {
     struct sync_job *j = arg;
@@ -287,7 +298,7 @@ static void call(struct sync_job *j, const char *method, const char *path, const
                  const json_t *body)
 {
     struct mlflow_call c;
-    if (mlflow_call_build(&c, &j->conn, method, path, query, body, MAX_RESPONSE) < 0) {
+    if (mlflow_call_build(&c, &j->conn, method, path, query, body, budget(j).max_bytes) < 0) {
         /* out of memory: answer like a failed call, from the loop */
         log_error("mlflow sync %s: cannot build a request", j->o.tenant);
         struct fetch_request bad = {.url = "", .target = "mlflow"};
@@ -295,6 +306,7 @@ static void call(struct sync_job *j, const char *method, const char *path, const
         return;
     }
     j->requests++;
+    c.req.org_id = j->o.org_id;
     j->fetch = fetch_start(j->o.app->fetch, &c.req, on_fetch, j);
     mlflow_call_clear(&c);
 }
@@ -355,12 +367,15 @@ static json_t *call_result(struct sync_job *j, const struct fetch_response *res,
 {
     *retrying = false;
     char msg[300];
+    struct mlflow_page_budget b = budget(j);
     if (res->outcome == FETCH_OK && res->status >= 200 && res->status < 300) {
-        json_t *o = mlflow_parse_object(res, msg, sizeof msg);
+        json_t *o = mlflow_parse_object(res, &b, msg, sizeof msg);
         if (o) {
             j->attempt = 0;
             return o;
         }
+    } else if (res->outcome == FETCH_TOO_LARGE) {
+        mlflow_page_too_large_message(&b, msg, sizeof msg);
     } else {
         if (maybe_retry(j, res)) {
             *retrying = true;
@@ -453,7 +468,8 @@ static enum mlflow_sync_state runs_advance(struct sync_job *j)
         return SYNC_RUNS;
     }
     json_decref(j->exps);
-    j->exps = NULL;
+    json_decref(j->exp_index);
+    j->exps = j->exp_index = NULL;
     return j->exp_token && !j->fatal ? SYNC_EXPERIMENTS : SYNC_MODELS;
 }
 
@@ -472,7 +488,7 @@ static int build_batch(struct sync_job *j, const json_t *items, bool runs)
         if (runs) {
             struct mlflow_experiment_info eb;
             const json_t *info = json_object_get(it, "info");
-            mr = mlflow_map_run(it, mlflow_find_experiment(j->exps, mlflow_str(info, "experiment_id"), &eb), &rec);
+            mr = mlflow_map_run(it, mlflow_find_experiment(j->exp_index, mlflow_str(info, "experiment_id"), &eb), &rec);
         } else {
             const char *name = mlflow_str(it, "name"), *ver = mlflow_str(it, "version");
             const char *al = NULL;
@@ -992,6 +1008,13 @@ static void step_experiments(struct sync_job *j, const struct fetch_response *re
     if (!json_is_array(j->exps)) {
         json_decref(j->exps);
         j->exps = json_array();
+    }
+    json_decref(j->exp_index);
+    if (!(j->exp_index = mlflow_experiment_index(j->exps))) {
+        note_failure(j, "Out of memory while indexing experiments");
+        j->fatal = true;
+        go(j, SYNC_FINISH);
+        return;
     }
     size_t n = json_array_size(j->exps);
     j->exps_total += (int)n;
