@@ -50,7 +50,7 @@ static const struct cf_key keys[] = {
     {"OUTBOUND_MAX_CONCURRENT", CF_INT, OFF(outbound_max_concurrent), "256", 1, 100000, false},
     {"OUTBOUND_MAX_PER_ORG", CF_INT, OFF(outbound_max_per_org), "16", 1, 100000, false},
     {"MLFLOW_PAGE_MAX_BYTES", CF_SIZE, OFF(mlflow_page_max_bytes), "4194304", 65536, 64LL * 1024 * 1024, false},
-    {"MLFLOW_PAGE_MAX_VALUES", CF_SIZE, OFF(mlflow_page_max_values), "50000", 1000, 10000000, false},
+    {"MLFLOW_PAGE_MAX_VALUES", CF_SIZE, OFF(mlflow_page_max_values), "20000", 1000, 10000000, false},
     {"MLFLOW_PAGE_MAX_DEPTH", CF_INT, OFF(mlflow_page_max_depth), "32", 8, 256, false},
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},

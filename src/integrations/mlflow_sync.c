@@ -6,6 +6,7 @@
  * States (one step function, sync_step, takes every input):
  *   LOAD -> [SKIP ->] ACQUIRE -> EXPERIMENTS <-> RUNS <-> UPSERT -> MODELS -> VERSIONS <-> UPSERT
  *        -> STALE -> FINISH -> DONE
+ * (UPSERT repeats for each slice of UPSERT_SLICE records of one page.)
  * Each state waits for exactly one thing (a query, a call, or a retry timer), so a
  * job is freed only in DONE or by mlflow_sync_stop_all (then the pool and the fetch
  * client drop their callbacks; see app_free's order).
@@ -41,13 +42,18 @@
 
 #define EXP_PAGE 100            /* experiments per page */
 #define RUN_CHUNK 50            /* experiment ids per runs/search (VerifyWise's chunk) */
-/* Page sizes keep each answer, parsed, mapped and dumped in one loop iteration,
- * well inside MLFLOW_PAGE_MAX_VALUES: a run with 20 metrics, 30 params and 12 tags
- * is about 256 values (5 KB), so 100 runs are about 26,000 values (0.5 MB). */
-#define RUN_PAGE 100            /* runs per page */
+/* Page sizes keep each answer inside MLFLOW_PAGE_MAX_VALUES (20,000 by default, about
+ * 35 ms of parsing on a busy 2-core machine): a run with 20 metrics, 30 params and 12
+ * tags is about 256 values (5 KB), so 50 runs are about 12,800 values (0.25 MB). A runs
+ * page over the budget is asked again with a quarter of the runs (down to 1) before
+ * it counts as a failure, so runs with very many params still sync. */
+#define RUN_PAGE 50             /* runs per page (at first) */
 #define MODEL_PAGE 200          /* registered models per page */
 #define VERSION_PAGE 200        /* model versions per page */
 #define STALE_BATCH 1000
+#define UPSERT_SLICE 500        /* records mapped and stored per step: a page holding more
+                                 * (a server ignoring max_results) is stored in slices, so
+                                 * no loop iteration maps or records an unbounded number */
 #define TOKEN_MAX 4096
 #define LEASE_SECONDS 60
 #define LEASE_INTERVAL "60 seconds" /* = LEASE_SECONDS */
@@ -104,6 +110,7 @@ struct sync_job {
     size_t chunk_start, chunk_len, split_pos;
     bool split;                 /* the chunk failed: its experiments one by one */
     char *runs_token;
+    int run_page;               /* runs asked per page: RUN_PAGE, less after an oversized page */
     int exps_total, failed_experiments;
     /* registry */
     json_t *aliases, *prompts;
@@ -113,10 +120,13 @@ struct sync_job {
     char *batch;
     int batch_n;
     enum mlflow_sync_state after_upsert;
+    json_t *items;              /* the page's runs or versions not yet stored (owned) */
+    size_t items_pos;
     /* outcome */
     int fetched, created, updated, unchanged, stale, skipped, failures;
     int statements, requests;
     bool fatal, network_error;
+    bool over_budget;           /* the last call's answer was over MLFLOW_PAGE_MAX_* */
     char first_error[320];
     int64_t t0_us;
 };
@@ -227,6 +237,7 @@ static void job_free(struct sync_job *j)
     mlflow_conn_clear(&j->conn);
     json_decref(j->exps);
     json_decref(j->exp_index);
+    json_decref(j->items);
     json_decref(j->aliases);
     json_decref(j->prompts);
     free(j->exp_token);
@@ -366,6 +377,7 @@ static bool maybe_retry(struct sync_job *j, const struct fetch_response *res)
 static json_t *call_result(struct sync_job *j, const struct fetch_response *res, bool *retrying)
 {
     *retrying = false;
+    j->over_budget = false;
     char msg[300];
     struct mlflow_page_budget b = budget(j);
     if (res->outcome == FETCH_OK && res->status >= 200 && res->status < 300) {
@@ -374,8 +386,10 @@ static json_t *call_result(struct sync_job *j, const struct fetch_response *res,
             j->attempt = 0;
             return o;
         }
+        j->over_budget = strstr(msg, "over the budget") != NULL;
     } else if (res->outcome == FETCH_TOO_LARGE) {
         mlflow_page_too_large_message(&b, msg, sizeof msg);
+        j->over_budget = true;
     } else {
         if (maybe_retry(j, res)) {
             *retrying = true;
@@ -444,7 +458,7 @@ static void issue_runs(struct sync_job *j)
                 json_array_append_new(ids, json_string(id));
         }
     }
-    json_t *body = json_pack("{s:o,s:i,s:s}", "experiment_ids", ids, "max_results", RUN_PAGE,
+    json_t *body = json_pack("{s:o,s:i,s:s}", "experiment_ids", ids, "max_results", j->run_page,
                              "run_view_type", "ACTIVE_ONLY");
     if (j->runs_token)
         json_object_set_new(body, "page_token", json_string(j->runs_token));
@@ -473,15 +487,14 @@ static enum mlflow_sync_state runs_advance(struct sync_job *j)
     return j->exp_token && !j->fatal ? SYNC_EXPERIMENTS : SYNC_MODELS;
 }
 
-/* Map a page's elements into the batch text. Returns 0 or -1 (out of memory). */
-static int build_batch(struct sync_job *j, const json_t *items, bool runs)
+/* Map elements [from, to) of a page into the batch text. Returns 0 or -1 (out of memory). */
+static int build_batch(struct sync_job *j, const json_t *items, size_t from, size_t to, bool runs)
 {
     json_t *arr = json_array();
     if (!arr)
         return -1;
-    size_t i;
-    const json_t *it;
-    json_array_foreach(items, i, it) {
+    for (size_t i = from; i < to; i++) {
+        const json_t *it = json_array_get(items, i);
         struct mlflow_record rec;
         enum mlflow_map_result mr;
         j->fetched++;
@@ -521,17 +534,43 @@ static int build_batch(struct sync_job *j, const json_t *items, bool runs)
     return j->batch_n && !j->batch ? -1 : 0;
 }
 
+/* The next slice of the page being stored (UPSERT), or, when the page is done, what
+ * follows it. */
+static enum mlflow_sync_state next_slice(struct sync_job *j)
+{
+    bool runs = j->after_upsert == SYNC_RUNS;
+    size_t n = json_array_size(j->items);
+    while (j->items_pos < n) {
+        size_t to = n - j->items_pos > UPSERT_SLICE ? j->items_pos + UPSERT_SLICE : n;
+        if (build_batch(j, j->items, j->items_pos, to, runs) < 0) {
+            note_failure(j, runs ? "Out of memory while mapping runs" : "Out of memory while mapping model versions");
+            j->fatal = true;
+            return SYNC_FINISH;
+        }
+        j->items_pos = to;
+        if (j->batch_n)
+            return SYNC_UPSERT;
+    }
+    json_decref(j->items);
+    j->items = NULL;
+    if (runs)
+        return j->runs_token ? SYNC_RUNS : runs_advance(j);
+    return j->versions_token ? SYNC_VERSIONS : SYNC_STALE;
+}
+
+static void take_items(struct sync_job *j, json_t *page, const char *key, enum mlflow_sync_state kind)
+{
+    json_decref(j->items);
+    j->items = json_incref(json_object_get(page, key));
+    j->items_pos = 0;
+    j->after_upsert = kind;
+}
+
 static enum mlflow_sync_state on_runs_page(struct sync_job *j, json_t *page)
 {
-    const char *tok = page_token(j, page);
-    replace_str(&j->runs_token, tok);
-    if (build_batch(j, json_object_get(page, "runs"), true) < 0) {
-        note_failure(j, "Out of memory while mapping runs");
-        j->fatal = true;
-        return SYNC_FINISH;
-    }
-    j->after_upsert = SYNC_RUNS;
-    return j->batch_n ? SYNC_UPSERT : j->runs_token ? SYNC_RUNS : runs_advance(j);
+    replace_str(&j->runs_token, page_token(j, page));
+    take_items(j, page, "runs", SYNC_RUNS);
+    return next_slice(j);
 }
 
 /* ---- registry ------------------------------------------------------------------- */
@@ -591,15 +630,8 @@ static void collect_models(struct sync_job *j, const json_t *page)
 static enum mlflow_sync_state on_versions_page(struct sync_job *j, json_t *page)
 {
     replace_str(&j->versions_token, page_token(j, page));
-    if (build_batch(j, json_object_get(page, "model_versions"), false) < 0) {
-        note_failure(j, "Out of memory while mapping model versions");
-        j->fatal = true;
-        return SYNC_FINISH;
-    }
-    j->after_upsert = SYNC_VERSIONS;
-    if (j->batch_n)
-        return SYNC_UPSERT;
-    return j->versions_token ? SYNC_VERSIONS : SYNC_STALE;
+    take_items(j, page, "model_versions", SYNC_VERSIONS);
+    return next_slice(j);
 }
 
 /* ---- statements ------------------------------------------------------------------ */
@@ -1033,12 +1065,24 @@ static void step_runs(struct sync_job *j, const struct fetch_response *res)
 {
     bool retrying;
     int failures_before = j->failures;
+    bool had_error = j->first_error[0] != '\0';
     json_t *page = call_result(j, res, &retrying);
     if (retrying)
         return;
     if (!page) {
         if (j->fatal) {
             go(j, SYNC_FINISH);
+            return;
+        }
+        if (j->over_budget && j->run_page > 1) {
+            /* the same page again with fewer runs: not a failure yet */
+            j->failures = failures_before;
+            if (!had_error)
+                j->first_error[0] = '\0';
+            j->run_page = j->run_page / 4 > 1 ? j->run_page / 4 : 1;
+            log_info("mlflow sync %s: a runs page was over the budget; asking %d run(s) per page", j->o.tenant,
+                     j->run_page);
+            go(j, SYNC_RUNS);
             return;
         }
         if (!j->split && j->chunk_len > 1) {
@@ -1071,10 +1115,7 @@ static void step_upsert(struct sync_job *j, const struct db_result *res)
         go(j, SYNC_FINISH);
         return;
     }
-    if (j->after_upsert == SYNC_RUNS)
-        go(j, j->runs_token ? SYNC_RUNS : runs_advance(j));
-    else
-        go(j, j->versions_token ? SYNC_VERSIONS : SYNC_STALE);
+    go(j, next_slice(j));
 }
 
 static void step_models(struct sync_job *j, const struct fetch_response *res)
@@ -1188,6 +1229,7 @@ int mlflow_sync_start(const struct mlflow_sync_opts *o)
         return -1;
     j->o = *o;
     j->seq = ++job_seq;
+    j->run_page = RUN_PAGE;
     j->t0_us = now_us();
     snprintf(j->holder, sizeof j->holder, "%s:%u", instance_id, j->seq);
     snprintf(j->lock_name, sizeof j->lock_name, "mlflow-sync:%s", o->tenant);
