@@ -471,3 +471,49 @@ def test_denied_loopback_never_connected(service, fresh_db):
         assert lis.accepted, "the control connection never arrived"
     finally:
         lis.close()
+
+
+def test_outbound_concurrency_caps(service, fresh_db):
+    """Outbound caps: with OUTBOUND_MAX_PER_ORG=2 and OUTBOUND_MAX_CONCURRENT=3, a third call of
+    one organization, and a fourth of anyone, is answered 503 at once with a clear message;
+    exactly the cap is not refused, and a slot is free again when a call ends."""
+    from fakes.llm import FakeLLM, llm_key
+    fake = FakeLLM().start()
+    try:
+        db = fresh_db("hostile_caps")
+        svc = service(db=db, OUTBOUND_DENY_CIDRS=LOOPBACK_ALLOWED, OUTBOUND_MAX_PER_ORG=2,
+                      OUTBOUND_MAX_CONCURRENT=3, **fake.env())
+        org1, org2 = token_for(1, 1, "Admin"), token_for(3, 2, "Admin")
+        ids = {}
+        for tok, label in ((org1, "SLOW2"), (org1, "SLOW2b"), (org1, "VALID"), (org2, "SLOW2"), (org2, "VALID")):
+            st, _, d = svc.req("POST", "/api/llm-keys", {"name": "OpenAI", "key": llm_key("OpenAI", label[:5]),
+                                                         "model": "gpt-4o"}, token=tok)
+            assert st == 201, d
+            ids[(tok, label)] = d["data"]["id"]
+        results = {}
+
+        def verify(tok, marker):
+            results[(tok, marker)] = svc.req("POST", "/api/llm-keys/%d/verify" % ids[(tok, marker)], token=tok,
+                                             timeout=30)
+        slow = [threading.Thread(target=verify, args=a) for a in ((org1, "SLOW2"), (org1, "SLOW2b"), (org2, "SLOW2"))]
+        for t in slow[:2]:
+            t.start()
+        time.sleep(0.5)  # two calls of org 1 in flight: its cap
+        t0 = time.monotonic()
+        st, _, d = svc.req("POST", "/api/llm-keys/%d/verify" % ids[(org1, "VALID")], token=org1)
+        refused_in = time.monotonic() - t0
+        assert st == 503 and "outbound" in d["error"], d
+        slow[2].start()  # org 2's first call: the global cap (3) itself
+        time.sleep(0.5)
+        st, _, d = svc.req("POST", "/api/llm-keys/%d/verify" % ids[(org2, "VALID")], token=org2)
+        assert st == 503 and "outbound" in d["error"], d  # a fourth: over the global cap
+        for t in slow:
+            t.join(30)
+        assert all(results[k][0] == 200 and results[k][2]["data"]["valid"] is True for k in results), results
+        # the slots are free again
+        st, _, d = svc.req("POST", "/api/llm-keys/%d/verify" % ids[(org1, "VALID")], token=org1)
+        assert st == 200 and d["data"]["valid"] is True, d
+        report("outbound call over OUTBOUND_MAX_PER_ORG refused in", refused_in * 1000, "ms")
+        assert refused_in < 0.5, refused_in
+    finally:
+        fake.close()
