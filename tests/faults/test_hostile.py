@@ -174,8 +174,11 @@ def _bomb_pages():
     million = (b'{"experiments":[' + b",".join(b'{"experiment_id":"%d","name":"e%d"}' % (i, i)
                                                 for i in range(1000000)) + b'],"next_page_token":"t"}')
     deep = b'{"experiments":[' + b"[" * 64 + b"]" * 64 + b"]}"
-    return {"24 MiB of empty objects": empty24, "4 MiB of empty objects": empty4,
-            "1,000,000-experiment listing": million, "64-deep nesting": deep}
+    # case: (page, the budget variable the recorded message must name)
+    return {"24 MiB of empty objects": (empty24, "MLFLOW_PAGE_MAX_BYTES"),
+            "4 MiB of empty objects": (empty4, "MLFLOW_PAGE_MAX_VALUES"),
+            "1,000,000-experiment listing": (million, "MLFLOW_PAGE_MAX_BYTES"),
+            "64-deep nesting": (deep, "MLFLOW_PAGE_MAX_DEPTH")}
 
 
 def test_mlflow_page_bombs_bounded(service, fresh_db):
@@ -194,7 +197,7 @@ def test_mlflow_page_bombs_bounded(service, fresh_db):
         st, _, d = svc.req("GET", MLFLOW + "/config", token=editor)  # warm up
         idle = _vm(svc.pid, "VmRSS")
         report("RSS idle before the MLflow bombs", idle, "MiB")
-        for name, page in pages.items():
+        for name, (page, variable) in pages.items():
             current["page"] = page
             reset_peak(svc.pid)
             prober = HealthProber(svc.port)
@@ -209,7 +212,7 @@ def test_mlflow_page_bombs_bounded(service, fresh_db):
             assert st == 202, (name, d)
             h = _wait_sync(svc, editor, d["data"]["syncId"])
             assert h["status"] in ("error", "partial"), (name, h)
-            assert "over the budget" in (h["message"] or ""), (name, h)
+            assert "over the budget" in (h["message"] or "") and variable in h["message"], (name, h)
             # /models?refresh=true: syncs first, answers without hanging
             st, _, d = svc.req("GET", MLFLOW + "/models?refresh=true", token=editor, timeout=60)
             assert st in (200, 400, 500, 502, 503), (name, st, d)
@@ -225,6 +228,18 @@ def test_mlflow_page_bombs_bounded(service, fresh_db):
             assert_alive(svc, "after the MLflow bomb %s" % name)
         st, _, d = svc.req("GET", MLFLOW + "/sync-status", token=editor)
         assert st == 200 and "over the budget" in d["data"]["lastSyncMessage"], d
+        # the other side of the byte bound: a page just inside it (few values, long strings) syncs
+        big_names = [{"experiment_id": str(i), "name": "n%d-" % i + "x" * 40000} for i in range(100)]
+        inside = json.dumps({"experiments": big_names}).encode()
+        assert 3.5 * 1024 * 1024 < len(inside) < 4 * 1024 * 1024
+        up.routes[API + "/experiments/search"] = inside
+        up.routes[API + "/runs/search"] = b'{"runs":[]}'
+        up.routes[API + "/registered-models/search"] = b"{}"
+        up.routes[API + "/model-versions/search"] = b"{}"
+        st, _, d = svc.req("POST", MLFLOW + "/sync", token=editor)
+        assert st == 202, d
+        h = _wait_sync(svc, editor, d["data"]["syncId"])
+        assert h["status"] == "success", h
     finally:
         up.close()
 
