@@ -476,6 +476,27 @@ def test_denied_loopback_never_connected(service, fresh_db):
         report("TCP connections accepted on a denied loopback port (%d spellings)" % len(hosts),
                len(lis.accepted), "", "0")
         assert lis.accepted == [], lis.accepted
+        # a name that resolves to an allowed address (::1, nothing listening) and a denied
+        # one (127.0.0.1): each address is vetted before its connect, not only the first
+        only4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        only4.bind(("127.0.0.1", 0))
+        only4.listen(8)
+        only4.settimeout(0.5)
+        try:
+            svc3 = service(db=db, OUTBOUND_DENY_CIDRS="127.0.0.0/8")
+            st, _, d = svc3.req("POST", MLFLOW + "/test", {"trackingServerUrl": "http://localhost:%d" %
+                                                           only4.getsockname()[1], "authMethod": "none"},
+                                token=auditor, timeout=30)
+            assert st == 400 and "127.0.0.1" not in d["message"], d
+            try:
+                c, _ = only4.accept()
+                c.close()
+                raise AssertionError("a denied address of a name was connected to")
+            except socket.timeout:
+                pass
+            svc3.stop_and_check()
+        finally:
+            only4.close()
         # the control: the same listener is reachable when loopback is allowed
         svc2 = service(db=db, OUTBOUND_DENY_CIDRS=LOOPBACK_ALLOWED)
         svc2.req("POST", MLFLOW + "/test", {"trackingServerUrl": "http://127.0.0.1:%d" % lis.port,
