@@ -7,13 +7,19 @@
  * as a value unless it is a member name: in an object, the string after '{' or ','. */
 #include "util/json_scan.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, unsigned long long n)
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen)
-        snprintf(err, errlen, fmt, n);
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
     return -1;
 }
 
