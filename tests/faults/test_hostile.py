@@ -38,7 +38,7 @@ from fakes.slack import FakeSlack
 
 MLFLOW = "/api/integrations/mlflow"
 API = "/api/2.0/mlflow"
-HEALTHZ_BOUND_S = 0.100
+HEALTHZ_BOUND_S = 0.100  # x5 for an ASan build
 RSS_ABOVE_IDLE_MIB = 64
 LOOPBACK_ALLOWED = "169.254.0.0/16,fe80::/10"
 
@@ -224,7 +224,7 @@ def test_mlflow_page_bombs_bounded(service, fresh_db):
             report("MLflow bomb (%s): slowest /healthz" % name, worst * 1000, "ms", "%.0f" % (HEALTHZ_BOUND_S * 1000))
             report("MLflow bomb (%s): /test + /sync + /models?refresh=true" % name, wall, "s")
             assert peak - idle < rss_bound(RSS_ABOVE_IDLE_MIB), (name, peak, idle)
-            assert worst < HEALTHZ_BOUND_S * (3 if ASAN else 1), (name, worst)
+            assert worst < HEALTHZ_BOUND_S * (5 if ASAN else 1), (name, worst)
             assert_alive(svc, "after the MLflow bomb %s" % name)
         st, _, d = svc.req("GET", MLFLOW + "/sync-status", token=editor)
         assert st == 200 and "over the budget" in d["data"]["lastSyncMessage"], d
@@ -315,7 +315,7 @@ def test_mlflow_runs_against_large_listing_stay_on_budget(service, fresh_db):
         report("MLflow %d runs x %d experiments: slowest /healthz" % (n_runs, n_exp), worst * 1000, "ms",
                "%.0f" % (HEALTHZ_BOUND_S * 1000))
         assert h["status"] == "success", h
-        assert worst < HEALTHZ_BOUND_S * (3 if ASAN else 1), worst
+        assert worst < HEALTHZ_BOUND_S * (5 if ASAN else 1), worst
     finally:
         up.close()
 
