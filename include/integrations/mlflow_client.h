@@ -101,9 +101,10 @@ struct mlflow_page_budget {
 };
 
 /* Parse a 2xx body as a JSON object within the budget (pre-scan first, nothing is
- * parsed past the budget). NULL with a message when not. */
-json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b, char *err,
-                            size_t errlen);
+ * parsed past the budget). NULL with a message when not; *over_budget (may be NULL)
+ * then says whether the budget was the reason. */
+json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b,
+                            bool *over_budget, char *err, size_t errlen);
 /* The message for a page the fetch cut at b->max_bytes. */
 void mlflow_page_too_large_message(const struct mlflow_page_budget *b, char *buf, size_t len);
 

@@ -295,9 +295,13 @@ void mlflow_page_too_large_message(const struct mlflow_page_budget *b, char *buf
              b->max_bytes);
 }
 
-json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b, char *err,
-                            size_t errlen)
+json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b,
+                            bool *over_budget, char *err, size_t errlen)
 {
+    bool dummy;
+    if (!over_budget)
+        over_budget = &dummy;
+    *over_budget = true;
     if (res->body_len > b->max_bytes) {
         mlflow_page_too_large_message(b, err, errlen);
         return NULL;
@@ -309,6 +313,7 @@ json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflo
                  why[0] == 'm' ? "MLFLOW_PAGE_MAX_VALUES" : "MLFLOW_PAGE_MAX_DEPTH");
         return NULL;
     }
+    *over_budget = false;
     json_error_t je;
     json_t *o = json_loadb(res->body ? res->body : "", res->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!o || !json_is_object(o)) {

@@ -381,12 +381,11 @@ static json_t *call_result(struct sync_job *j, const struct fetch_response *res,
     char msg[300];
     struct mlflow_page_budget b = budget(j);
     if (res->outcome == FETCH_OK && res->status >= 200 && res->status < 300) {
-        json_t *o = mlflow_parse_object(res, &b, msg, sizeof msg);
+        json_t *o = mlflow_parse_object(res, &b, &j->over_budget, msg, sizeof msg);
         if (o) {
             j->attempt = 0;
             return o;
         }
-        j->over_budget = strstr(msg, "over the budget") != NULL;
     } else if (res->outcome == FETCH_TOO_LARGE) {
         mlflow_page_too_large_message(&b, msg, sizeof msg);
         j->over_budget = true;

@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[128];
     memset(err, 'x', sizeof err);
     const struct mlflow_page_budget budget = {.max_bytes = 256 * 1024, .max_values = 50000, .max_depth = 32};
-    json_t *page = mlflow_parse_object(&res, &budget, err, sizeof err);
+    json_t *page = mlflow_parse_object(&res, &budget, NULL, err, sizeof err);
     if (!page) {
         fuzz_check_cstr(err, sizeof err);
         FUZZ_ASSERT(err[0] != '\0');

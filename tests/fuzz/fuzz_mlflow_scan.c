@@ -85,14 +85,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct mlflow_page_budget b = {.max_bytes = 32 * 1024, .max_values = max_values, .max_depth = max_depth};
     char msg[200];
     memset(msg, 'x', sizeof msg);
-    json_t *page = mlflow_parse_object(&res, &b, msg, sizeof msg);
+    bool over = false;
+    json_t *page = mlflow_parse_object(&res, &b, &over, msg, sizeof msg);
     if (page) {
         size_t values = 0;
         int depth = 0;
         measure(page, 0, &values, &depth);
         FUZZ_ASSERT(json_is_object(page) && len <= b.max_bytes && values <= max_values && depth <= max_depth);
+        FUZZ_ASSERT(!over);
     } else {
         FUZZ_ASSERT(memchr(msg, '\0', sizeof msg) && msg[0] != '\0');
+        /* over the budget exactly when the bytes or the scan say so */
+        FUZZ_ASSERT(over == (len > b.max_bytes || rc_lim != 0));
+        FUZZ_ASSERT(!over || strstr(msg, "over the budget"));
     }
     json_decref(page);
     free(body);
