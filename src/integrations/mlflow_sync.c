@@ -51,7 +51,7 @@
 #define MODEL_PAGE 200          /* registered models per page */
 #define VERSION_PAGE 200        /* model versions per page */
 #define STALE_BATCH 1000
-#define UPSERT_SLICE 500        /* records mapped and stored per step: a page holding more
+#define UPSERT_SLICE 200        /* records mapped and stored per step: a page holding more
                                  * (a server ignoring max_results) is stored in slices, so
                                  * no loop iteration maps or records an unbounded number */
 #define TOKEN_MAX 4096

@@ -290,7 +290,7 @@ def test_mlflow_runs_against_large_listing_stay_on_budget(service, fresh_db):
     db = fresh_db("hostile_mlflow_listing")
     svc = service(db=db, OUTBOUND_DENY_CIDRS=LOOPBACK_ALLOWED)
     editor = token_for(2, 1, "Editor")
-    n_exp, n_runs = 6600, 2000  # each page just inside MLFLOW_PAGE_MAX_VALUES (20,000)
+    n_exp, n_runs = 3000, 1500  # pages of 9,000 and 13,500 values (MLFLOW_PAGE_MAX_VALUES: 20,000)
     last = str(n_exp - 1)
     exps = json.dumps({"experiments": [{"experiment_id": str(i), "name": "e"} for i in range(n_exp)]}).encode()
     big_runs = json.dumps({"runs": [{"info": {"run_id": "r%d" % i, "experiment_id": last},
