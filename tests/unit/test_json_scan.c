@@ -6,8 +6,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "integrations/mlflow_map.h"
 #include "util/json_scan.h"
@@ -132,6 +134,38 @@ static void test_experiment_index(void **state)
     json_decref(exps);
 }
 
+/* One hash lookup per run, not a scan of the listing: 100,000 lookups in a 100,000-
+ * experiment index take milliseconds (a scan per lookup would compare 5e9 ids). The
+ * bound is 100 times the expected time. */
+static void test_experiment_index_is_a_hash(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    json_t *exps = json_array();
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        json_array_append_new(exps, json_pack("{s:s,s:s}", "experiment_id", id, "name", "e"));
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    json_t *idx = mlflow_experiment_index(exps);
+    assert_non_null(idx);
+    struct mlflow_experiment_info b;
+    int found = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "%d", N - 1 - i);
+        found += mlflow_find_experiment(idx, id, &b) != NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    assert_int_equal(found, N);
+    print_message("index of %d experiments built and searched %d times in %.1f ms\n", N, N, ms);
+    assert_true(ms < 5000.0);
+    json_decref(idx);
+    json_decref(exps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_depth_budget_both_sides),
         cmocka_unit_test(test_stops_early),
         cmocka_unit_test(test_experiment_index),
+        cmocka_unit_test(test_experiment_index_is_a_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
