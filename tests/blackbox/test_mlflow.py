@@ -288,6 +288,25 @@ def test_connection_test_timeout_and_garbage(svc, tokens, mlflow_fakes):
     assert st == 400 and data["message"] == "Connection error: MLFlow server returned status 404: Not Found"
 
 
+def test_connection_test_timeout_both_sides(svc, tokens):
+    """The configured timeout (2 s) against a server that accepts and never answers: the
+    test ends with the timeout message, not before 2 s and not long after."""
+    import socket
+    lis = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(8)
+    try:
+        t0 = time.monotonic()
+        st, _, data = svc.req("POST", BASE + "/test", body={"trackingServerUrl": "http://127.0.0.1:%d" %
+                                                             lis.getsockname()[1], "authMethod": "none",
+                                                             "timeout": 2}, token=tokens.admin1, timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        lis.close()
+    assert st == 400 and data["message"] == "Connection timeout - MLFlow server is not responding", data
+    assert 1.9 <= elapsed < 4.5, elapsed
+
+
 def test_test_never_sends_stored_credentials_elsewhere(svc, tokens, mlflow_fakes):
     home = mlflow_fakes(auth=("bearer", "home-token-abc123"))
     remember_key("home-token-abc123")
