@@ -520,6 +520,7 @@ static void dlv_post(struct delivery *d, bool api)
         return;
     }
     d->via = api ? "chat.postMessage" : "incoming_webhook";
+    c.fr.org_id = d->org; /* counted against OUTBOUND_MAX_PER_ORG; FETCH_BUSY is retried */
     d->f = fetch_start(N.a->fetch, &c.fr, on_posted, d);
     slack_call_clear(&c);
 }
