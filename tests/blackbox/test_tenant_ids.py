@@ -59,7 +59,10 @@ def test_llm_key_routes_isolate_tenants(tsvc, tokens, db, fake_llm, method, path
 
 @pytest.fixture(scope="module")
 def org1_hook(tsvc, fake_slack, tokens):
-    return webhook(tsvc, fake_slack, tokens.admin1, ["Policy reminders and status"])
+    # no routing type, and removed afterwards: other modules count organization 1's webhooks
+    wid, inst = webhook(tsvc, fake_slack, tokens.admin1)
+    yield wid, inst
+    tsvc.req("DELETE", "/api/slackWebhooks/%d" % wid, token=tokens.admin1)
 
 
 SEND = {"title": "cross-tenant", "message": "must not arrive"}
