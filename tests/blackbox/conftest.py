@@ -39,6 +39,8 @@ FRONTEND_URL = "http://app.example.test"
 assert len(ENCRYPTION_KEY) == 32
 
 DEFAULT_DB = "itest"
+# OUTBOUND_DENY_CIDRS of the tests: the default without loopback.
+TEST_DENY_CIDRS = "169.254.0.0/16,fe80::/10,100.100.100.200/32,fd00:ec2::254/128"
 NOUSERS_DB = "itest_nousers"
 
 # public.users rows: (id, organization_id, role_id); roles 1 Admin, 2 Reviewer, 3 Editor, 4 Auditor.
@@ -649,6 +651,9 @@ def base_env(pg, redis_url, db=DEFAULT_DB, port=None):
         "ENCRYPTION_ALGORITHM": "aes-256-cbc",
         "FRONTEND_URL": FRONTEND_URL,
         "LOG_LEVEL": "debug",
+        # The default deny list includes loopback, where every fake runs: tests allow it
+        # explicitly (and keep the rest of the default).
+        "OUTBOUND_DENY_CIDRS": TEST_DENY_CIDRS,
     })
     return env
 
