@@ -196,6 +196,17 @@ def openapi_observe(port, method, path, status, data):
 
 # --------------------------------------------------------------------------- HTTP clients
 
+def wait_until(pred, timeout=10.0, step=0.05):
+    """Poll pred() every `step` s until it is truthy or `timeout` s pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
 def http_request(port, method, path, body=None, token=None, headers=None, raw_body=None, timeout=10):
     """One request on a fresh connection. Returns (status, headers, data): headers is an
     http.client.HTTPMessage (case-insensitive .get / .get_all), data the parsed JSON or the

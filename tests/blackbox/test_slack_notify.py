@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from conftest import (SLACK_CLIENT_SECRET, EventSubscriber, new_gh_token, new_llm_key, publish_notify,
-                      redis_kill, redis_start_again, slack_env, tenant_hash)
+                      redis_kill, redis_start_again, slack_env, tenant_hash, wait_until)
 from test_slack import ROUTING, rand_ip, webhook
 
 POLICY, MEMBERS = "Policy reminders and status", "Membership and roles"
@@ -30,14 +30,6 @@ def sub(redis_server):
     s.close()
 
 
-def wait_until(pred, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def key():
