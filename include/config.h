@@ -7,6 +7,11 @@
 
 #include "net/proxy.h"
 
+/* The default outbound deny list: loopback, "this network", cloud metadata
+ * addresses and link-local; private ranges stay reachable (self-hosted MLflow). */
+#define OUTBOUND_DENY_DEFAULT                                                                   \
+    "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,100.100.100.200/32,fd00:ec2::254/128"
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
 
@@ -37,6 +42,11 @@ struct config {
     char *mlflow_sync_schedule;
     int mlflow_models_max_age_s;  /* GET /models syncs first when the last good sync is older */
     char *outbound_deny_cidrs;
+    int outbound_max_concurrent;  /* outbound calls in flight, all organizations */
+    int outbound_max_per_org;     /* outbound calls in flight for one organization */
+    size_t mlflow_page_max_bytes; /* one MLflow answer */
+    size_t mlflow_page_max_values;/* JSON values in one MLflow answer (pre-scan) */
+    int mlflow_page_max_depth;    /* JSON nesting of one MLflow answer (pre-scan) */
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
     char *trust_proxy;           /* as given; parsed into proxy_trust */
     struct proxy_trust proxy_trust;

@@ -436,6 +436,14 @@ static void on_fetch(const struct fetch_response *res, void *arg)
 
 void app_fetch(struct http_req *r, const struct fetch_request *req, app_fetch_done done)
 {
+    struct fetch_request counted = *req;
+    counted.org_id = r->auth.org_id;
+    if (!fetch_admits(r->app->fetch, counted.org_id)) {
+        log_warn("outbound call refused: too many in flight (OUTBOUND_MAX_CONCURRENT / OUTBOUND_MAX_PER_ORG)");
+        reply_error(r, 503, "Too many outbound calls in flight; try again shortly");
+        return;
+    }
+    req = &counted;
     struct pending_fetch *pf = calloc(1, sizeof *pf);
     if (!pf) {
         reply_internal(r);
@@ -714,6 +722,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     snprintf(ua, sizeof ua, "integrationsd/%s", PACKAGE_VERSION);
     if (!(a->fetch = fetch_client_new(base, a->cfg.outbound_deny_cidrs, ua, err, errlen)))
         return -1;
+    fetch_client_set_limits(a->fetch, a->cfg.outbound_max_concurrent, a->cfg.outbound_max_per_org);
     struct events_opts eo = {
         .redis_url = a->cfg.redis_url,
         .prefix = a->cfg.redis_channel_prefix,

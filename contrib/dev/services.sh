@@ -261,7 +261,7 @@ svc_write_env() {
 		[REDIS_URL]="redis://127.0.0.1:$SVC_REDIS_PORT/0"
 	)
 	local -a order=(JWT_SECRET ENCRYPTION_KEY ENCRYPTION_PASSWORD ENCRYPTION_ALGORITHM
-		DATABASE_URL REDIS_URL PORT BIND_ADDRESS FRONTEND_URL)
+		DATABASE_URL REDIS_URL PORT BIND_ADDRESS FRONTEND_URL OUTBOUND_DENY_CIDRS)
 	local -A seen=()
 	local -a out=()
 	mkdir -p "$SVC_STATE"
@@ -290,6 +290,9 @@ svc_write_env() {
 		PORT) out+=("PORT=3000") ;;
 		BIND_ADDRESS) out+=("BIND_ADDRESS=127.0.0.1") ;;
 		FRONTEND_URL) out+=("FRONTEND_URL=http://localhost:5173") ;;
+		# the default also denies loopback; development runs upstreams (fakes, a local
+		# MLflow) on this host, so allow it here (never in production)
+		OUTBOUND_DENY_CIDRS) out+=("OUTBOUND_DENY_CIDRS=169.254.0.0/16,fe80::/10,100.100.100.200/32,fd00:ec2::254/128") ;;
 		esac
 	done
 	tmp=$(mktemp "$SVC_STATE/.env.XXXXXX")

@@ -43,7 +43,8 @@ int mlflow_auth_parse(const char *s, enum mlflow_auth *out);
  * Returns NULL (ok, out filled) or the 400 message. */
 const char *mlflow_url_normalize(const char *in, size_t len, char out[MLFLOW_URL_MAX + 1]);
 
-/* HMAC fingerprint of what a connection test proves: URL, method and credentials. */
+/* HMAC fingerprint of what a connection test proves: URL, method, credentials and
+ * whether the certificate was verified. */
 int mlflow_conn_fingerprint(const struct secrets *s, const struct mlflow_conn *c, char out[65]);
 
 /* ---- the stored row ---------------------------------------------------------- */
@@ -96,7 +97,21 @@ void mlflow_failure_message(const struct fetch_response *res, char *buf, size_t 
 /* Network-type failure (the /models "not reachable" case). */
 bool mlflow_failure_is_network(const struct fetch_response *res);
 
-/* Parse a 2xx body as a JSON object (bounded depth). NULL with a message when not. */
-json_t *mlflow_parse_object(const struct fetch_response *res, char *err, size_t errlen);
+/* What one MLflow answer may make the service hold (MLFLOW_PAGE_MAX_*): its bytes
+ * (the fetch aborts past them), and the values and nesting jansson would build from
+ * it (pre-scanned before parsing). */
+struct mlflow_page_budget {
+    size_t max_bytes;
+    size_t max_values;
+    int max_depth;
+};
+
+/* Parse a 2xx body as a JSON object within the budget (pre-scan first, nothing is
+ * parsed past the budget). NULL with a message when not; *over_budget (may be NULL)
+ * then says whether the budget was the reason. */
+json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b,
+                            bool *over_budget, char *err, size_t errlen);
+/* The message for a page the fetch cut at b->max_bytes. */
+void mlflow_page_too_large_message(const struct mlflow_page_budget *b, char *buf, size_t len);
 
 #endif

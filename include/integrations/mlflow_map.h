@@ -36,11 +36,16 @@ json_t *mlflow_tags_object(const json_t *arr);
 /* Does a [{key,value}] array carry mlflow.prompt.is_prompt = "true"? */
 bool mlflow_tags_is_prompt(const json_t *arr);
 
-/* One run (a runs/search element). exp: the run's experiment when known, or NULL. */
-/* The experiment with experiment_id `id` in an experiments/search array, filled into
- * buf (strings borrowed from exps), or NULL when absent or id is NULL. */
-const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *exps, const char *id,
+/* An index of an experiments/search array: experiment_id -> experiment (the first
+ * of equal ids), a new object holding references into exps; NULL on OOM. */
+json_t *mlflow_experiment_index(const json_t *exps);
+/* The experiment with experiment_id `id` in an index, filled into buf (strings
+ * borrowed from the experiments), or NULL when absent or id is NULL. One hash
+ * lookup, whatever the size of the listing. */
+const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *index, const char *id,
                                                            struct mlflow_experiment_info *buf);
+
+/* One run (a runs/search element). exp: the run's experiment when known, or NULL. */
 
 enum mlflow_map_result mlflow_map_run(const json_t *run, const struct mlflow_experiment_info *exp,
                                       struct mlflow_record *out);

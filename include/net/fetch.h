@@ -4,8 +4,9 @@
  * Every transfer: http and https only, no redirects, a total and a connect
  * timeout, a response-size cap (aborted in the write callback), TLS verification
  * unless the request says insecure, a User-Agent naming integrationsd, and the
- * SSRF guard: the address actually connected to (after DNS) is checked against
- * the deny list before a byte of the request is sent.
+ * SSRF guard: every address is checked against the deny list (plus 0.0.0.0/8 and
+ * ::/128, always) before a socket connects to it, and the connected address again
+ * before a byte of the request is sent. Concurrency limits: fetch_client_set_limits.
  *
  * Ownership: fetch_start copies everything it needs from the request. The
  * callback runs exactly once, always from the loop (never inside fetch_start),
@@ -31,6 +32,7 @@ enum fetch_outcome {
     FETCH_BAD_URL,       /* not an http(s) URL, or malformed */
     FETCH_RESET,         /* connection reset / closed before a complete response */
     FETCH_ERROR,         /* anything else (out of memory, protocol error) */
+    FETCH_BUSY,          /* not started: too many calls in flight (fetch_client_set_limits) */
 };
 
 struct fetch_request {
@@ -46,6 +48,7 @@ struct fetch_request {
     size_t max_response;             /* 0 = 8 MiB */
     bool insecure;                   /* skip TLS verification (verify_ssl false) */
     const char *target;              /* label for metrics/logs: "github", "slack", ... */
+    long long org_id;                /* organization the call is for (limits); 0 = none */
 };
 
 struct fetch_response {
@@ -79,6 +82,12 @@ struct fetch *fetch_start(struct fetch_client *c, const struct fetch_request *re
 void fetch_cancel(struct fetch *f);
 
 int fetch_in_flight(const struct fetch_client *c);
+
+/* At most max_total transfers in flight, and max_per_org for one organization
+ * (0 = no limit). Past either, fetch_start completes with FETCH_BUSY. */
+void fetch_client_set_limits(struct fetch_client *c, int max_total, int max_per_org);
+/* Would a transfer for org_id be admitted now? */
+bool fetch_admits(const struct fetch_client *c, long long org_id);
 
 /* Name of an outcome ("ok", "dns", "connect", ...) for logs and metrics. */
 const char *fetch_outcome_name(enum fetch_outcome o);

@@ -295,18 +295,25 @@ static void link_set_state(struct link *l, enum link_state st)
     l->state = st;
 }
 
+/* Cancel a lookup and free a hiredis context (its reply callbacks, run by the free, see
+ * that it is no longer ours). */
+static void abandon_async(struct resolve_req **rq, redisAsyncContext **ac)
+{
+    resolve_cancel(*rq);
+    *rq = NULL;
+    redisAsyncContext *c = *ac;
+    *ac = NULL;
+    if (c) {
+        c->data = NULL;
+        redisAsyncFree(c);
+    }
+}
+
 /* Drop a lookup or a Sentinel question in flight. */
 static void link_abort_pending(struct link *l)
 {
-    resolve_cancel(l->rq);
-    l->rq = NULL;
-    redisAsyncContext *sac = l->sac;
-    l->sac = NULL;
     l->phase = PH_NONE;
-    if (sac) {
-        sac->data = NULL;
-        redisAsyncFree(sac);   /* its reply callback sees l->sac != sac */
-    }
+    abandon_async(&l->rq, &l->sac);
 }
 
 /* The context is already gone or released: wait, then reconnect. */
@@ -1179,15 +1186,8 @@ static int parse_sentinels(struct events *e, const char *list, char *err, size_t
 
 static void watch_retry(struct watch *w)
 {
-    resolve_cancel(w->rq);
-    w->rq = NULL;
-    redisAsyncContext *ac = w->ac;
-    w->ac = NULL;
     w->subscribed = false;
-    if (ac) {
-        ac->data = NULL;
-        redisAsyncFree(ac);
-    }
+    abandon_async(&w->rq, &w->ac);
     w->sidx = (w->sidx + 1) % w->e->nsentinels;
     timer_arm(w->timer, WATCH_RETRY_MS);
 }

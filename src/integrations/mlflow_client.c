@@ -1,6 +1,6 @@
 /* integrations/mlflow_client: owns MLflow connection settings (stored row <->
- * struct, decryption, fingerprint), URL validation, REST call construction and the
- * mapping of failed calls to VerifyWise's messages. Plaintext credentials live
+ * struct, decryption, fingerprint), URL validation, REST call construction, the
+ * mapping of failed calls to VerifyWise's messages and the budgeted parse of answers. Plaintext credentials live
  * only in struct mlflow_conn and in the Authorization line of a call being built. */
 #include "integrations/mlflow_client.h"
 
@@ -13,6 +13,7 @@
 #include "crypto/secrets.h"
 #include "db/schema.h"
 #include "http/reply.h"
+#include "util/json_scan.h"
 
 static const char *const auth_names[] = {"none", "basic", "token"};
 
@@ -89,11 +90,12 @@ int mlflow_conn_fingerprint(const struct secrets *s, const struct mlflow_conn *c
 {
     const char *u = c->username ? c->username : "", *p = c->password ? c->password : "",
                *t = c->api_token ? c->api_token : "";
-    size_t n = strlen(c->url) + strlen(u) + strlen(p) + strlen(t) + 16;
+    size_t n = strlen(c->url) + strlen(u) + strlen(p) + strlen(t) + 32;
     char *buf = malloc(n);
     if (!buf)
         return -1;
-    int len = snprintf(buf, n, "%s\x1f%s\x1f%s\x1f%s\x1f%s", c->url, mlflow_auth_name(c->auth), u, p, t);
+    int len = snprintf(buf, n, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", c->url, mlflow_auth_name(c->auth), u, p, t,
+                       c->verify_ssl ? "verify" : "insecure");
     int rc = len < 0 ? -1 : secrets_fingerprint(s, buf, (size_t)len, out);
     secrets_free_plain(buf, strlen(buf));
     return rc;
@@ -288,8 +290,31 @@ bool mlflow_failure_is_network(const struct fetch_response *res)
            res->outcome == FETCH_RESET;
 }
 
-json_t *mlflow_parse_object(const struct fetch_response *res, char *err, size_t errlen)
+void mlflow_page_too_large_message(const struct mlflow_page_budget *b, char *buf, size_t len)
 {
+    snprintf(buf, len, "MLFlow server returned a page over the budget: larger than %zu bytes (MLFLOW_PAGE_MAX_BYTES)",
+             b->max_bytes);
+}
+
+json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b,
+                            bool *over_budget, char *err, size_t errlen)
+{
+    bool dummy;
+    if (!over_budget)
+        over_budget = &dummy;
+    *over_budget = true;
+    if (res->body_len > b->max_bytes) {
+        mlflow_page_too_large_message(b, err, errlen);
+        return NULL;
+    }
+    char why[96];
+    if (json_scan(res->body ? res->body : "", res->body_len, b->max_values, b->max_depth, NULL, why, sizeof why) <
+        0) {
+        snprintf(err, errlen, "MLFlow server returned a page over the budget: %s (%s)", why,
+                 why[0] == 'm' ? "MLFLOW_PAGE_MAX_VALUES" : "MLFLOW_PAGE_MAX_DEPTH");
+        return NULL;
+    }
+    *over_budget = false;
     json_error_t je;
     json_t *o = json_loadb(res->body ? res->body : "", res->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!o || !json_is_object(o)) {

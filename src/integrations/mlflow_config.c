@@ -1,12 +1,12 @@
 /* integrations/mlflow_config: owns the MLflow configuration routes:
  *   test:      validate -> stored row -> merge (stored credentials only for the stored
- *              URL) -> POST experiments/search -> record (row by id when the tested
+ *              URL, and not with verifySsl false when they were saved with true) -> POST experiments/search -> record (row by id when the tested
  *              configuration is the stored one; always the tenant's last test) -> reply
  *   configure: validate -> stored row + last test -> merge -> encrypt (scheme A) ->
  *              update by id or insert (one row per tenant) -> summary
  *   config, sync-status, health.
- * Test status survives a save of exactly what was tested (URL, method, credentials:
- * an HMAC fingerprint), and is reset by a save of anything else. */
+ * Test status survives a save of exactly what was tested (URL, method, credentials,
+ * verifySsl: an HMAC fingerprint), and is reset by a save of anything else. */
 #include "integrations/mlflow.h"
 
 #include <ctype.h>
@@ -30,6 +30,8 @@
 static const char MSG_URL_REQUIRED[] = "MLFlow tracking server URL is required";
 static const char MSG_BASIC_REQUIRED[] = "Username and password are required for basic authentication";
 static const char MSG_TOKEN_REQUIRED[] = "API token is required when using token authentication";
+static const char MSG_INSECURE_CREDS[] =
+    "Stored credentials are only sent with certificate verification: send the credentials with verifySsl false";
 static const char MSG_TEST_500[] = "Internal server error during connection test";
 static const char MSG_LOAD_500[] = "Failed to load MLFlow configuration";
 static const char MSG_SAVE_500[] = "Failed to save MLFlow configuration";
@@ -196,12 +198,16 @@ static const char *merge(struct http_req *r, const struct mlflow_body *b, const 
         c->timeout_s = MLFLOW_TIMEOUT_DEFAULT;
     c->verify_ssl = b->has_verify ? b->verify : have_row ? PQgetvalue(stored, 0, MC_VERIFY)[0] == 't' : true;
 
-    bool same_url = false;
+    bool same_url = false, stored_verify = true;
     if (have_row) {
         char su[MLFLOW_URL_MAX + 1];
         const char *raw = PQgetvalue(stored, 0, MC_URL);
         same_url = mlflow_url_normalize(raw, strlen(raw), su) == NULL && strcmp(su, c->url) == 0;
+        stored_verify = PQgetvalue(stored, 0, MC_VERIFY)[0] == 't';
     }
+    /* stored credentials go only where, and only as safely as, they were saved for:
+     * the stored URL, with the certificate checked unless it was saved unchecked */
+    bool weaker_tls = !c->verify_ssl && stored_verify;
     c->username = dup_cred(&b->user);
     c->password = dup_cred(&b->pass);
     c->api_token = dup_cred(&b->token);
@@ -209,7 +215,12 @@ static const char *merge(struct http_req *r, const struct mlflow_body *b, const 
         *internal = true;
         return MSG_SAVE_500;
     }
-    if (same_url) {
+    if (same_url && weaker_tls) {
+        bool missing = (c->auth == MLFLOW_AUTH_BASIC && (!c->username || !c->password)) ||
+                       (c->auth == MLFLOW_AUTH_TOKEN && !c->api_token);
+        if (missing)
+            return MSG_INSECURE_CREDS;
+    } else if (same_url) {
         struct {
             char **dst;
             int col, iv;

@@ -274,21 +274,31 @@ json_t *mlflow_record_json(const struct mlflow_record *r)
     return o;
 }
 
-const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *exps, const char *id,
-                                                           struct mlflow_experiment_info *buf)
+json_t *mlflow_experiment_index(const json_t *exps)
 {
-    if (!id)
+    json_t *idx = json_object();
+    if (!idx)
         return NULL;
     size_t i;
-    const json_t *e;
+    json_t *e;
     json_array_foreach(exps, i, e) {
         const char *eid = mlflow_str(e, "experiment_id");
-        if (eid && strcmp(eid, id) == 0) {
-            buf->id = eid;
-            buf->name = mlflow_str(e, "name");
-            buf->artifact_location = mlflow_str(e, "artifact_location");
-            return buf;
+        if (eid && !json_object_get(idx, eid) && json_object_set(idx, eid, e) < 0) { /* the first one wins */
+            json_decref(idx);
+            return NULL;
         }
     }
-    return NULL;
+    return idx;
+}
+
+const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *index, const char *id,
+                                                           struct mlflow_experiment_info *buf)
+{
+    const json_t *e = id ? json_object_get(index, id) : NULL;
+    if (!e)
+        return NULL;
+    buf->id = mlflow_str(e, "experiment_id");
+    buf->name = mlflow_str(e, "name");
+    buf->artifact_location = mlflow_str(e, "artifact_location");
+    return buf;
 }

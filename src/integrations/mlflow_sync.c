@@ -6,6 +6,7 @@
  * States (one step function, sync_step, takes every input):
  *   LOAD -> [SKIP ->] ACQUIRE -> EXPERIMENTS <-> RUNS <-> UPSERT -> MODELS -> VERSIONS <-> UPSERT
  *        -> STALE -> FINISH -> DONE
+ * (UPSERT repeats for each slice of UPSERT_SLICE records of one page.)
  * Each state waits for exactly one thing (a query, a call, or a retry timer), so a
  * job is freed only in DONE or by mlflow_sync_stop_all (then the pool and the fetch
  * client drop their callbacks; see app_free's order).
@@ -41,11 +42,18 @@
 
 #define EXP_PAGE 100            /* experiments per page */
 #define RUN_CHUNK 50            /* experiment ids per runs/search (VerifyWise's chunk) */
-#define RUN_PAGE 500            /* runs per page */
-#define MODEL_PAGE 1000         /* registered models per page (MLflow's maximum) */
-#define VERSION_PAGE 500        /* model versions per page */
+/* Page sizes keep each answer inside MLFLOW_PAGE_MAX_VALUES (20,000 by default, about
+ * 35 ms of parsing on a busy 2-core machine): a run with 20 metrics, 30 params and 12
+ * tags is about 256 values (5 KB), so 50 runs are about 12,800 values (0.25 MB). A runs
+ * page over the budget is asked again with a quarter of the runs (down to 1) before
+ * it counts as a failure, so runs with very many params still sync. */
+#define RUN_PAGE 50             /* runs per page (at first) */
+#define MODEL_PAGE 200          /* registered models per page */
+#define VERSION_PAGE 200        /* model versions per page */
 #define STALE_BATCH 1000
-#define MAX_RESPONSE ((size_t)32 * 1024 * 1024)
+#define UPSERT_SLICE 200        /* records mapped and stored per step: a page holding more
+                                 * (a server ignoring max_results) is stored in slices, so
+                                 * no loop iteration maps or records an unbounded number */
 #define TOKEN_MAX 4096
 #define LEASE_SECONDS 60
 #define LEASE_INTERVAL "60 seconds" /* = LEASE_SECONDS */
@@ -103,11 +111,13 @@ struct sync_job {
     int attempt;
     /* experiments and runs */
     json_t *exps;               /* experiments of the current page (owned) */
+    json_t *exp_index;          /* experiment_id -> experiment of exps (owned) */
     char *exp_token;            /* next experiments page, or NULL */
     bool exp_started;
     size_t chunk_start, chunk_len, split_pos;
     bool split;                 /* the chunk failed: its experiments one by one */
     char *runs_token;
+    int run_page;               /* runs asked per page: RUN_PAGE, less after an oversized page */
     int exps_total, failed_experiments;
     /* registry */
     json_t *aliases, *prompts;
@@ -117,10 +127,13 @@ struct sync_job {
     char *batch;
     int batch_n;
     enum mlflow_sync_state after_upsert;
+    json_t *items;              /* the page's runs or versions not yet stored (owned) */
+    size_t items_pos;
     /* outcome */
     int fetched, created, updated, unchanged, stale, skipped, failures;
     int statements, requests;
     bool fatal, network_error;
+    bool over_budget;           /* the last call's answer was over MLFLOW_PAGE_MAX_* */
     char first_error[320];
     int64_t t0_us;
 };
@@ -264,6 +277,8 @@ static void job_free(struct sync_job *j)
         http_req_unref(j->o.req);
     mlflow_conn_clear(&j->conn);
     json_decref(j->exps);
+    json_decref(j->exp_index);
+    json_decref(j->items);
     json_decref(j->aliases);
     json_decref(j->prompts);
     free(j->exp_token);
@@ -318,6 +333,13 @@ static void submit(struct sync_job *j, const struct db_stmt *stmts, int n)
     db_submit(j->o.app->db, stmts, n, on_db, j);
 }
 
+static struct mlflow_page_budget budget(const struct sync_job *j)
+{
+    const struct config *cf = &j->o.app->cfg;
+    return (struct mlflow_page_budget){cf->mlflow_page_max_bytes, cf->mlflow_page_max_values,
+                                       cf->mlflow_page_max_depth};
+}
+
 static void on_fetch(const struct fetch_response *res, void *arg)
 {
     struct sync_job *j = arg;
@@ -330,7 +352,7 @@ static void call(struct sync_job *j, const char *method, const char *path, const
                  const json_t *body)
 {
     struct mlflow_call c;
-    if (mlflow_call_build(&c, &j->conn, method, path, query, body, MAX_RESPONSE) < 0) {
+    if (mlflow_call_build(&c, &j->conn, method, path, query, body, budget(j).max_bytes) < 0) {
         /* out of memory: answer like a failed call, from the loop */
         log_error("mlflow sync %s: cannot build a request", j->o.tenant);
         struct fetch_request bad = {.url = "", .target = "mlflow"};
@@ -338,6 +360,7 @@ static void call(struct sync_job *j, const char *method, const char *path, const
         return;
     }
     j->requests++;
+    c.req.org_id = j->o.org_id;
     j->fetch = fetch_start(j->o.app->fetch, &c.req, on_fetch, j);
     mlflow_call_clear(&c);
 }
@@ -397,13 +420,18 @@ static bool maybe_retry(struct sync_job *j, const struct fetch_response *res)
 static json_t *call_result(struct sync_job *j, const struct fetch_response *res, bool *retrying)
 {
     *retrying = false;
+    j->over_budget = false;
     char msg[300];
+    struct mlflow_page_budget b = budget(j);
     if (res->outcome == FETCH_OK && res->status >= 200 && res->status < 300) {
-        json_t *o = mlflow_parse_object(res, msg, sizeof msg);
+        json_t *o = mlflow_parse_object(res, &b, &j->over_budget, msg, sizeof msg);
         if (o) {
             j->attempt = 0;
             return o;
         }
+    } else if (res->outcome == FETCH_TOO_LARGE) {
+        mlflow_page_too_large_message(&b, msg, sizeof msg);
+        j->over_budget = true;
     } else {
         if (maybe_retry(j, res)) {
             *retrying = true;
@@ -472,7 +500,7 @@ static void issue_runs(struct sync_job *j)
                 json_array_append_new(ids, json_string(id));
         }
     }
-    json_t *body = json_pack("{s:o,s:i,s:s}", "experiment_ids", ids, "max_results", RUN_PAGE,
+    json_t *body = json_pack("{s:o,s:i,s:s}", "experiment_ids", ids, "max_results", j->run_page,
                              "run_view_type", "ACTIVE_ONLY");
     if (j->runs_token)
         json_object_set_new(body, "page_token", json_string(j->runs_token));
@@ -496,26 +524,26 @@ static enum mlflow_sync_state runs_advance(struct sync_job *j)
         return SYNC_RUNS;
     }
     json_decref(j->exps);
-    j->exps = NULL;
+    json_decref(j->exp_index);
+    j->exps = j->exp_index = NULL;
     return j->exp_token && !j->fatal ? SYNC_EXPERIMENTS : SYNC_MODELS;
 }
 
-/* Map a page's elements into the batch text. Returns 0 or -1 (out of memory). */
-static int build_batch(struct sync_job *j, const json_t *items, bool runs)
+/* Map elements [from, to) of a page into the batch text. Returns 0 or -1 (out of memory). */
+static int build_batch(struct sync_job *j, const json_t *items, size_t from, size_t to, bool runs)
 {
     json_t *arr = json_array();
     if (!arr)
         return -1;
-    size_t i;
-    const json_t *it;
-    json_array_foreach(items, i, it) {
+    for (size_t i = from; i < to; i++) {
+        const json_t *it = json_array_get(items, i);
         struct mlflow_record rec;
         enum mlflow_map_result mr;
         j->fetched++;
         if (runs) {
             struct mlflow_experiment_info eb;
             const json_t *info = json_object_get(it, "info");
-            mr = mlflow_map_run(it, mlflow_find_experiment(j->exps, mlflow_str(info, "experiment_id"), &eb), &rec);
+            mr = mlflow_map_run(it, mlflow_find_experiment(j->exp_index, mlflow_str(info, "experiment_id"), &eb), &rec);
         } else {
             const char *name = mlflow_str(it, "name"), *ver = mlflow_str(it, "version");
             const char *al = NULL;
@@ -548,17 +576,43 @@ static int build_batch(struct sync_job *j, const json_t *items, bool runs)
     return j->batch_n && !j->batch ? -1 : 0;
 }
 
+/* The next slice of the page being stored (UPSERT), or, when the page is done, what
+ * follows it. */
+static enum mlflow_sync_state next_slice(struct sync_job *j)
+{
+    bool runs = j->after_upsert == SYNC_RUNS;
+    size_t n = json_array_size(j->items);
+    while (j->items_pos < n) {
+        size_t to = n - j->items_pos > UPSERT_SLICE ? j->items_pos + UPSERT_SLICE : n;
+        if (build_batch(j, j->items, j->items_pos, to, runs) < 0) {
+            note_failure(j, runs ? "Out of memory while mapping runs" : "Out of memory while mapping model versions");
+            j->fatal = true;
+            return SYNC_FINISH;
+        }
+        j->items_pos = to;
+        if (j->batch_n)
+            return SYNC_UPSERT;
+    }
+    json_decref(j->items);
+    j->items = NULL;
+    if (runs)
+        return j->runs_token ? SYNC_RUNS : runs_advance(j);
+    return j->versions_token ? SYNC_VERSIONS : SYNC_STALE;
+}
+
+static void take_items(struct sync_job *j, json_t *page, const char *key, enum mlflow_sync_state kind)
+{
+    json_decref(j->items);
+    j->items = json_incref(json_object_get(page, key));
+    j->items_pos = 0;
+    j->after_upsert = kind;
+}
+
 static enum mlflow_sync_state on_runs_page(struct sync_job *j, json_t *page)
 {
-    const char *tok = page_token(j, page);
-    replace_str(&j->runs_token, tok);
-    if (build_batch(j, json_object_get(page, "runs"), true) < 0) {
-        note_failure(j, "Out of memory while mapping runs");
-        j->fatal = true;
-        return SYNC_FINISH;
-    }
-    j->after_upsert = SYNC_RUNS;
-    return j->batch_n ? SYNC_UPSERT : j->runs_token ? SYNC_RUNS : runs_advance(j);
+    replace_str(&j->runs_token, page_token(j, page));
+    take_items(j, page, "runs", SYNC_RUNS);
+    return next_slice(j);
 }
 
 /* ---- registry ------------------------------------------------------------------- */
@@ -618,15 +672,8 @@ static void collect_models(struct sync_job *j, const json_t *page)
 static enum mlflow_sync_state on_versions_page(struct sync_job *j, json_t *page)
 {
     replace_str(&j->versions_token, page_token(j, page));
-    if (build_batch(j, json_object_get(page, "model_versions"), false) < 0) {
-        note_failure(j, "Out of memory while mapping model versions");
-        j->fatal = true;
-        return SYNC_FINISH;
-    }
-    j->after_upsert = SYNC_VERSIONS;
-    if (j->batch_n)
-        return SYNC_UPSERT;
-    return j->versions_token ? SYNC_VERSIONS : SYNC_STALE;
+    take_items(j, page, "model_versions", SYNC_VERSIONS);
+    return next_slice(j);
 }
 
 /* ---- statements ------------------------------------------------------------------ */
@@ -1050,6 +1097,13 @@ static void step_experiments(struct sync_job *j, const struct fetch_response *re
         json_decref(j->exps);
         j->exps = json_array();
     }
+    json_decref(j->exp_index);
+    if (!(j->exp_index = mlflow_experiment_index(j->exps))) {
+        note_failure(j, "Out of memory while indexing experiments");
+        j->fatal = true;
+        go(j, SYNC_FINISH);
+        return;
+    }
     size_t n = json_array_size(j->exps);
     j->exps_total += (int)n;
     j->chunk_start = 0;
@@ -1067,12 +1121,24 @@ static void step_runs(struct sync_job *j, const struct fetch_response *res)
 {
     bool retrying;
     int failures_before = j->failures;
+    bool had_error = j->first_error[0] != '\0';
     json_t *page = call_result(j, res, &retrying);
     if (retrying)
         return;
     if (!page) {
         if (j->fatal) {
             go(j, SYNC_FINISH);
+            return;
+        }
+        if (j->over_budget && j->run_page > 1) {
+            /* the same page again with fewer runs: not a failure yet */
+            j->failures = failures_before;
+            if (!had_error)
+                j->first_error[0] = '\0';
+            j->run_page = j->run_page / 4 > 1 ? j->run_page / 4 : 1;
+            log_info("mlflow sync %s: a runs page was over the budget; asking %d run(s) per page", j->o.tenant,
+                     j->run_page);
+            go(j, SYNC_RUNS);
             return;
         }
         if (!j->split && j->chunk_len > 1) {
@@ -1105,10 +1171,7 @@ static void step_upsert(struct sync_job *j, const struct db_result *res)
         go(j, SYNC_FINISH);
         return;
     }
-    if (j->after_upsert == SYNC_RUNS)
-        go(j, j->runs_token ? SYNC_RUNS : runs_advance(j));
-    else
-        go(j, j->versions_token ? SYNC_VERSIONS : SYNC_STALE);
+    go(j, next_slice(j));
 }
 
 static void step_models(struct sync_job *j, const struct fetch_response *res)
@@ -1222,6 +1285,7 @@ int mlflow_sync_start(const struct mlflow_sync_opts *o)
         return -1;
     j->o = *o;
     j->seq = ++job_seq;
+    j->run_page = RUN_PAGE;
     j->t0_us = now_us();
     snprintf(j->holder, sizeof j->holder, "%s:%u", instance_id, j->seq);
     snprintf(j->lock_name, sizeof j->lock_name, "mlflow-sync:%s", o->tenant);

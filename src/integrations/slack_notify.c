@@ -1,6 +1,7 @@
 /* integrations/slack_notify: owns notification routing and the delivery queues.
  *
- * Routing (POST /api/notifications, or a decoded notify message; notify messages wait
+ * Routing (POST /api/notifications, within what the caller may manage and with the
+ * idempotency key scoped to the caller; or a decoded notify message, trusted; notify messages wait
  * in a bounded FIFO, MAX_ROUTE_QUEUE, and are routed one at a time, so deliveries keep
  * the order of publication): one statement
  * selects the matching webhooks (organization, active, routing type, user) and
@@ -28,6 +29,7 @@
 
 #include <event2/event.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -518,6 +520,7 @@ static void dlv_post(struct delivery *d, bool api)
         return;
     }
     d->via = api ? "chat.postMessage" : "incoming_webhook";
+    c.fr.org_id = d->org; /* counted against OUTBOUND_MAX_PER_ORG; FETCH_BUSY is retried */
     d->f = fetch_start(N.a->fetch, &c.fr, on_posted, d);
     slack_call_clear(&c);
 }
@@ -741,6 +744,29 @@ static void on_routed(struct http_req *r, const struct db_result *res)
                                  (json_int_t)(matched - created)));
 }
 
+/* The stored idempotency key of a REST caller: "user:<id>:<key>", or when that would
+ * not fit the column "user:<id>#<sha256 of key>", so that no caller can claim (or
+ * learn about) another caller's key. Keys from the trusted notify channel are stored
+ * as sent. */
+static int scoped_key(long long user, const char *key, size_t len, char out[IDEM_MAX + 1])
+{
+    int n = snprintf(out, IDEM_MAX + 1, "user:%lld:", user);
+    if (n < 0 || (size_t)n >= IDEM_MAX + 1)
+        return -1;
+    if ((size_t)n + len <= IDEM_MAX) {
+        memcpy(out + n, key, len);
+        out[n + len] = '\0';
+        return 0;
+    }
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    if (!SHA256((const unsigned char *)key, len, md))
+        return -1;
+    out[n - 1] = '#';
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + n + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 void slack_notifications_post(struct http_req *r)
 {
     const char *rt, *title = NULL, *message = NULL, *idem = NULL;
@@ -776,9 +802,23 @@ void slack_notifications_post(struct http_req *r)
         reply_text(r, 400, "user_id must be a positive integer");
         return;
     }
+    /* SPEC 5: a non-Admin reaches only their own webhooks; an Admin the organization's,
+     * or one named user's. matched/queued then count only those. */
+    long long target = uid && json_is_integer(uid) ? json_integer_value(uid) : 0;
+    if (!r->auth.is_admin) {
+        if (target && target != r->auth.user_id) {
+            reply_text(r, 403, "Only an Admin can notify another user's webhooks");
+            return;
+        }
+        target = r->auth.user_id;
+    }
+    char scoped[IDEM_MAX + 1];
+    if (gi == 1 && scoped_key(r->auth.user_id, idem, il, scoped) < 0) {
+        reply_internal(r);
+        return;
+    }
     struct route_args ra;
-    route_params(&ra, r->auth.org_id, uid && json_is_integer(uid) ? json_integer_value(uid) : 0, r->auth.user_id, rt,
-                 gi == 1 ? idem : NULL, title, message);
+    route_params(&ra, r->auth.org_id, target, r->auth.user_id, rt, gi == 1 ? scoped : NULL, title, message);
     app_query(r, SQL_ROUTE, 8, ra.params, on_routed);
 }
 

@@ -22,6 +22,7 @@ bool retry_retryable(enum fetch_outcome outcome, long status)
     case FETCH_CONNECT:
     case FETCH_RESET:
     case FETCH_DNS:
+    case FETCH_BUSY: /* our own limit: later there is room */
         return true;
     case FETCH_TLS:
     case FETCH_TOO_LARGE:

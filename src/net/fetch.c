@@ -24,7 +24,14 @@
  * socket for a denied address (nothing is sent, not even a SYN or a TLS hello),
  * and CURLOPT_PREREQFUNCTION checks the connected address again before the
  * request is written (covers reused connections). Proxies from the environment
- * are ignored, since a proxy would make the connected address meaningless. */
+ * are ignored, since a proxy would make the connected address meaningless.
+ * 0.0.0.0/8 and ::/128 (which Linux connects to the local host) are always denied,
+ * whatever the configured list, and the IPv4-mapped form of every range with them
+ * (net/cidr matches mapped addresses as IPv4). A refusal never names the address.
+ *
+ * Admission: at most max_total transfers in flight, and max_per_org for one
+ * organization (fetch_request.org_id; 0 counts only toward the total). A transfer
+ * over either completes, from the loop like any other, with FETCH_BUSY. */
 #include "net/fetch.h"
 
 #include <arpa/inet.h>
@@ -51,6 +58,8 @@
 #define FETCH_MAX_HEADER_BYTES ((size_t)64 * 1024)
 #define FETCH_BODY_INITIAL_CAP ((size_t)16 * 1024)
 #define FETCH_DEFAULT_USER_AGENT "integrationsd"
+/* Connecting to these reaches the local host on Linux, whatever the deny list says. */
+#define FETCH_ALWAYS_DENIED "0.0.0.0/8,::/128"
 
 enum fetch_state {
     FETCH_STATE_RUNNING,    /* easy handle in the multi; on c->running */
@@ -73,8 +82,15 @@ struct fetch_sock {
     struct fetch_sock *prev, *next;
 };
 
+struct org_count {
+    long long org_id;
+    int n;
+};
+
 struct fetch {
     struct fetch_client *c;
+    long long org_id;
+    bool admitted;  /* counted in c->active (and its organization's count) */
     enum fetch_state state;
     struct fetch *prev, *next;
 
@@ -118,6 +134,10 @@ struct fetch_client {
     struct fetch_list done;
     struct fetch_sock *socks;
     int in_flight;      /* started, callback not yet run, not cancelled */
+    int active;         /* admitted (counted against the limits), not yet delivered */
+    int max_total, max_per_org; /* 0: no limit */
+    struct org_count *orgs; /* organizations with admitted transfers */
+    size_t norgs, orgs_cap;
     bool closing;       /* inside fetch_client_free */
     bool *freed_flag;   /* set while on_deliver runs user callbacks */
     bool curl_global;   /* we hold a curl_global_init reference */
@@ -200,8 +220,59 @@ static bool text_leaks_secret(const struct fetch *f, const char *text)
     return false;
 }
 
+static struct org_count *org_find(struct fetch_client *c, long long org_id)
+{
+    for (size_t i = 0; i < c->norgs; i++)
+        if (c->orgs[i].org_id == org_id)
+            return &c->orgs[i];
+    return NULL;
+}
+
+/* Count f against the limits, or return the name of the limit it is over. */
+static const char *admit(struct fetch *f)
+{
+    struct fetch_client *c = f->c;
+    if (c->max_total && c->active >= c->max_total)
+        return "OUTBOUND_MAX_CONCURRENT";
+    struct org_count *o = f->org_id ? org_find(c, f->org_id) : NULL;
+    if (f->org_id && c->max_per_org && o && o->n >= c->max_per_org)
+        return "OUTBOUND_MAX_PER_ORG";
+    if (f->org_id && !o) {
+        if (c->norgs == c->orgs_cap) {
+            size_t cap = c->orgs_cap ? c->orgs_cap * 2 : 16;
+            struct org_count *p = realloc(c->orgs, cap * sizeof *p);
+            if (!p)
+                return "out of memory";
+            c->orgs = p;
+            c->orgs_cap = cap;
+        }
+        o = &c->orgs[c->norgs++];
+        o->org_id = f->org_id;
+        o->n = 0;
+    }
+    if (o)
+        o->n++;
+    c->active++;
+    f->admitted = true;
+    return NULL;
+}
+
+/* Give back what admit counted (when the transfer is delivered or cancelled). */
+static void release(struct fetch *f)
+{
+    if (!f->admitted)
+        return;
+    struct fetch_client *c = f->c;
+    f->admitted = false;
+    c->active--;
+    struct org_count *o = f->org_id ? org_find(c, f->org_id) : NULL;
+    if (o && --o->n == 0)
+        *o = c->orgs[--c->norgs];
+}
+
 static void fetch_destroy(struct fetch *f)
 {
+    release(f);
     if (f->easy)
         curl_easy_cleanup(f->easy); /* only reached when not in a multi */
     curl_slist_free_all(f->req_headers);
@@ -243,6 +314,7 @@ const char *fetch_outcome_name(enum fetch_outcome o)
     case FETCH_BAD_URL: return "bad_url";
     case FETCH_RESET: return "reset";
     case FETCH_ERROR: return "error";
+    case FETCH_BUSY: return "busy";
     }
     return "unknown";
 }
@@ -454,11 +526,11 @@ static bool sockaddr_text(const struct curl_sockaddr *a, char *out, size_t outle
 }
 
 /* rc: how curl reports the refusal (COULDNT_CONNECT when no socket was made,
- * ABORTED_BY_CALLBACK from the pre-request check). */
-static void set_denied(struct fetch *f, CURLcode rc, const char *ip)
+ * ABORTED_BY_CALLBACK from the pre-request check). The message does not name the
+ * address: it would tell a caller what an internal name resolves to. */
+static void set_denied(struct fetch *f, CURLcode rc)
 {
-    set_abort(f, FETCH_DENIED, rc, "destination address %s is not allowed (OUTBOUND_DENY_CIDRS)",
-              ip);
+    set_abort(f, FETCH_DENIED, rc, "destination address is not allowed (OUTBOUND_DENY_CIDRS)");
 }
 
 /* Before connect: vet the address curl is about to connect to. */
@@ -468,12 +540,8 @@ static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct c
     char ip[INET6_ADDRSTRLEN];
     if (purpose != CURLSOCKTYPE_IPCXN)
         return CURL_SOCKET_BAD;
-    if (!sockaddr_text(a, ip, sizeof ip)) {
-        set_denied(f, CURLE_COULDNT_CONNECT, "(unknown)");
-        return CURL_SOCKET_BAD;
-    }
-    if (cidr_list_match(&f->c->deny, ip)) {
-        set_denied(f, CURLE_COULDNT_CONNECT, ip);
+    if (!sockaddr_text(a, ip, sizeof ip) || cidr_list_match(&f->c->deny, ip)) {
+        set_denied(f, CURLE_COULDNT_CONNECT);
         return CURL_SOCKET_BAD;
     }
     return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
@@ -488,7 +556,7 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
     (void)primary_port;
     (void)local_port;
     if (cidr_list_match(&f->c->deny, primary_ip)) {
-        set_denied(f, CURLE_ABORTED_BY_CALLBACK, primary_ip ? primary_ip : "(unknown)");
+        set_denied(f, CURLE_ABORTED_BY_CALLBACK);
         return CURL_PREREQFUNC_ABORT;
     }
     return CURL_PREREQFUNC_OK;
@@ -628,6 +696,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
         list_remove(&c->done, f);
         f->state = FETCH_STATE_DELIVERING;
         c->in_flight--;
+        release(f); /* before the callback: it may start the next call, or free c */
         f->cb(&f->res, f->arg);
         fetch_destroy(f);
         if (freed)
@@ -768,7 +837,17 @@ struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_
         return NULL;
     }
     c->base = base;
-    if (cidr_list_parse(&c->deny, deny_cidrs ? deny_cidrs : "", err, errlen) != 0) {
+    size_t dlen = (deny_cidrs ? strlen(deny_cidrs) : 0) + sizeof "," FETCH_ALWAYS_DENIED;
+    char *deny = malloc(dlen);
+    if (!deny) {
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(deny, dlen, "%s,%s", deny_cidrs ? deny_cidrs : "", FETCH_ALWAYS_DENIED);
+    int prc = cidr_list_parse(&c->deny, deny, err, errlen);
+    free(deny);
+    if (prc != 0) {
         free(c);
         return NULL;
     }
@@ -839,10 +918,29 @@ void fetch_client_free(struct fetch_client *c)
     if (c->deliver)
         event_free(c->deliver);
     cidr_list_free(&c->deny);
+    free(c->orgs);
     free(c->user_agent);
     if (c->curl_global)
         curl_global_cleanup();
     free(c);
+}
+
+void fetch_client_set_limits(struct fetch_client *c, int max_total, int max_per_org)
+{
+    c->max_total = max_total > 0 ? max_total : 0;
+    c->max_per_org = max_per_org > 0 ? max_per_org : 0;
+}
+
+bool fetch_admits(const struct fetch_client *c, long long org_id)
+{
+    if (c->max_total && c->active >= c->max_total)
+        return false;
+    if (!org_id || !c->max_per_org)
+        return true;
+    for (size_t i = 0; i < c->norgs; i++)
+        if (c->orgs[i].org_id == org_id)
+            return c->orgs[i].n < c->max_per_org;
+    return true;
 }
 
 int fetch_in_flight(const struct fetch_client *c)
@@ -1038,6 +1136,13 @@ struct fetch *fetch_start(struct fetch_client *c, const struct fetch_request *re
     enum fetch_outcome o;
     if (!req || !req->url || !*req->url) {
         fail_early(f, FETCH_BAD_URL, "no URL");
+        return NULL;
+    }
+    f->org_id = req->org_id;
+    const char *over = admit(f);
+    if (over) {
+        snprintf(msg, sizeof msg, "too many outbound calls in flight (%s)", over);
+        fail_early(f, FETCH_BUSY, msg);
         return NULL;
     }
     if (req->target && !(f->target = strdup(req->target))) {

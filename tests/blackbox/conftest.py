@@ -39,6 +39,8 @@ FRONTEND_URL = "http://app.example.test"
 assert len(ENCRYPTION_KEY) == 32
 
 DEFAULT_DB = "itest"
+# OUTBOUND_DENY_CIDRS of the tests: the default without loopback.
+TEST_DENY_CIDRS = "169.254.0.0/16,fe80::/10,100.100.100.200/32,fd00:ec2::254/128"
 NOUSERS_DB = "itest_nousers"
 
 # public.users rows: (id, organization_id, role_id); roles 1 Admin, 2 Reviewer, 3 Editor, 4 Auditor.
@@ -193,6 +195,17 @@ def openapi_observe(port, method, path, status, data):
 
 
 # --------------------------------------------------------------------------- HTTP clients
+
+def wait_until(pred, timeout=10.0, step=0.05):
+    """Poll pred() every `step` s until it is truthy or `timeout` s pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
 
 def http_request(port, method, path, body=None, token=None, headers=None, raw_body=None, timeout=10):
     """One request on a fresh connection. Returns (status, headers, data): headers is an
@@ -649,6 +662,9 @@ def base_env(pg, redis_url, db=DEFAULT_DB, port=None):
         "ENCRYPTION_ALGORITHM": "aes-256-cbc",
         "FRONTEND_URL": FRONTEND_URL,
         "LOG_LEVEL": "debug",
+        # The default deny list includes loopback, where every fake runs: tests allow it
+        # explicitly (and keep the rest of the default).
+        "OUTBOUND_DENY_CIDRS": TEST_DENY_CIDRS,
     })
     return env
 

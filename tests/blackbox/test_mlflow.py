@@ -298,6 +298,25 @@ def test_connection_test_timeout_and_garbage(svc, tokens, mlflow_fakes):
     assert st == 400 and data["message"] == "Connection error: MLFlow server returned status 404: Not Found"
 
 
+def test_connection_test_timeout_both_sides(svc, tokens):
+    """The configured timeout (2 s) against a server that accepts and never answers: the
+    test ends with the timeout message, not before 2 s and not long after."""
+    import socket
+    lis = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(8)
+    try:
+        t0 = time.monotonic()
+        st, _, data = svc.req("POST", BASE + "/test", body={"trackingServerUrl": "http://127.0.0.1:%d" %
+                                                             lis.getsockname()[1], "authMethod": "none",
+                                                             "timeout": 2}, token=tokens.admin1, timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        lis.close()
+    assert st == 400 and data["message"] == "Connection timeout - MLFlow server is not responding", data
+    assert 1.9 <= elapsed < 4.5, elapsed
+
+
 def test_test_never_sends_stored_credentials_elsewhere(svc, tokens, mlflow_fakes):
     home = mlflow_fakes(auth=("bearer", "home-token-abc123"))
     remember_key("home-token-abc123")
@@ -443,14 +462,15 @@ def test_models_element_shape(svc, tokens, mlflow_fakes):
 def test_retry_then_success(svc, tokens, mlflow_fakes):
     fake = mlflow_fakes(n_experiments=2, runs_per_experiment=3)
     fake.fail_once(API + "/runs/search", 0, status=500)
-    fake.rate_limit_once(API + "/registered-models/search", 0, retry_after="1")
+    # Retry-After well above the first backoff (1 s +- 20%), so ignoring it cannot pass
+    fake.rate_limit_once(API + "/registered-models/search", 0, retry_after="3")
     configure(svc, tokens.admin1, fake.url)
     h = sync(svc, tokens.admin1)
     assert h["status"] == "success", h
     assert len(fake.calls("/runs/search")) == 2
     assert len(fake.calls("/registered-models/search")) == 2
     a, b = fake.calls("/registered-models/search")
-    assert b.time - a.time >= 0.9  # Retry-After honoured
+    assert 2.9 <= b.time - a.time < 6.0, b.time - a.time  # Retry-After honoured
 
 
 def test_not_retried_4xx_and_partial(svc, tokens, db, mlflow_fakes):

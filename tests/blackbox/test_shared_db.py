@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from conftest import (ENCRYPTION_KEY, Db, _openssl, _slack_key_hex, fresh_db, slack_env, slack_scheme_a_plain,
-                      tenant_hash, token_for)
+                      tenant_hash, token_for, wait_until)
 
 # ---- VerifyWise's columns (reference/verifywise-contract.md section 3) -----------------------
 
@@ -257,11 +257,11 @@ def scheme_a(plain):
     return p.stdout.hex(), iv
 
 
-def mlflow_fingerprint(url, method, user="", password="", token=""):
+def mlflow_fingerprint(url, method, user="", password="", token="", verify_ssl=True):
     """The HMAC integrationsd keeps of a tested configuration (mlflow_conn_fingerprint)."""
     key = ENCRYPTION_KEY[:32].ljust(32, "0").encode()
     fp_key = hmac.new(key, b"integrationsd:llm-key-fingerprint:v1", hashlib.sha256).digest()
-    msg = "\x1f".join([url, method, user, password, token]).encode()
+    msg = "\x1f".join([url, method, user, password, token, "verify" if verify_ssl else "insecure"]).encode()
     return hmac.new(fp_key, msg, hashlib.sha256).hexdigest()
 
 
@@ -275,14 +275,6 @@ def slack_install(fake, rotate):
     return inst
 
 
-def wait_until(pred, timeout=10.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 INSERT_OLD_WEBHOOK = (

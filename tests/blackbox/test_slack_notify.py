@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from conftest import (SLACK_CLIENT_SECRET, EventSubscriber, new_gh_token, new_llm_key, publish_notify,
-                      redis_kill, redis_start_again, slack_env, tenant_hash)
+                      redis_kill, redis_start_again, slack_env, tenant_hash, wait_until)
 from test_slack import ROUTING, rand_ip, webhook
 
 POLICY, MEMBERS = "Policy reminders and status", "Membership and roles"
@@ -30,14 +30,6 @@ def sub(redis_server):
     s.close()
 
 
-def wait_until(pred, timeout=10.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def key():
@@ -111,23 +103,95 @@ def test_published_twice_delivered_once(nsvc, fake_slack, hooks, redis_server, t
     msg = {"organization_id": 1, "routing_type": MEMBERS, "title": t, "message": "m", "idempotency_key": k}
     publish_notify(redis_server, msg)
     publish_notify(redis_server, msg)
-    st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": MEMBERS, "title": t, "message": "m",
-                                                       "idempotency_key": k}, token=tokens.admin1)
-    assert st == 202 and d["data"]["matched"] == 2
-    assert wait_until(lambda: got(fake_slack, hooks, "b", t) and got(fake_slack, hooks, "c", t))
+    # the same over REST, twice: the second is a duplicate of the first (the caller's keys
+    # are their own: they neither collide with the notify channel's nor anyone else's)
+    t2, k2 = "twice rest " + key(), key()
+    body = {"routing_type": MEMBERS, "title": t2, "message": "m", "idempotency_key": k2}
+    st, _, d = nsvc.req("POST", "/api/notifications", body, token=tokens.admin1)
+    assert st == 202 and d["data"] == {"matched": 2, "queued": 2, "duplicates": 0}, d
+    st, _, d = nsvc.req("POST", "/api/notifications", body, token=tokens.admin1)
+    assert st == 202 and d["data"] == {"matched": 2, "queued": 0, "duplicates": 2}, d
+    assert wait_until(lambda: all(got(fake_slack, hooks, h, x) for h in "bc" for x in (t, t2)))
     time.sleep(2.5)
-    assert len(got(fake_slack, hooks, "b", t)) == 1 and len(got(fake_slack, hooks, "c", t)) == 1
+    for x in (t, t2):
+        assert len(got(fake_slack, hooks, "b", x)) == 1 and len(got(fake_slack, hooks, "c", x)) == 1
     assert db.scalar("SELECT count(*) FROM public.slack_deliveries WHERE idempotency_key = %s", (k,)) == 2
+
+
+def test_idempotency_keys_scoped_to_the_caller(nsvc, fake_slack, hooks, tokens, db, redis_server):
+    """An Editor cannot pre-claim a key: the Admin's notification, and the notify channel's,
+    with the same key are still delivered."""
+    assert wait_subscribed(nsvc)
+    k = key()
+    t1, t2, t3 = ("claimed by editor " + key(), "admin same key " + key(), "notify same key " + key())
+    st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": MEMBERS, "title": t1, "message": "m",
+                                                       "idempotency_key": k}, token=tokens.editor1)
+    assert st == 202 and d["data"] == {"matched": 2, "queued": 2, "duplicates": 0}, d
+    st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": MEMBERS, "title": t2, "message": "m",
+                                                       "idempotency_key": k}, token=tokens.admin1)
+    assert st == 202 and d["data"] == {"matched": 2, "queued": 2, "duplicates": 0}, d
+    publish_notify(redis_server, {"organization_id": 1, "routing_type": MEMBERS, "title": t3, "message": "m",
+                                  "idempotency_key": k})
+    assert wait_until(lambda: all(got(fake_slack, hooks, h, x) for h in "bc" for x in (t1, t2, t3)), 15)
+    # the notify channel's key is stored as sent (SPEC 6); REST keys under their caller
+    assert db.scalar("SELECT count(*) FROM public.slack_deliveries WHERE idempotency_key = %s", (k,)) == 2
+    assert db.scalar("SELECT count(*) FROM public.slack_deliveries WHERE idempotency_key = %s",
+                     ("user:2:" + k,)) == 2
+    # a key too long to be stored with its scope still deduplicates (hashed), per caller
+    long_k = "L" * 255
+    body = {"routing_type": MEMBERS, "title": "long key " + key(), "message": "m", "idempotency_key": long_k}
+    st, _, d = nsvc.req("POST", "/api/notifications", body, token=tokens.editor1)
+    assert st == 202 and d["data"]["queued"] == 2, d
+    st, _, d = nsvc.req("POST", "/api/notifications", body, token=tokens.editor1)
+    assert st == 202 and d["data"] == {"matched": 2, "queued": 0, "duplicates": 2}, d
+    st, _, d = nsvc.req("POST", "/api/notifications", body, token=tokens.admin1)
+    assert st == 202 and d["data"]["queued"] == 2, d
+
+
+def test_notifications_reach_only_what_the_caller_manages(nsvc, fake_slack, hooks, tokens, db):
+    """SPEC 5: a non-Admin reaches only their own webhooks (another user_id is 403), an Admin
+    the organization's or one named user's; matched/queued count only those."""
+    before = db.scalar("SELECT count(*) FROM public.slack_deliveries")
+    t = "auditor " + key()
+    # the Auditor (user 6) has no webhook: nothing matched, nothing revealed about others'
+    st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": t, "message": "m"},
+                        token=tokens.auditor1)
+    assert st == 202 and d["data"] == {"matched": 0, "queued": 0, "duplicates": 0}, d
+    for tok, uid in ((tokens.auditor1, 1), (tokens.editor1, 1), (tokens.reviewer1, 2)):
+        st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": t, "message": "m",
+                                                           "user_id": uid}, token=tok)
+        assert st == 403 and "Admin" in d["data"], d
+    assert db.scalar("SELECT count(*) FROM public.slack_deliveries") == before
+    # the Editor naming themself, or nobody: their own webhook only
+    te = "editor own " + key()
+    for extra in ({}, {"user_id": 2}):
+        st, _, d = nsvc.req("POST", "/api/notifications", dict({"routing_type": POLICY, "title": te, "message": "m"},
+                                                               **extra), token=tokens.editor1)
+        assert st == 202 and d["data"]["matched"] == 1, d
+    # the Admin naming the Editor: the Editor's webhook; naming nobody: the organization's
+    ta, to = "admin for editor " + key(), "admin org " + key()
+    st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": ta, "message": "m",
+                                                       "user_id": 2}, token=tokens.admin1)
+    assert st == 202 and d["data"]["matched"] == 1, d
+    st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": to, "message": "m"},
+                        token=tokens.admin1)
+    assert st == 202 and d["data"]["matched"] == 2, d
+    assert wait_until(lambda: got(fake_slack, hooks, "a", to) and got(fake_slack, hooks, "b", to) and
+                      got(fake_slack, hooks, "b", ta) and len(got(fake_slack, hooks, "b", te)) == 2, 15)
+    time.sleep(1.2)
+    assert not got(fake_slack, hooks, "a", te) and not got(fake_slack, hooks, "a", ta)
+    assert not got(fake_slack, hooks, "a", t) and not got(fake_slack, hooks, "b", t)
 
 
 def test_post_notifications(nsvc, fake_slack, hooks, tokens, db):
     t = "post " + key()
     st, _, d = nsvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": t, "message": "hello"},
                         token=tokens.editor1)
-    assert st == 202 and d["message"] == "Accepted" and d["data"] == {"matched": 2, "queued": 2, "duplicates": 0}
-    assert wait_until(lambda: got(fake_slack, hooks, "a", t) and got(fake_slack, hooks, "b", t))
-    rows = db.rows("SELECT actor_user_id FROM public.slack_deliveries WHERE title = %s", (t,))
-    assert [r["actor_user_id"] for r in rows] == [2, 2]
+    # the Editor's own webhook only (b), not the Admin's (a)
+    assert st == 202 and d["message"] == "Accepted" and d["data"] == {"matched": 1, "queued": 1, "duplicates": 0}
+    assert wait_until(lambda: got(fake_slack, hooks, "b", t))
+    rows = db.rows("SELECT actor_user_id, webhook_id FROM public.slack_deliveries WHERE title = %s", (t,))
+    assert [(r["actor_user_id"], r["webhook_id"]) for r in rows] == [(2, hooks["b"][0])]
     before = db.scalar("SELECT count(*) FROM public.slack_deliveries")
     for body in ({}, {"routing_type": "Nope", "title": "t", "message": "m"},
                  {"routing_type": POLICY, "title": "t"}, {"routing_type": POLICY, "title": "t" * 151, "message": "m"},
@@ -143,14 +207,20 @@ def test_post_notifications(nsvc, fake_slack, hooks, tokens, db):
 
 def test_malformed_notify_messages_dropped_valid_keep_flowing(nsvc, fake_slack, hooks, redis_server):
     assert wait_subscribed(nsvc)
-    good = {"organization_id": 1, "routing_type": MEMBERS, "title": "x", "message": "m"}
-    full = msgpack.packb(dict(good, title="truncated"))
+    run = key()
+    good = {"organization_id": 1, "routing_type": MEMBERS, "message": "m"}
+
+    def bad_msg(i, **kw):  # every bad message has a title of its own, so each is checked
+        return msgpack.packb(dict(good, title="bad %d %s" % (i, run), **kw))
+    full = bad_msg(1)
     bad = [os.urandom(200), full[:-3], b"", b"\xc1",
-           msgpack.packb(dict(good, organization_id="1")), msgpack.packb(dict(good, title=5)),
-           msgpack.packb(dict(good, routing_type="Unknown type")), msgpack.packb([1, 2, 3]),
-           msgpack.packb(dict(good, organization_id=-4)), msgpack.packb(dict(good, title="t" * 151)),
-           msgpack.packb(dict(good, message=b"bin")), msgpack.packb(dict(good, organization_id=2 ** 40)),
-           msgpack.packb(dict(good, title="big", pad="x" * (10 * 1024 * 1024)))]
+           bad_msg(4, organization_id="1"), msgpack.packb(dict(good, title=5)),
+           bad_msg(6, routing_type="Unknown type"), msgpack.packb([1, 2, 3]),
+           bad_msg(8, organization_id=-4), msgpack.packb(dict(good, title="t" * 151)),
+           bad_msg(10, message=b"bin"), bad_msg(11, organization_id=2 ** 40),
+           bad_msg(12, pad="x" * (10 * 1024 * 1024)), bad_msg(13, message="m" * 3001),
+           msgpack.packb(dict(good, title=b"bad bin title " + run.encode()))]
+    good["title"] = "x"
     for b in bad:
         publish_notify(redis_server, b)
     t = "after garbage " + key()
@@ -159,7 +229,7 @@ def test_malformed_notify_messages_dropped_valid_keep_flowing(nsvc, fake_slack, 
     assert nsvc.alive()
     for n in "abcde":
         assert not [m for m in fake_slack.messages_for(hooks[n][1].channel_id)
-                    if m["body"]["blocks"][0]["text"]["text"] in ("truncated", "big", "t" * 151)]
+                    if m["body"]["blocks"][0]["text"]["text"] == "t" * 151 or run in m["body"]["blocks"][0]["text"]["text"]]
 
 
 def test_retry_after_429_and_5xx(nsvc, fake_slack, tokens, redis_server, db, sub):

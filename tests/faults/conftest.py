@@ -45,7 +45,7 @@ from bb_conftest import pytest_configure  # noqa: E402,F401
 # Re-exported helpers, so test modules import everything from here.
 from bb_conftest import (  # noqa: E402,F401
     Db, SANITIZER_MARKERS, free_port, http_request, new_key, parse_responses, raw_exchange,
-    seed_users, tenant_hash, token_for,
+    seed_users, tenant_hash, token_for, wait_until,
 )
 
 # --------------------------------------------------------------------------- measurements

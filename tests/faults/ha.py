@@ -21,7 +21,7 @@ import time
 import psycopg2
 
 import bb_conftest as bb
-from conftest import new_key, seed_users, timed_request
+from conftest import new_key, seed_users, timed_request, wait_until  # noqa: F401 (re-exported)
 
 UNAVAILABLE = {"message": "Service Unavailable", "error": "database unavailable"}
 
@@ -200,11 +200,3 @@ def classify(writers, fast_s):
     return acked, counts, slowest, problems
 
 
-def wait_until(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()

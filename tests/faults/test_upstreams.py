@@ -6,7 +6,8 @@
 # the fault: stall, headers-then-stall, byte-by-byte drip (endless, and a complete small
 # answer), 100 MB with Content-Length, 100 MB chunked, garbage, reset. All 16 calls run
 # concurrently. Pass conditions, for each call:
-#   - it is answered 200 within the upstream timeout (10 s) + 2.5 s of slack;
+#   - it is answered 200 within the upstream timeout (10 s) + 2.5 s of slack, and a stalled
+#     call no earlier than that timeout (- 0.3 s);
 #   - a failure is {"valid": false, "error": <clear message naming the cause>};
 #   - the outbound call is counted in /metrics by target and result, and a GitHub transport
 #     failure is logged ("github token test failed" with its outcome);
@@ -154,6 +155,10 @@ def test_hostile_upstreams_end_in_bounded_time_and_memory(service, fresh_db, tok
                     problems.append("%s %s: unclear error %r" % (kind, marker, err))
             if dt >= limit:
                 problems.append("%s %s: answered after %.2f s (bound %.1f s)" % (kind, marker, dt, limit))
+            if early is None and not valid and dt < UPSTREAM_TIMEOUT_S - 0.3:
+                # the documented 10 s timeout, checked from below too: it must not fire early
+                problems.append("%s %s: gave up after %.2f s, before the %.0f s timeout" %
+                                (kind, marker, dt, UPSTREAM_TIMEOUT_S))
             report("upstream %s %s answered in" % (kind, marker), dt, "s", "%.1f" % limit)
     assert not problems, "\n".join(problems) + "\n" + svc.describe(60)
 

@@ -1,6 +1,6 @@
 /* tests/fuzz/fuzz_mlflow: an MLflow server's answer (arbitrary bytes as the body of a
- * 2xx response) through mlflow_parse_object and the mapper of mlflow_map.h, the way
- * the sync job walks the pages: "experiments" (experiment info for runs), "runs"
+ * 2xx response) through mlflow_parse_object (with the default budget) and the mapper of mlflow_map.h, the way
+ * the sync job walks the pages: "experiments" (indexed by id: experiment info for runs), "runs"
  * (mlflow_map_run), "registered_models" (aliases per name and version, prompts) and
  * "model_versions" (mlflow_map_version); every mapped record becomes its upsert JSON,
  * and the batch is dumped as the sync job sends it.
@@ -52,7 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     res.body_len = size;
     char err[128];
     memset(err, 'x', sizeof err);
-    json_t *page = mlflow_parse_object(&res, err, sizeof err);
+    const struct mlflow_page_budget budget = {.max_bytes = 256 * 1024, .max_values = 50000, .max_depth = 32};
+    json_t *page = mlflow_parse_object(&res, &budget, NULL, err, sizeof err);
     if (!page) {
         fuzz_check_cstr(err, sizeof err);
         FUZZ_ASSERT(err[0] != '\0');
@@ -68,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const json_t *it, *a;
 
     /* runs, with their experiments */
-    const json_t *exps = json_object_get(page, "experiments");
+    json_t *exps = mlflow_experiment_index(json_object_get(page, "experiments"));
+    FUZZ_ASSERT(exps);
     json_array_foreach(json_object_get(page, "runs"), i, it) {
         struct mlflow_record rec;
         struct mlflow_experiment_info eb;
@@ -81,6 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_ASSERT(rec.tags == NULL && rec.metrics == NULL && rec.parameters == NULL);
         mlflow_record_clear(&rec);
     }
+
+    json_decref(exps);
 
     /* registered models: aliases "name\x1fversion" -> "a,b" and prompt names */
     json_array_foreach(json_object_get(page, "registered_models"), i, it) {

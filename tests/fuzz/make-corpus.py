@@ -326,6 +326,26 @@ def mlflow():
     write("mlflow", "empty", b"")
 
 
+# ---- mlflow_scan: 2 budget bytes (values, depth), then an MLflow answer -------------------------
+def mlflow_scan():
+    def case(values, depth, body):
+        v = values - 1
+        return bytes([(v >> 4) & 0xff, ((v & 0x0f) << 4) | ((depth - 1) // 4)]) + body
+    run = {"info": {"run_id": "abc", "experiment_id": "1", "status": "FINISHED", "start_time": 1700000000000},
+           "data": {"metrics": [{"key": "auc", "value": 0.93, "timestamp": 1700000300000, "step": 0}],
+                    "params": [{"key": "max_depth", "value": "6"}],
+                    "tags": [{"key": "mlflow.runName", "value": "bold \"owl\" 42"}]}}
+    write("mlflow_scan", "runs-fits", case(4096, 61, jdump({"runs": [run] * 3, "next_page_token": "t"})))
+    write("mlflow_scan", "runs-over-values", case(20, 61, jdump({"runs": [run] * 3})))
+    write("mlflow_scan", "empty-objects", case(100, 61, b'{"experiments":[' + b",".join([b"{}"] * 200) + b"]}"))
+    write("mlflow_scan", "nested", case(4096, 9, b"[" * 64 + b"]" * 64))
+    write("mlflow_scan", "nested-objects", case(4096, 13, b'{"a":' * 12 + b"1" + b"}" * 12))
+    write("mlflow_scan", "escapes", case(64, 5, b'{"k\\":"v\\\"{[","n":[-1.5e+3,true,null,false]}'))
+    write("mlflow_scan", "names-and-values", case(8, 5, b'{"a":"b","c":{"d":"e"},"f":["g","h"]}'))
+    write("mlflow_scan", "truncated", case(4096, 61, jdump({"runs": [run]})[:-9]))
+    write("mlflow_scan", "garbage", case(1, 1, b"<html>}}]]::,,\"\""))
+
+
 # ---- slack: 0 = chat.postMessage answer, 1 = webhook answer (status, outcome, body),
 #      2 = "title\nmessage\nurl" ------------------------------------------------------------
 def slack():
@@ -363,7 +383,7 @@ def slack():
 
 
 def main():
-    for f in (jwt, b64url, json_body, router, notify, secrets, cidr, github_format, cron, mlflow, slack):
+    for f in (jwt, b64url, json_body, router, notify, secrets, cidr, github_format, cron, mlflow, mlflow_scan, slack):
         f()
     print("make-corpus: wrote %s" % CORPUS)
     return 0

@@ -720,8 +720,9 @@ static void test_deny_list(void **state)
     run_loop(100, false); /* give any stray bytes time to arrive */
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.outcome, FETCH_DENIED);
-    assert_string_equal(r.error,
-                        "destination address 127.0.0.1 is not allowed (OUTBOUND_DENY_CIDRS)");
+    /* the refusal never names the resolved address */
+    assert_string_equal(r.error, "destination address is not allowed (OUTBOUND_DENY_CIDRS)");
+    assert_null(strstr(mapped.error, "127.0.0.1"));
     assert_int_equal(mapped.outcome, FETCH_DENIED);
     assert_non_null(strstr(mapped.error, "OUTBOUND_DENY_CIDRS"));
     assert_int_equal(E.srv.bytes, 0);
@@ -730,6 +731,73 @@ static void test_deny_list(void **state)
     fetch_client_free(c);
     result_clear(&r);
     result_clear(&mapped);
+}
+
+/* 0.0.0.0 and :: reach the local host on Linux: denied even by an empty list, before
+ * any connection (the test server sees none). */
+static void test_deny_list_unspecified_always(void **state)
+{
+    (void)state;
+    char err[256];
+    struct fetch_client *c = fetch_client_new(E.base, "", TEST_UA, err, sizeof err);
+    assert_non_null(c);
+    const char *hosts[] = {"0.0.0.0", "0.1.2.3", "[::]", "[::ffff:0.0.0.0]"};
+    struct result r[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        char url[128];
+        snprintf(url, sizeof url, "http://%s:%d/ok", hosts[i], E.srv.port);
+        struct fetch_request req = {.url = url, .timeout_ms = 2000};
+        start_on(c, &r[i], &req);
+    }
+    run_until_done(3000);
+    run_loop(100, false);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r[i].outcome, FETCH_DENIED);
+        assert_string_equal(r[i].error, "destination address is not allowed (OUTBOUND_DENY_CIDRS)");
+        result_clear(&r[i]);
+    }
+    assert_int_equal(E.srv.conns, 0);
+    fetch_client_free(c);
+}
+
+/* OUTBOUND_MAX_CONCURRENT and OUTBOUND_MAX_PER_ORG: one more than the limit is
+ * refused with FETCH_BUSY (from the loop), exactly the limit is not, and a delivered
+ * call gives its slot back. */
+static void test_limits(void **state)
+{
+    (void)state;
+    char err[256];
+    struct fetch_client *c = fetch_client_new(E.base, "", TEST_UA, err, sizeof err);
+    assert_non_null(c);
+    fetch_client_set_limits(c, 3, 2);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", E.srv.port);
+    struct fetch_request a = {.url = url, .timeout_ms = 2000, .org_id = 7};
+    struct fetch_request b = {.url = url, .timeout_ms = 2000, .org_id = 8};
+    struct result r[5] = {{0}};
+    assert_true(fetch_admits(c, 7));
+    assert_non_null(start_on(c, &r[0], &a));
+    assert_non_null(start_on(c, &r[1], &a)); /* the per-organization limit itself */
+    assert_false(fetch_admits(c, 7));
+    assert_true(fetch_admits(c, 8));
+    assert_null(start_on(c, &r[2], &a)); /* one over it */
+    assert_non_null(start_on(c, &r[3], &b)); /* the global limit itself */
+    assert_false(fetch_admits(c, 9));
+    assert_null(start_on(c, &r[4], &b)); /* one over it */
+    run_until_done(3000);
+    assert_int_equal(r[0].outcome, FETCH_OK);
+    assert_int_equal(r[1].outcome, FETCH_OK);
+    assert_int_equal(r[3].outcome, FETCH_OK);
+    assert_int_equal(r[2].outcome, FETCH_BUSY);
+    assert_non_null(strstr(r[2].error, "OUTBOUND_MAX_PER_ORG"));
+    assert_int_equal(r[4].outcome, FETCH_BUSY);
+    assert_non_null(strstr(r[4].error, "OUTBOUND_MAX_CONCURRENT"));
+    /* every slot is back */
+    assert_true(fetch_admits(c, 7));
+    assert_true(fetch_admits(c, 8));
+    for (int i = 0; i < 5; i++)
+        result_clear(&r[i]);
+    fetch_client_free(c);
 }
 
 static void test_deny_list_other_ranges_allowed(void **state)
@@ -1142,6 +1210,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_scheme, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deny_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deny_list_unspecified_always, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deny_list_other_ranges_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_new_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
