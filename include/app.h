@@ -3,6 +3,7 @@
 #ifndef IDX_APP_H
 #define IDX_APP_H
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -35,6 +36,8 @@ struct app {
     void (*on_notify)(const struct notify_msg *m, void *app);
     struct tenant_set *tenants;
     struct member_cache *members; /* public.users lookups, AUTH_CACHE_MS */
+    struct read_cache *cache;    /* read answers per tenant, CACHE_BYTES */
+    struct listener *listener;   /* LISTEN integrationsd_cache: keeps both caches coherent */
     bool schema_ready;           /* public objects created */
     bool schema_running;
     const struct route *routes;
@@ -43,7 +46,16 @@ struct app {
     char **origins;
     size_t norigins;
     bool stopping;
+    int64_t started_us;          /* when main() began (CLOCK_MONOTONIC), for start-up logs */
 };
+
+/* Microseconds since main() began. */
+int64_t app_uptime_us(const struct app *a);
+
+/* A change the database will not announce (none today: every table a cached answer
+ * reads has a trigger) or that must be visible before the NOTIFY arrives: drop the
+ * tenant's cached answers now. */
+void app_cache_invalidate(struct app *a, const char *tenant);
 
 /* Build the route table, CORS list and the modules. Returns 0 or -1 with err set. */
 int app_init(struct app *a, struct event_base *base, char *err, size_t errlen);

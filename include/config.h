@@ -50,7 +50,8 @@ struct config {
     char *allowed_origins;       /* NULL: origin of FRONTEND_URL + localhost rule */
     char *trust_proxy;           /* as given; parsed into proxy_trust */
     struct proxy_trust proxy_trust;
-    int auth_cache_ms;           /* how long a public.users lookup is reused */
+    int auth_cache_ms;           /* how long a public.users lookup is reused at most */
+    size_t cache_bytes;          /* read-cache budget; 0 = off */
     size_t max_body_bytes;
     size_t max_buffered_body_bytes; /* request bodies held at once, all connections */
     size_t http_max_header_bytes;  /* header block of one request */

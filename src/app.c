@@ -1,6 +1,6 @@
 /* app: owns the wiring: the route table, CORS policy, the request pipeline
- * (route -> CORS -> auth -> body -> handler), the database connection settings
- * and the schema bootstrap. */
+ * (route -> CORS -> auth -> read cache -> body -> handler), the database connection
+ * settings, the schema bootstrap and the LISTEN connection that keeps the caches coherent. */
 #include "app.h"
 
 #include "autoconfig.h"
@@ -13,8 +13,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "auth/member_cache.h"
+#include "auth/tenant.h"
+#include "cache/read_cache.h"
+#include "db/listener.h"
 #include "auth/middleware.h"
 #include "db/pool.h"
 #include "db/schema.h"
@@ -37,26 +41,28 @@
 #define AUTH ROUTE_AUTH
 #define ADMIN ROUTE_ADMIN
 #define BODY ROUTE_JSON_BODY
+#define CACHED ROUTE_CACHED
+#define PER_USER ROUTE_CACHE_USER
 
 static const struct route routes[] = {
     {HTTP_GET, "/healthz", health_live, ROUTE_PUBLIC, "healthz"},
     {HTTP_GET, "/readyz", health_ready, ROUTE_PUBLIC, "readyz"},
     {HTTP_GET, "/metrics", metrics_handler, ROUTE_PUBLIC, "metrics"},
     {HTTP_GET, "/api/integrations/openapi.json", openapi_handler, ROUTE_PUBLIC, "openapi"},
-    {HTTP_GET, "/api/llm-keys", llm_keys_list, AUTH, "llm_keys_list"},
+    {HTTP_GET, "/api/llm-keys", llm_keys_list, AUTH | CACHED, "llm_keys_list"},
     {HTTP_POST, "/api/llm-keys", llm_keys_create, AUTH | BODY, "llm_keys_create"},
-    {HTTP_GET, "/api/llm-keys/status", llm_keys_status, AUTH, "llm_keys_status"},
-    {HTTP_GET, "/api/llm-keys/:name", llm_keys_by_name, AUTH, "llm_keys_by_name"},
+    {HTTP_GET, "/api/llm-keys/status", llm_keys_status, AUTH | CACHED, "llm_keys_status"},
+    {HTTP_GET, "/api/llm-keys/:name", llm_keys_by_name, AUTH | CACHED, "llm_keys_by_name"},
     {HTTP_PATCH, "/api/llm-keys/:id", llm_keys_update, AUTH | BODY, "llm_keys_update"},
     {HTTP_DELETE, "/api/llm-keys/:id", llm_keys_delete, AUTH, "llm_keys_delete"},
     {HTTP_POST, "/api/llm-keys/:id/verify", llm_keys_verify, AUTH, "llm_keys_verify"},
-    {HTTP_GET, "/api/integrations/github/token", github_token_get, AUTH | ADMIN, "github_token_get"},
+    {HTTP_GET, "/api/integrations/github/token", github_token_get, AUTH | ADMIN | CACHED, "github_token_get"},
     {HTTP_POST, "/api/integrations/github/token", github_token_save, AUTH | ADMIN | BODY, "github_token_save"},
     {HTTP_DELETE, "/api/integrations/github/token", github_token_delete, AUTH | ADMIN, "github_token_delete"},
     {HTTP_POST, "/api/integrations/github/token/test", github_token_test, AUTH | ADMIN | BODY, "github_token_test"},
     /* Slack: both spellings; creation parses its own body (every request is counted) */
 #define SLACK_ROUTES(base, tag)                                                                    \
-    {HTTP_GET, base, slack_webhooks_list, AUTH, "slack_webhooks_list" tag},                       \
+    {HTTP_GET, base, slack_webhooks_list, AUTH | CACHED | PER_USER, "slack_webhooks_list" tag},                       \
     {HTTP_POST, base, slack_webhooks_create, AUTH, "slack_webhooks_create" tag},                  \
     {HTTP_GET, base "/:id", slack_webhooks_get, AUTH, "slack_webhooks_get" tag},                  \
     {HTTP_PATCH, base "/:id", slack_webhooks_update, AUTH | BODY, "slack_webhooks_update" tag},   \
@@ -66,10 +72,10 @@ static const struct route routes[] = {
     SLACK_ROUTES("/api/slack-webhooks", "_dash"),
     {HTTP_POST, "/api/notifications", slack_notifications_post, AUTH | BODY, "notifications_post"},
     {HTTP_POST, "/api/integrations/mlflow/test", mlflow_test, AUTH | BODY, "mlflow_test"},
-    {HTTP_GET, "/api/integrations/mlflow/config", mlflow_config_get, AUTH, "mlflow_config"},
+    {HTTP_GET, "/api/integrations/mlflow/config", mlflow_config_get, AUTH | CACHED, "mlflow_config"},
     {HTTP_POST, "/api/integrations/mlflow/configure", mlflow_configure, AUTH | BODY, "mlflow_configure"},
     {HTTP_GET, "/api/integrations/mlflow/models", mlflow_models, AUTH, "mlflow_models"},
-    {HTTP_GET, "/api/integrations/mlflow/sync-status", mlflow_sync_status, AUTH, "mlflow_sync_status"},
+    {HTTP_GET, "/api/integrations/mlflow/sync-status", mlflow_sync_status, AUTH | CACHED, "mlflow_sync_status"},
     {HTTP_GET, "/api/integrations/mlflow/health", mlflow_health, AUTH, "mlflow_health"},
     {HTTP_POST, "/api/integrations/mlflow/sync", mlflow_sync_now, AUTH, "mlflow_sync"},
     {HTTP_GET, "/api/integrations/mlflow/sync-history", mlflow_sync_history, AUTH, "mlflow_sync_history"},
@@ -186,6 +192,13 @@ static void preflight(struct http_req *r)
     http_req_send(r, 204, NULL, r->cors_origin ? hdrs : NULL);
 }
 
+int64_t app_uptime_us(const struct app *a)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - a->started_us;
+}
+
 /* ---- the request pipeline ---------------------------------------------------- */
 
 int app_parse_body(struct http_req *r)
@@ -204,8 +217,75 @@ int app_parse_body(struct http_req *r)
     }
 }
 
+/* ---- the read cache ------------------------------------------------------------ */
+
+struct cache_fill {
+    struct read_cache_ticket ticket;
+    char tenant[TENANT_HASH_LEN + 1];
+    char key[];
+};
+
+static void cache_fill_on_reply(struct http_req *r, int status, const char *body, size_t len, void *arg)
+{
+    struct cache_fill *f = arg;
+    if (status == 200 && body)
+        read_cache_put(r->app->cache, f->tenant, f->ticket, f->key, body, len);
+}
+
+static void cache_invalidate_on_reply(struct http_req *r, int status, const char *body, size_t len, void *arg)
+{
+    (void)status, (void)body, (void)len, (void)arg;
+    app_cache_invalidate(r->app, r->auth.tenant);
+}
+
+void app_cache_invalidate(struct app *a, const char *tenant)
+{
+    if (a->cache && tenant && *tenant)
+        read_cache_invalidate(a->cache, tenant);
+}
+
+/* A cached route: answer a hit from the stored bytes (true), or arrange for a 200 to be
+ * stored (false). The key holds everything the answer depends on besides the tenant's
+ * data: route, tenant, path (with its parameters) and query string, and for per-user
+ * routes the user and role. */
+static bool cache_answer(struct http_req *r)
+{
+    struct app *a = r->app;
+    if (!read_cache_enabled(a->cache))
+        return false;
+    bool per_user = r->route->flags & ROUTE_CACHE_USER;
+    char *key = NULL;
+    int n = asprintf(&key, "%s|%s|%lld|%s|%s?%s", r->route->name, r->auth.tenant, per_user ? r->auth.user_id : 0,
+                     per_user ? r->auth.role : "", r->path, r->query ? r->query : "");
+    if (n < 0)
+        return false;
+    const char *body;
+    size_t len;
+    if (read_cache_get(a->cache, key, &body, &len)) {
+        free(key);
+        http_req_send_text(r, 200, "application/json; charset=utf-8", body, len);
+        return true;
+    }
+    struct cache_fill *f = malloc(sizeof *f + (size_t)n + 1);
+    if (f) {
+        f->ticket = read_cache_ticket(a->cache, r->auth.tenant);
+        memcpy(f->tenant, r->auth.tenant, sizeof f->tenant);
+        memcpy(f->key, key, (size_t)n + 1);
+        http_req_on_reply(r, cache_fill_on_reply, f, free);
+    }
+    free(key);
+    return false;
+}
+
 static void run_handler(struct http_req *r)
 {
+    if (r->route->flags & ROUTE_CACHED) {
+        if (r->method == HTTP_GET && cache_answer(r))
+            return;
+    } else if (r->method != HTTP_GET && (r->route->flags & ROUTE_AUTH)) {
+        /* a write: its own instance sees it on the very next read, before the NOTIFY */
+        http_req_on_reply(r, cache_invalidate_on_reply, NULL, NULL);
+    }
     if ((r->route->flags & ROUTE_JSON_BODY) && app_parse_body(r) < 0)
         return;
     r->route->handler(r);
@@ -500,7 +580,8 @@ static void on_bootstrap(const struct db_result *res, void *arg)
     a->schema_running = false;
     if (res->status == DB_OK) {
         a->schema_ready = true;
-        log_info("database schema ready");
+        log_fields(LOG_INFO, "start-up: database schema ready",
+                   json_pack("{s:s,s:f}", "version", db_schema_version(), "after_ms", app_uptime_us(a) / 1000.0));
         return;
     }
     if (res->status == DB_SQL_ERROR)
@@ -530,6 +611,54 @@ static void on_live_change(int live, void *arg)
         bootstrap(arg);
 }
 
+/* ---- cache coherence: NOTIFY integrationsd_cache ------------------------------- */
+
+static void invalidate_org(struct app *a, const char *org)
+{
+    char *end;
+    long long id = strtoll(org, &end, 10);
+    char t[TENANT_HASH_LEN + 1];
+    if (end != org && *end == '\0' && id > 0 && tenant_hash(id, t) == 0)
+        read_cache_invalidate(a->cache, t);
+}
+
+static void on_cache_notify(const char *payload, void *arg)
+{
+    struct app *a = arg;
+    if (strncmp(payload, "t:", 2) == 0 && tenant_name_valid(payload + 2)) {
+        read_cache_invalidate(a->cache, payload + 2);
+    } else if (strncmp(payload, "o:", 2) == 0) {
+        invalidate_org(a, payload + 2);
+    } else if (strncmp(payload, "u:", 2) == 0) {
+        char *end;
+        long long uid = strtoll(payload + 2, &end, 10);
+        member_cache_drop(a->members, uid);
+        if (*end == ':' && end[1])
+            invalidate_org(a, end + 1); /* per-user answers depend on the role */
+    } else { /* "all", or a payload of a newer version */
+        read_cache_flush(a->cache);
+        member_cache_set_enabled(a->members, true);
+    }
+}
+
+/* The LISTEN connection goes where the pool's connections went (the primary). */
+static int listen_params(void *arg, const char *const **kw, const char *const **vals)
+{
+    struct app *a = arg;
+    return db_pool_server_params(a->db, kw, vals);
+}
+
+/* Up: from now on no change is missed; start from empty caches. Down: changes may be
+ * missed, so nothing is served from either cache until the connection is back. */
+static void on_listen_state(bool listening, void *arg)
+{
+    struct app *a = arg;
+    read_cache_set_enabled(a->cache, listening);
+    member_cache_set_enabled(a->members, listening);
+    if (!listening)
+        log_warn("read cache off until the LISTEN connection is back");
+}
+
 int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
 {
     a->base = base;
@@ -538,6 +667,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     if (cors_init(a, err, errlen) < 0)
         return -1;
     if (!(a->members = member_cache_new(4096, a->cfg.auth_cache_ms)) ||
+        !(a->cache = read_cache_new(a->cfg.cache_bytes)) ||
         !(a->tenants = tenant_set_new()) || !(schema_retry = evtimer_new(base, schema_retry_cb, a))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -561,6 +691,18 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     char perr[200];
     if (!(a->db = db_pool_new(base, &po, perr, sizeof perr))) {
         snprintf(err, errlen, "cannot create the database pool: %s", perr);
+        return -1;
+    }
+    struct listener_opts lo = {
+        .params = listen_params,
+        .channel = "integrationsd_cache",
+        .connect_timeout_ms = 5000,
+        .on_notify = on_cache_notify,
+        .on_state = on_listen_state,
+        .arg = a,
+    };
+    if (!(a->listener = listener_new(base, &lo))) {
+        snprintf(err, errlen, "cannot create the LISTEN connection");
         return -1;
     }
     struct http_server_opts ho = {
@@ -615,8 +757,12 @@ void app_free(struct app *a)
     a->fetch = NULL;
     events_free(a->events);
     a->events = NULL;
+    listener_free(a->listener);
+    a->listener = NULL;
     db_pool_free(a->db);
     a->db = NULL;
+    read_cache_free(a->cache);
+    a->cache = NULL;
     resolver_free(a->resolver);
     a->resolver = NULL;
     member_cache_free(a->members);
@@ -628,6 +774,7 @@ void app_free(struct app *a)
         schema_retry = NULL;
     }
     conninfo_free(&conninfo);
+    db_schema_free();
     for (size_t i = 0; i < a->norigins; i++)
         free(a->origins[i]);
     free(a->origins);

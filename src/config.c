@@ -58,6 +58,7 @@ static const struct cf_key keys[] = {
     {"MLFLOW_PAGE_MAX_DEPTH", CF_INT, OFF(mlflow_page_max_depth), "32", 8, 256, false},
     {"ALLOWED_ORIGINS", CF_STR, OFF(allowed_origins), NULL, 0, 0, false},
     {"AUTH_CACHE_MS", CF_INT, OFF(auth_cache_ms), "1000", 0, 60000, false},
+    {"CACHE_BYTES", CF_SIZE, OFF(cache_bytes), "8388608", 0, 1024LL * 1024 * 1024, false},
     {"TRUST_PROXY", CF_STR, OFF(trust_proxy), "false", 0, 0, false},
     {"MAX_BODY_BYTES", CF_SIZE, OFF(max_body_bytes), "1048576", 1, 64LL * 1024 * 1024, false},
     {"MAX_BUFFERED_BODY_BYTES", CF_SIZE, OFF(max_buffered_body_bytes), "33554432", 1,

@@ -1,5 +1,9 @@
 /* log: owns the log level/format and the writing of one line per event to stderr.
- * Timestamps are UTC ISO-8601 with milliseconds. */
+ * Timestamps are UTC ISO-8601 with milliseconds. Once attached to the event loop, lines
+ * are gathered and written with one write() per loop iteration (an event made active on
+ * the first line runs after the iteration's other callbacks); warn and error lines, a
+ * full buffer, log_flush() and log_detach() write at once. Without a loop, one write()
+ * per line. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -8,6 +12,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
+
+#define LOG_BUF_MAX (64 * 1024)
 
 static enum log_level min_level = LOG_INFO;
 static enum log_format format = LOG_FORMAT_JSON;
@@ -34,17 +42,77 @@ static void now_iso(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-static void write_line(const char *s, size_t n)
+static char pending[LOG_BUF_MAX];
+static size_t used;
+static struct event *flush_ev;
+static int flush_scheduled;
+
+static void write_all(const char *s, size_t n)
 {
-    /* One write per line keeps lines whole when several processes share stderr. */
-    char *line = malloc(n + 1);
-    if (!line)
+    while (n > 0) {
+        ssize_t r = write(STDERR_FILENO, s, n);
+        if (r <= 0)
+            return; /* nowhere to log to */
+        s += r;
+        n -= (size_t)r;
+    }
+}
+
+void log_flush(void)
+{
+    if (used)
+        write_all(pending, used);
+    used = 0;
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    flush_scheduled = 0;
+    log_flush();
+}
+
+int log_attach(struct event_base *base)
+{
+    if (!flush_ev && !(flush_ev = event_new(base, -1, 0, flush_cb, NULL)))
+        return -1;
+    return 0;
+}
+
+void log_detach(void)
+{
+    log_flush();
+    if (flush_ev)
+        event_free(flush_ev);
+    flush_ev = NULL;
+    flush_scheduled = 0;
+}
+
+/* One line: buffered while attached (whole lines only), else one write(). */
+static void write_line(const char *s, size_t n, enum log_level lvl)
+{
+    if (!flush_ev || n + 1 > LOG_BUF_MAX) {
+        log_flush();
+        char *line = malloc(n + 1);
+        if (!line)
+            return;
+        memcpy(line, s, n);
+        line[n] = '\n';
+        write_all(line, n + 1);
+        free(line);
         return;
-    memcpy(line, s, n);
-    line[n] = '\n';
-    ssize_t r = write(STDERR_FILENO, line, n + 1);
-    (void)r;
-    free(line);
+    }
+    if (used + n + 1 > LOG_BUF_MAX)
+        log_flush();
+    memcpy(pending + used, s, n);
+    pending[used + n] = '\n';
+    used += n + 1;
+    if (lvl >= LOG_WARN)
+        log_flush(); /* problems are on disk before anything else happens */
+    else if (!flush_scheduled) {
+        flush_scheduled = 1;
+        event_active(flush_ev, 0, 0);
+    }
 }
 
 void log_fields(enum log_level lvl, const char *msg, json_t *fields)
@@ -69,7 +137,7 @@ void log_fields(enum log_level lvl, const char *msg, json_t *fields)
             json_object_update(o, fields);
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         if (s) {
-            write_line(s, strlen(s));
+            write_line(s, strlen(s), lvl);
             free(s);
         }
         json_decref(o);
@@ -79,7 +147,7 @@ void log_fields(enum log_level lvl, const char *msg, json_t *fields)
         int n = asprintf(&line, "%s %s %s%s%s", ts, level_names[lvl], msg, extra ? " " : "",
                          extra ? extra : "");
         if (n >= 0) {
-            write_line(line, (size_t)n);
+            write_line(line, (size_t)n, lvl);
             free(line);
         }
         free(extra);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "config.h"
@@ -112,6 +113,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    app.started_us = (int64_t)ts0.tv_sec * 1000000 + ts0.tv_nsec / 1000;
     bool check_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--check-config") == 0) {
@@ -146,9 +150,21 @@ int main(int argc, char **argv)
 
     int rc = 1;
     struct event *sigterm = NULL, *sigint = NULL;
-    app.base = event_base_new();
+    /* epoll changelist: the event changes of one iteration (a request paused and resumed,
+     * writing enabled and disabled) reach the kernel as one epoll_ctl per descriptor at
+     * most, or none when they cancel out. Safe here: no descriptor is ever dup()ed. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg) {
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        app.base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     if (!app.base) {
         log_error("cannot create the event loop");
+        goto out;
+    }
+    if (log_attach(app.base) < 0) {
+        log_error("cannot create the log flush event");
         goto out;
     }
     /* Before app_init, so the watchdog also covers start-up; logs its own error. */
@@ -171,8 +187,9 @@ int main(int argc, char **argv)
         goto out;
     }
     log_fields(LOG_INFO, "listening",
-               json_pack("{s:s,s:i,s:s}", "address", app.cfg.bind_address, "port",
-                         http_server_port(app.http), "version", PACKAGE_VERSION));
+               json_pack("{s:s,s:i,s:s,s:f}", "address", app.cfg.bind_address, "port",
+                         http_server_port(app.http), "version", PACKAGE_VERSION, "after_ms",
+                         app_uptime_us(&app) / 1000.0));
     sdnotify_ready();
     event_base_dispatch(app.base);
     log_info("stopped");
@@ -187,6 +204,7 @@ out:
     sdnotify_free();   /* its timer belongs to app.base: before event_base_free */
     slack_stop();   /* before app_free: cancels its transfers, frees its queues */
     app_free(&app);
+    log_detach();   /* its event belongs to app.base */
     if (app.base)
         event_base_free(app.base);
     metrics_free();

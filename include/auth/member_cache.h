@@ -1,6 +1,9 @@
 /* auth/member_cache: a bounded, direct-mapped cache of public.users lookups
- * (user id -> organization id and role id) that lives for a short TTL, so the
- * membership check costs one query per user per TTL instead of one per request.
+ * (user id -> organization id and role id). An entry lives until its user's row changes
+ * (member_cache_drop, driven by PostgreSQL NOTIFY) and at most ttl_ms. While disabled
+ * (the LISTEN connection is down, so changes could be missed) nothing is kept.
+ * A lookup takes the generation before its query and stores only if no drop happened
+ * meanwhile, so a row read before a change is never cached after it.
  * Pure: the caller passes the clock. */
 #ifndef IDX_AUTH_MEMBER_CACHE_H
 #define IDX_AUTH_MEMBER_CACHE_H
@@ -29,7 +32,14 @@ void member_cache_free(struct member_cache *c);
 /* Returns true and fills *out when a live entry exists. */
 bool member_cache_get(const struct member_cache *c, long long user_id, int64_t now_ms,
                       struct member_entry *out);
-void member_cache_put(struct member_cache *c, long long user_id, enum member_state st,
+/* Before querying for a miss. */
+uint64_t member_cache_gen(const struct member_cache *c);
+/* Stores only when enabled and gen is still member_cache_gen(c). */
+void member_cache_put(struct member_cache *c, uint64_t gen, long long user_id, enum member_state st,
                       long long org_id, long long role_id, int64_t now_ms);
+/* The user's row changed: forget it (and refuse lookups that started before). */
+void member_cache_drop(struct member_cache *c, long long user_id);
+/* Empty it; enabled or not. */
+void member_cache_set_enabled(struct member_cache *c, bool on);
 
 #endif

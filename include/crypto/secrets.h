@@ -8,18 +8,28 @@
 #define IDX_CRYPTO_SECRETS_H
 #include <stddef.h>
 
+struct secrets_a_job;
+
 struct secrets {
     unsigned char key_a[32];
     unsigned char key_b[32];
     unsigned char key_fp[32];   /* HMAC key for fingerprints, derived from key_b */
+    /* Scheme A's scrypt (16 MiB, ~0.1-0.3 s) runs on a thread of its own started by
+     * secrets_init, so start-up does not wait for it: the first scheme A call joins it
+     * (MLflow and Slack only; scheme B and fingerprints never wait). */
+    struct secrets_a_job *a_job;
+    int a_state;                /* 0 key_a ready, 1 being derived, -1 derivation failed */
 };
 
-/* Derive all keys (scrypt runs here, once). password and key are NUL-terminated.
+/* Derive the keys: scheme B and the fingerprint key here, scheme A's scrypt on a thread
+ * (or here when no thread can be started). password and key are NUL-terminated.
  * Returns 0, or -1 when a derivation fails or the first 32 bytes of key are not
  * all ASCII (Node throws "Invalid key length" for those keys). */
 int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key);
-/* Wipe the keys. */
+/* Wipe the keys (joins the scrypt thread first). */
 void secrets_clear(struct secrets *s);
+/* Wait for scheme A's key; 0 when ready, -1 when its derivation failed. */
+int secrets_a_wait(const struct secrets *s);
 
 /* Scheme A. encrypt: random IV; *hex_out is malloc'd lowercase hex of the
  * ciphertext, iv_hex gets 32 hex chars + NUL. Returns 0 or -1. */

@@ -75,6 +75,11 @@ uint64_t db_pool_dropped(const struct db_pool *p); /* units dropped unsent (db_s
 int db_pool_in_flight(const struct db_pool *p);
 /* "host:port (address)" of the server the last connection was made to ("" before). */
 const char *db_pool_server(const struct db_pool *p);
+/* libpq parameters that reach the server the pool's last connection was made to, by
+ * numeric address (nothing left to resolve), for a connection outside the pool
+ * (db/listener): it follows the pool across failovers. Valid until the next call or the
+ * pool's next connection. -1 before the pool has connected. */
+int db_pool_server_params(struct db_pool *p, const char *const **kw, const char *const **vals);
 /* Times a new connection landed on another server than the previous one. */
 uint64_t db_pool_failovers(const struct db_pool *p);
 

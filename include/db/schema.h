@@ -4,15 +4,21 @@
  * tenant is seen (db_schema_ensure_tenant), recorded in public.integration_tenants.
  * VerifyWise's tables keep VerifyWise's shape; the only things ever dropped are the
  * columns earlier builds added to them, after their data moved to integrationsd's
- * own tables. */
+ * own tables.
+ * Both skip their DDL when the objects are already at this version (one round trip). */
 #ifndef IDX_DB_SCHEMA_H
 #define IDX_DB_SCHEMA_H
 #include <stdbool.h>
 #include "auth/tenant.h"
 #include "db/pool.h"
 
-/* Create the public objects. cb gets the pool result. */
+/* Create the public objects, unless they are in place at this version (one round trip).
+ * cb gets the pool result (DB_OK when ready). */
 void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg);
+/* The schema version: a hash of the DDL (16 hex digits). */
+const char *db_schema_version(void);
+/* Free what the module allocated (at exit). */
+void db_schema_free(void);
 
 /* Create (if missing) the tenant schema `tenant` (validated) for organization org. */
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,

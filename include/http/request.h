@@ -48,6 +48,10 @@ struct http_req {
     void *abandon_arg;
     void *handler_state;         /* owned by the request: freed with handler_state_free */
     void (*handler_state_free)(void *state);
+    /* see http_req_on_reply */
+    void (*on_reply)(struct http_req *r, int status, const char *body, size_t len, void *arg);
+    void *on_reply_arg;
+    void (*on_reply_free)(void *arg);
 };
 
 struct http_req *http_req_ref(struct http_req *r);
@@ -77,6 +81,13 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
  * client went away, or the request deadline passed): the place to cancel outbound
  * work. Replaces an earlier hook; fn NULL removes it. Not called after a reply. */
 void http_req_on_abandon(struct http_req *r, void (*fn)(struct http_req *r, void *arg), void *arg);
+
+/* Call fn(r, status, body, len, arg) once, with the serialized JSON body, just before a
+ * JSON answer (http_req_send) is sent; arg is freed with free_fn when the request is freed.
+ * Replaces an earlier hook (freeing its arg). For caches and invalidation on writes. */
+void http_req_on_reply(struct http_req *r,
+                       void (*fn)(struct http_req *r, int status, const char *body, size_t len, void *arg),
+                       void *arg, void (*free_fn)(void *arg));
 
 /* Send a non-JSON body (e.g. /metrics) with the standard headers. */
 void http_req_send_text(struct http_req *r, int status, const char *content_type, const char *body,

@@ -24,6 +24,8 @@ enum route_flags {
     ROUTE_AUTH = 1 << 0,       /* JWT + membership check, tenant ready */
     ROUTE_ADMIN = 1 << 1,      /* additionally roleName == "Admin" */
     ROUTE_JSON_BODY = 1 << 2,  /* body parsed as a JSON object before the handler */
+    ROUTE_CACHED = 1 << 3,     /* GET whose 200 answers the read cache keeps, per tenant */
+    ROUTE_CACHE_USER = 1 << 4, /* ... and per user and role (ownership applies) */
 };
 
 struct route {

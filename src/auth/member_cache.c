@@ -3,10 +3,13 @@
 #include "auth/member_cache.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct member_cache {
     unsigned mask;
     int64_t ttl_ms;
+    bool enabled;
+    uint64_t gen;
     struct member_entry *slots;
 };
 
@@ -44,7 +47,7 @@ void member_cache_free(struct member_cache *c)
 bool member_cache_get(const struct member_cache *c, long long user_id, int64_t now_ms,
                       struct member_entry *out)
 {
-    if (!c->slots)
+    if (!c->slots || !c->enabled)
         return false;
     const struct member_entry *e = &c->slots[slot_of(c, user_id)];
     if (!e->state || e->user_id != user_id || e->expires_ms <= now_ms)
@@ -53,10 +56,33 @@ bool member_cache_get(const struct member_cache *c, long long user_id, int64_t n
     return true;
 }
 
-void member_cache_put(struct member_cache *c, long long user_id, enum member_state st,
+uint64_t member_cache_gen(const struct member_cache *c)
+{
+    return c->gen;
+}
+
+void member_cache_drop(struct member_cache *c, long long user_id)
+{
+    c->gen++;
+    if (!c->slots)
+        return;
+    struct member_entry *e = &c->slots[slot_of(c, user_id)];
+    if (e->user_id == user_id)
+        e->state = 0;
+}
+
+void member_cache_set_enabled(struct member_cache *c, bool on)
+{
+    c->gen++;
+    c->enabled = on;
+    if (c->slots)
+        memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
+}
+
+void member_cache_put(struct member_cache *c, uint64_t gen, long long user_id, enum member_state st,
                       long long org_id, long long role_id, int64_t now_ms)
 {
-    if (!c->slots)
+    if (!c->slots || !c->enabled || gen != c->gen)
         return;
     struct member_entry *e = &c->slots[slot_of(c, user_id)];
     e->user_id = user_id;

@@ -23,6 +23,7 @@ struct auth_job {
     struct http_req *r;
     auth_next_fn next;
     struct jwt_claims claims;
+    uint64_t member_gen;         /* the member cache's generation when the lookup was sent */
 };
 
 static const char *const role_names[] = {NULL, "Admin", "Reviewer", "Editor", "Auditor"};
@@ -157,7 +158,7 @@ static void on_membership(const struct db_result *res, void *arg)
             e.role_id = PQgetisnull(pr, 0, 1) ? 0 : strtoll(PQgetvalue(pr, 0, 1), NULL, 10);
         }
     }
-    member_cache_put(r->app->members, e.user_id, e.state, e.org_id, e.role_id, now_ms());
+    member_cache_put(r->app->members, j->member_gen, e.user_id, e.state, e.org_id, e.role_id, now_ms());
     check_member(j, &e);
 }
 
@@ -243,6 +244,7 @@ void auth_run(struct http_req *r, auth_next_fn next)
         return;
     }
     http_req_hold(r);
+    j->member_gen = member_cache_gen(a->members);
     char idbuf[24];
     snprintf(idbuf, sizeof idbuf, "%lld", claims.id);
     const char *params[] = {idbuf};

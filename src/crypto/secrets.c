@@ -4,6 +4,7 @@
 #include "crypto/secrets.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,69 @@ static int secrets_key_b(const char *key, unsigned char out[SECRETS_KEY_LEN])
     return 0;
 }
 
+/* The scrypt derivation, on its own thread: touches nothing but the job. */
+struct secrets_a_job {
+    pthread_t thread;
+    char *password;
+    size_t password_len;
+    unsigned char key[SECRETS_KEY_LEN];
+    int ok;
+};
+
+static int derive_a(const char *pw, size_t len, unsigned char out[SECRETS_KEY_LEN])
+{
+    return EVP_PBE_scrypt(pw, len, (const unsigned char *)SCRYPT_SALT, sizeof SCRYPT_SALT - 1, SCRYPT_N,
+                          SCRYPT_R, SCRYPT_P, SCRYPT_MAXMEM, out, SECRETS_KEY_LEN) == 1;
+}
+
+static void *derive_a_thread(void *arg)
+{
+    struct secrets_a_job *j = arg;
+    j->ok = derive_a(j->password, j->password_len, j->key);
+    return NULL;
+}
+
+/* Start the derivation on a thread; without one, derive here. 0 or -1. */
+static int start_a(struct secrets *s, const char *pw)
+{
+    size_t len = strlen(pw);
+    struct secrets_a_job *j = calloc(1, sizeof *j);
+    if (j && (j->password = malloc(len + 1))) {
+        memcpy(j->password, pw, len + 1);
+        j->password_len = len;
+        if (pthread_create(&j->thread, NULL, derive_a_thread, j) == 0) {
+            s->a_job = j;
+            s->a_state = 1;
+            return 0;
+        }
+        OPENSSL_cleanse(j->password, len);
+        free(j->password);
+    }
+    free(j);
+    s->a_state = derive_a(pw, len, s->key_a) ? 0 : -1;
+    return s->a_state;
+}
+
+int secrets_a_wait(const struct secrets *cs)
+{
+    /* The secrets object itself is never const (it lives in struct app or a test's
+     * stack): joining once behind the const API is the lazy part of the design. */
+    struct secrets *s = (struct secrets *)cs;
+    struct secrets_a_job *j = s->a_job;
+    if (j) {
+        pthread_join(j->thread, NULL);
+        s->a_job = NULL;
+        if (j->ok)
+            memcpy(s->key_a, j->key, sizeof s->key_a);
+        s->a_state = j->ok ? 0 : -1;
+        OPENSSL_cleanse(j->password, j->password_len);
+        free(j->password);
+        OPENSSL_cleanse(j, sizeof *j);
+        free(j);
+    }
+    return s->a_state == 0 ? 0 : -1;
+}
+
 int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key)
 {
     unsigned int fp_len = 0;
@@ -52,16 +116,13 @@ int secrets_init(struct secrets *s, const char *encryption_password, const char 
     memset(s, 0, sizeof *s);
     if (encryption_password == NULL || encryption_key == NULL)
         return -1;
-    if (EVP_PBE_scrypt(encryption_password, strlen(encryption_password),
-                       (const unsigned char *)SCRYPT_SALT, sizeof SCRYPT_SALT - 1,
-                       SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_MAXMEM,
-                       s->key_a, sizeof s->key_a) != 1)
-        goto fail;
     if (secrets_key_b(encryption_key, s->key_b) != 0)
         goto fail;
     if (HMAC(EVP_sha256(), s->key_b, (int)sizeof s->key_b,
              (const unsigned char *)FP_LABEL, sizeof FP_LABEL - 1,
              s->key_fp, &fp_len) == NULL || fp_len != sizeof s->key_fp)
+        goto fail;
+    if (start_a(s, encryption_password) < 0)
         goto fail;
     return 0;
 fail:
@@ -71,8 +132,10 @@ fail:
 
 void secrets_clear(struct secrets *s)
 {
-    if (s != NULL)
+    if (s != NULL) {
+        (void)secrets_a_wait(s);
         OPENSSL_cleanse(s, sizeof *s);
+    }
 }
 
 /* The cipher, fetched from the provider once for the process: EVP_aes_256_cbc()
@@ -201,6 +264,8 @@ int secrets_a_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
     *hex_out = NULL;
     if (s == NULL || iv == NULL || iv_hex == NULL || (pt == NULL && len > 0))
         return -1;
+    if (secrets_a_wait(s) < 0)
+        return -1;
     ct = secrets_cbc_encrypt(s->key_a, iv, pt, len, &ct_len);
     if (ct == NULL)
         return -1;
@@ -247,7 +312,7 @@ int secrets_a_decrypt(const struct secrets *s, const char *hex, const char *iv_h
     ct = secrets_unhex(hex, strlen(hex), &ct_len);
     if (ct == NULL)
         return -1;
-    rc = secrets_cbc_decrypt(s->key_a, iv, ct, ct_len, pt_out, len_out);
+    rc = secrets_a_wait(s) < 0 ? -1 : secrets_cbc_decrypt(s->key_a, iv, ct, ct_len, pt_out, len_out);
     free(ct);
     return rc;
 }

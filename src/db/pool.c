@@ -101,6 +101,8 @@ struct db_pool {
     const char **kw;          /* opts keywords without host/hostaddr/port, plus ours */
     int nkw;                  /* entries before ours */
     char server[300];         /* "host:port (address)" of the last connection made */
+    char *last_host, *last_addr, *last_port; /* that server, for db_pool_server_params */
+    const char *sp_vals[MAX_KW_ALL + 1];
     uint64_t failovers;
 };
 
@@ -342,6 +344,17 @@ static void conn_ready(struct db_conn *c)
             log_warn("database: now connected to %s (was %s)", server, p->server);
         }
         memcpy(p->server, server, sizeof server);
+    }
+    if (p->ntargets) { /* remember where it is, numerically, for connections outside the pool */
+        char *nh = strdup(h ? h : ""), *na = strdup(ha ? ha : ""), *np = strdup(pt ? pt : "");
+        if (nh && na && np) {
+            free(p->last_host);
+            free(p->last_addr);
+            free(p->last_port);
+            p->last_host = nh, p->last_addr = na, p->last_port = np;
+        } else {
+            free(nh), free(na), free(np);
+        }
     }
     conn_set_state(c, CONN_READY);
     log_info("database connection %d ready on %s", c->idx, server);
@@ -915,7 +928,32 @@ void db_pool_free(struct db_pool *p)
         free(p->targets[i].hostaddr);
     }
     free(p->kw);
+    free(p->last_host);
+    free(p->last_addr);
+    free(p->last_port);
     free(p);
+}
+
+int db_pool_server_params(struct db_pool *p, const char *const **kw, const char *const **vals)
+{
+    if (p->ntargets == 0) { /* nothing to resolve (a socket directory): as configured */
+        *kw = p->opts.keywords;
+        *vals = p->opts.values;
+        return 0;
+    }
+    if (!p->last_addr || !*p->last_addr)
+        return -1;
+    int n = 0;
+    for (const char *const *k = p->opts.keywords; *k && n < p->nkw; k++)
+        if (strcmp(*k, "host") != 0 && strcmp(*k, "hostaddr") != 0 && strcmp(*k, "port") != 0)
+            p->sp_vals[n++] = p->opts.values[k - p->opts.keywords];
+    p->sp_vals[n++] = p->last_host;
+    p->sp_vals[n++] = p->last_addr;
+    p->sp_vals[n++] = p->last_port;
+    p->sp_vals[n] = NULL;
+    *kw = p->kw;
+    *vals = p->sp_vals;
+    return 0;
 }
 
 void db_submit(struct db_pool *p, const struct db_stmt *stmts, int n, db_callback cb, void *arg)

@@ -7,14 +7,15 @@
  * VerifyWise's tables; they are moved here, in place, and dropped). */
 #include "db/schema.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* The version of the tenant DDL below: bump it whenever that DDL changes, so that
  * start-up applies it to every known tenant. 2: integrationsd's columns moved out of
- * VerifyWise's tables into tables of its own. */
-#define SCHEMA_TENANT_VERSION "2"
+ * VerifyWise's tables into tables of its own. 3: read-cache triggers. */
+#define SCHEMA_TENANT_VERSION "3"
 
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext('integrationsd:bootstrap'))";
 
@@ -143,12 +144,79 @@ static const char SQL_SLACK_ORG_FN[] =
 
 /* Tenant tables: VerifyWise's definitions (reference section 3), kept in VerifyWise's
  * shape, and integrationsd's own tables beside them. */
+
+/* Read-cache coherence (cache/read_cache, db/listener): every change to a table whose
+ * rows a cached answer shows NOTIFYs integrationsd_cache, whoever writes it (any instance,
+ * VerifyWise's backend, psql). Payloads: "t:<tenant schema>" (statement-level triggers on
+ * the tenant tables), "u:<user id>:<organization id>" (public.users rows, old and new),
+ * "o:<organization id>" (Slack webhooks and integrationsd's rows about them), "all" when the organization is unknown.
+ * Triggers are added idempotently and never dropped; a table integrationsd may not
+ * alter (no privilege) keeps working without one (logged by PostgreSQL as a WARNING). */
+static const char SQL_CACHE_FN[] =
+    "CREATE OR REPLACE FUNCTION public.integrationsd_cache_notify() RETURNS trigger\n"
+    "LANGUAGE plpgsql AS $fn$\n"
+    "DECLARE r jsonb; org text; uid text;\n"
+    "BEGIN\n"
+    "  IF TG_LEVEL = 'STATEMENT' THEN\n"
+    "    PERFORM pg_notify('integrationsd_cache', 't:' || TG_TABLE_SCHEMA);\n"
+    "    RETURN NULL;\n"
+    "  END IF;\n"
+    "  FOREACH r IN ARRAY ARRAY[CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,\n"
+    "                           CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END] LOOP\n"
+    "    CONTINUE WHEN r IS NULL;\n"
+    "    IF TG_TABLE_NAME = 'users' THEN\n"
+    "      PERFORM pg_notify('integrationsd_cache', 'u:' || (r->>'id') || ':' ||\n"
+    "                        COALESCE(r->>'organization_id', ''));\n"
+    "      CONTINUE;\n"
+    "    END IF;\n"
+    "    org := r->>'organization_id';\n"
+    "    uid := r->>'user_id';\n"
+    "    IF org IS NULL AND TG_TABLE_NAME = 'slack_webhooks' THEN\n"
+    "      org := public.integrationsd_slack_org((r->>'id')::int, uid::int)::text;\n"
+    "    END IF;\n"
+    "    PERFORM pg_notify('integrationsd_cache', CASE WHEN org IS NULL THEN 'all' ELSE 'o:' || org END);\n"
+    "  END LOOP;\n"
+    "  RETURN NULL;\n"
+    "END $fn$";
+
+static const char SQL_CACHE_TRIGGERS[] =
+    "DO $do$ BEGIN\n"
+    "  IF to_regclass('public.users') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_trigger\n"
+    "      WHERE tgname = 'integrationsd_cache' AND tgrelid = to_regclass('public.users')) THEN\n"
+    "    BEGIN\n"
+    "      CREATE TRIGGER integrationsd_cache AFTER INSERT OR DELETE OR UPDATE OF id, organization_id, role_id\n"
+    "        ON public.users FOR EACH ROW EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
+    "    EXCEPTION WHEN insufficient_privilege THEN\n"
+    "      RAISE WARNING 'integrationsd: no trigger on public.users (%): role changes wait for AUTH_CACHE_MS',\n"
+    "        SQLERRM;\n"
+    "    END;\n"
+    "  END IF;\n"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
+    "      AND tgrelid = to_regclass('public.slack_webhooks')) THEN\n"
+    "    CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE\n"
+    "      ON public.slack_webhooks FOR EACH ROW EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
+    "  END IF;\n"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
+    "      AND tgrelid = to_regclass('public.integrationsd_slack_webhooks')) THEN\n"
+    "    CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE\n"
+    "      ON public.integrationsd_slack_webhooks FOR EACH ROW\n"
+    "      EXECUTE FUNCTION public.integrationsd_cache_notify();\n"
+    "  END IF;\n"
+    "END $do$";
+
 static const char SQL_TENANT_FN[] =
     "CREATE OR REPLACE FUNCTION public.integrationsd_ensure_tenant(p_schema text, p_org bigint)\n"
     "RETURNS void LANGUAGE plpgsql AS $fn$\n"
     "BEGIN\n"
     "  IF p_schema !~ '^[A-Za-z0-9]{10}$' THEN\n"
     "    RAISE EXCEPTION 'invalid tenant schema name';\n"
+    "  END IF;\n"
+    /* fast path: already brought to this version (by any instance) */
+    "  UPDATE public.integration_tenants SET last_seen_at = now()\n"
+    "    WHERE schema_name = p_schema AND ddl_version >= " SCHEMA_TENANT_VERSION "\n"
+    "      AND to_regnamespace(quote_ident(p_schema)) IS NOT NULL;\n"
+    "  IF FOUND THEN\n"
+    "    RETURN;\n"
     "  END IF;\n"
     "  PERFORM pg_advisory_xact_lock(hashtext('integrationsd:tenant:' || p_schema));\n"
     "  EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', p_schema);\n"
@@ -293,6 +361,19 @@ static const char SQL_TENANT_FN[] =
     "      tested_at TIMESTAMP NOT NULL)', p_schema);\n"
     "  EXECUTE format('CREATE INDEX IF NOT EXISTS mlflow_sync_history_started\n"
     "      ON %I.mlflow_sync_history (started_at DESC)', p_schema);\n"
+    /* read-cache coherence: see SQL_CACHE_FN */
+    "  DECLARE tbl text; BEGIN\n"
+    "    FOREACH tbl IN ARRAY ARRAY['llm_keys', 'github_tokens', 'mlflow_integrations',\n"
+    "                               'mlflow_test_results', 'mlflow_sync_history',\n"
+    "                               'integrationsd_mlflow_integrations'] LOOP\n"
+    "      IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_cache'\n"
+    "          AND tgrelid = format('%I.%I', p_schema, tbl)::regclass) THEN\n"
+    "        EXECUTE format('CREATE TRIGGER integrationsd_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE\n"
+    "            ON %I.%I FOR EACH STATEMENT EXECUTE FUNCTION public.integrationsd_cache_notify()',\n"
+    "            p_schema, tbl);\n"
+    "      END IF;\n"
+    "    END LOOP;\n"
+    "  END;\n"
     "  INSERT INTO public.integration_tenants (schema_name, organization_id, ddl_version)\n"
     "    VALUES (p_schema, p_org, " SCHEMA_TENANT_VERSION ")\n"
     "    ON CONFLICT (schema_name) DO UPDATE SET last_seen_at = now(),\n"
@@ -308,17 +389,98 @@ static const char SQL_UPGRADE_TENANTS[] =
     " FROM public.integration_tenants WHERE ddl_version < " SCHEMA_TENANT_VERSION
     " AND schema_name ~ '^[A-Za-z0-9]{10}$' AND to_regnamespace(quote_ident(schema_name)) IS NOT NULL";
 
-void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
+/* ---- versions: one round trip at start when nothing needs creating -------------------- */
+
+/* The public objects' version is a hash of every DDL text of this file, so any change to
+ * them is a new version with nothing to bump by hand; they carry it as the comment of
+ * integrationsd_ensure_tenant, written in the same transaction that applied them (and
+ * brought every known tenant to SCHEMA_TENANT_VERSION). */
+static char version[17];
+static char comment_sql[160];
+
+static void version_init(void)
 {
+    if (version[0])
+        return;
+    const char *const parts[] = {SQL_PUBLIC, SQL_SLACK_ORG_FN, SQL_TENANT_FN, SQL_CACHE_FN, SQL_CACHE_TRIGGERS,
+                                 SQL_UPGRADE_TENANTS};
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        for (const char *c = parts[i]; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(version, sizeof version, "%016llx", (unsigned long long)h);
+    snprintf(comment_sql, sizeof comment_sql,
+             "COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS 'integrationsd schema %s'",
+             version);
+}
+
+const char *db_schema_version(void)
+{
+    version_init();
+    return version;
+}
+
+void db_schema_free(void)
+{
+}
+
+struct bootstrap {
+    struct db_pool *p;
+    db_callback cb;
+    void *arg;
+};
+
+static void on_full(const struct db_result *res, void *arg)
+{
+    struct bootstrap *b = arg;
+    b->cb(res, b->arg);
+    free(b);
+}
+
+static void on_version(const struct db_result *res, void *arg)
+{
+    struct bootstrap *b = arg;
+    if (res->status == DB_OK && PQntuples(db_last(res)) == 1 && strcmp(PQgetvalue(db_last(res), 0, 0), "t") == 0) {
+        b->cb(res, b->arg); /* everything in place at this version */
+        free(b);
+        return;
+    }
+    if (res->status == DB_UNAVAILABLE) {
+        b->cb(res, b->arg);
+        free(b);
+        return;
+    }
     const struct db_stmt stmts[] = {
         {SQL_LOCK, 0, NULL},
         {SQL_PUBLIC, 0, NULL},
         {SQL_SLACK_ORG_FN, 0, NULL},
         {SQL_TENANT_FN, 0, NULL},
+        {SQL_CACHE_FN, 0, NULL},
+        {SQL_CACHE_TRIGGERS, 0, NULL},
         {SQL_UPGRADE_TIMEOUT, 0, NULL},
         {SQL_UPGRADE_TENANTS, 0, NULL},
+        {comment_sql, 0, NULL},
     };
-    db_submit(p, stmts, sizeof stmts / sizeof stmts[0], cb, arg);
+    db_submit(b->p, stmts, sizeof stmts / sizeof stmts[0], on_full, b);
+}
+
+void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
+{
+    struct bootstrap *b = malloc(sizeof *b);
+    if (!b) {
+        struct db_result r = {.status = DB_UNAVAILABLE, .sqlstate = "", .message = "out of memory"};
+        cb(&r, arg);
+        return;
+    }
+    *b = (struct bootstrap){p, cb, arg};
+    version_init();
+    char expect[64];
+    snprintf(expect, sizeof expect, "integrationsd schema %s", version);
+    const char *params[] = {expect};
+    db_query(p,
+             "SELECT COALESCE(obj_description(to_regprocedure("
+             "'public.integrationsd_ensure_tenant(text,bigint)'), 'pg_proc') = $1, false)",
+             1, params, on_version, b);
 }
 
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,

@@ -669,6 +669,8 @@ void http_req_unref(struct http_req *r)
     json_decref(r->json);
     if (r->handler_state_free)
         r->handler_state_free(r->handler_state);
+    if (r->on_reply_free)
+        r->on_reply_free(r->on_reply_arg);
     free(r->path);
     free(r->query);
     free(r);
@@ -825,6 +827,11 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
     }
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
+    if (r->on_reply) {
+        void (*fn)(struct http_req *, int, const char *, size_t, void *) = r->on_reply;
+        r->on_reply = NULL;
+        fn(r, status, text, text ? strlen(text) : 0, r->on_reply_arg);
+    }
     send_reply(r, status, "application/json; charset=utf-8", text, text ? strlen(text) : 0, extra);
     free(text);
 }
@@ -835,6 +842,17 @@ void http_req_send_text(struct http_req *r, int status, const char *content_type
     if (!r->ev || r->status)
         return;
     send_reply(r, status, content_type, body, len, NULL);
+}
+
+void http_req_on_reply(struct http_req *r,
+                       void (*fn)(struct http_req *r, int status, const char *body, size_t len, void *arg),
+                       void *arg, void (*free_fn)(void *arg))
+{
+    if (r->on_reply_free)
+        r->on_reply_free(r->on_reply_arg);
+    r->on_reply = fn;
+    r->on_reply_arg = arg;
+    r->on_reply_free = free_fn;
 }
 
 void http_req_on_abandon(struct http_req *r, void (*fn)(struct http_req *r, void *arg), void *arg)

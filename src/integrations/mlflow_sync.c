@@ -925,6 +925,7 @@ static void issue_finish(struct sync_job *j)
 
 static void finished(struct sync_job *j, bool recorded)
 {
+    app_cache_invalidate(j->o.app, j->o.tenant); /* sync-status: before anyone is told */
     const char *status;
     char msg[1200];
     outcome(j, &status, msg, sizeof msg);

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "app.h"
+#include "cache/read_cache.h"
+#include "db/listener.h"
 #include "db/pool.h"
 #include "events/events.h"
 #include "http/reply.h"
@@ -267,6 +269,28 @@ char *metrics_render(const struct app *a)
             (unsigned long long)db_pool_dropped(a->db));
         gauge(&o, "integrationsd_outbound_in_flight", "Outbound HTTP calls in flight.",
               fetch_in_flight(a->fetch));
+        struct read_cache_stats cs;
+        read_cache_stats(a->cache, &cs);
+        gauge(&o, "integrationsd_cache_listen_up", "1 while the LISTEN connection is up (caches on).",
+              listener_listening(a->listener));
+        gauge(&o, "integrationsd_cache_bytes", "Bytes held by the read cache.", (double)cs.bytes);
+        gauge(&o, "integrationsd_cache_budget_bytes", "The read cache's budget (CACHE_BYTES).", (double)cs.budget);
+        gauge(&o, "integrationsd_cache_entries", "Answers held by the read cache.", (double)cs.entries);
+        put(&o, "# HELP integrationsd_cache_total Read-cache operations.\n"
+                "# TYPE integrationsd_cache_total counter\n"
+                "integrationsd_cache_total{op=\"hit\"} %llu\n"
+                "integrationsd_cache_total{op=\"miss\"} %llu\n"
+                "integrationsd_cache_total{op=\"store\"} %llu\n"
+                "integrationsd_cache_total{op=\"eviction\"} %llu\n"
+                "integrationsd_cache_total{op=\"invalidation\"} %llu\n"
+                "integrationsd_cache_total{op=\"flush\"} %llu\n",
+            (unsigned long long)cs.hits, (unsigned long long)cs.misses, (unsigned long long)cs.stores,
+            (unsigned long long)cs.evictions, (unsigned long long)cs.invalidations,
+            (unsigned long long)cs.flushes);
+        put(&o, "# HELP integrationsd_cache_listen_reconnects_total Times the LISTEN connection came back.\n"
+                "# TYPE integrationsd_cache_listen_reconnects_total counter\n"
+                "integrationsd_cache_listen_reconnects_total %lu\n",
+            listener_reconnects(a->listener));
         struct events_stats es;
         events_get_stats(a->events, &es);
         gauge(&o, "integrationsd_redis_up", "1 when the Redis publisher link is up.",

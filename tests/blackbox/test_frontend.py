@@ -203,6 +203,8 @@ def test_old_key_fingerprint_column_is_migrated(service, tokens, pg):
         odb.execute('CREATE UNIQUE INDEX llm_keys_key_fingerprint_key ON "%s".llm_keys (key_fingerprint)' % t)
         odb.execute('UPDATE "%s".llm_keys SET key_fingerprint = %%s WHERE id = %%s' % t, (fp, kid))
         odb.execute('DROP TABLE "%s".integrationsd_llm_key_fingerprints' % t)
+        # earlier versions recorded no schema version for the tenant
+        odb.execute("UPDATE public.integration_tenants SET ddl_version = 0 WHERE schema_name = %s", (t,))
     s2 = service(db=dbname)
     st, _, data = s2.req("POST", "/api/llm-keys", token=tokens.admin1, body={"name": "Anthropic", "key": k1,
                                                                               "model": "claude-sonnet-4-5"})

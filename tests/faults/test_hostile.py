@@ -558,12 +558,18 @@ def test_queued_statements_of_abandoned_requests_are_dropped(service, fresh_db, 
     import signal
     from conftest import Db
     db = fresh_db("faults_hostile")
-    svc = service(db=db, DB_POOL_SIZE="1", AUTH_CACHE_MS="60000")
+    # no read cache (every GET must reach the database); the membership cache is on once
+    # the LISTEN connection is up
+    svc = service(db=db, DB_POOL_SIZE="1", AUTH_CACHE_MS="60000", CACHE_BYTES="0")
+    deadline = time.monotonic() + 10
+    while metric_value(svc.port, "integrationsd_cache_listen_up") != 1:
+        assert time.monotonic() < deadline, "the LISTEN connection did not come up"
+        time.sleep(0.05)
     st, _, _ = svc.req("GET", "/api/llm-keys", token=tokens.admin1)  # member cache and tenant warm
     assert st == 200
     dbh = Db(pg, db)
     pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
-                                   "AND datname = current_database()")]
+                                   "AND datname = current_database() AND query NOT LIKE 'LISTEN%'")]
     dbh.close()
     assert len(pids) == 1, pids
     depth = 64  # the pool's pipeline depth per connection

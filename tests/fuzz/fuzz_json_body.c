@@ -29,7 +29,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
     json_object_seed(1);      /* deterministic hashing: reproducible runs */
-    if (secrets_init(&keys, "fuzz-password", "fuzz-key-0123456789abcdef") != 0)
+    if (secrets_init(&keys, "fuzz-password", "fuzz-key-0123456789abcdef") != 0 || secrets_a_wait(&keys) != 0)
         abort();
     return 0;
 }

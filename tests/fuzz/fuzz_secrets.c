@@ -18,7 +18,7 @@ static struct secrets keys; /* derived once (scrypt), read-only afterwards */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    if (secrets_init(&keys, "fuzz-password", "fuzz-key-0123456789abcdef") != 0)
+    if (secrets_init(&keys, "fuzz-password", "fuzz-key-0123456789abcdef") != 0 || secrets_a_wait(&keys) != 0)
         abort();
     return 0;
 }
