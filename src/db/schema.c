@@ -489,7 +489,14 @@ void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long or
     char orgbuf[24];
     snprintf(orgbuf, sizeof orgbuf, "%lld", org);
     const char *params[] = {tenant, orgbuf};
-    db_query(p, "SELECT public.integrationsd_ensure_tenant($1, $2::bigint)", 2, params, cb, arg);
+    /* A tenant already at this version (the usual case after the first start) costs one
+     * plain query: the PL/pgSQL function, which a fresh backend compiles first, only runs
+     * when something may need creating. */
+    db_query(p,
+             "SELECT CASE WHEN EXISTS (SELECT 1 FROM public.integration_tenants WHERE schema_name = $1"
+             " AND ddl_version >= " SCHEMA_TENANT_VERSION " AND to_regnamespace(quote_ident($1)) IS NOT NULL)"
+             " THEN NULL ELSE public.integrationsd_ensure_tenant($1, $2::bigint) END",
+             2, params, cb, arg);
 }
 
 int db_table(char *buf, size_t len, const char *tenant, const char *table)
