@@ -292,7 +292,9 @@ static void wait_done(void *arg, enum mlflow_sync_gate g, const struct mlflow_sy
     free(w);
 }
 
-/* Wait for the tenant's running sync, or start one; at most timeout_s seconds. */
+/* Wait for the tenant's running sync, or start one; at most timeout_s seconds. Once the
+ * watcher is attached, w belongs to the job (wait_done frees it, possibly before the
+ * attach returns), so it is not touched afterwards. */
 static void sync_and_wait(struct http_req *r, int timeout_s)
 {
     struct models_wait *w = calloc(1, sizeof *w);
@@ -303,6 +305,10 @@ static void sync_and_wait(struct http_req *r, int timeout_s)
     }
     w->r = http_req_ref(r);
     http_req_hold(r);
+    if (timeout_s < 1 || timeout_s > MODELS_WAIT_MAX_S)
+        timeout_s = MODELS_WAIT_MAX_S;
+    struct timeval tv = {timeout_s, 0};
+    evtimer_add(w->timer, &tv);
     if (mlflow_sync_watch(r->auth.tenant, wait_done, w) < 0) {
         struct mlflow_sync_opts o = {
             .app = r->app,
@@ -313,19 +319,12 @@ static void sync_and_wait(struct http_req *r, int timeout_s)
             .watch_arg = w,
         };
         snprintf(o.tenant, sizeof o.tenant, "%s", r->auth.tenant);
-        if (mlflow_sync_start(&o) < 0) {
+        if (mlflow_sync_start(&o) < 0) { /* the watcher was never attached: still ours */
+            fetch_failed(r);
             wait_release(w);
             event_free(w->timer);
             free(w);
-            fetch_failed(r);
-            return;
         }
-    }
-    if (w->r) { /* not answered at once */
-        if (timeout_s < 1 || timeout_s > MODELS_WAIT_MAX_S)
-            timeout_s = MODELS_WAIT_MAX_S;
-        struct timeval tv = {timeout_s, 0};
-        evtimer_add(w->timer, &tv);
     }
 }
 
