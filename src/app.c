@@ -254,15 +254,15 @@ static bool cache_answer(struct http_req *r)
     if (!read_cache_enabled(a->cache))
         return false;
     bool per_user = r->route->flags & ROUTE_CACHE_USER;
-    char *key = NULL;
-    int n = asprintf(&key, "%s|%s|%lld|%s|%s?%s", r->route->name, r->auth.tenant, per_user ? r->auth.user_id : 0,
-                     per_user ? r->auth.role : "", r->path, r->query ? r->query : "");
-    if (n < 0)
+    char key[4096]; /* the request line is capped well below this; longer: not cached */
+    int n = snprintf(key, sizeof key, "%s|%s|%lld|%s|%s?%s", r->route->name, r->auth.tenant,
+                     per_user ? r->auth.user_id : 0, per_user ? r->auth.role : "", r->path,
+                     r->query ? r->query : "");
+    if (n < 0 || (size_t)n >= sizeof key)
         return false;
     const char *body;
     size_t len;
     if (read_cache_get(a->cache, key, &body, &len)) {
-        free(key);
         http_req_send_text(r, 200, "application/json; charset=utf-8", body, len);
         return true;
     }
@@ -273,7 +273,6 @@ static bool cache_answer(struct http_req *r)
         memcpy(f->key, key, (size_t)n + 1);
         http_req_on_reply(r, cache_fill_on_reply, f, free);
     }
-    free(key);
     return false;
 }
 
@@ -774,7 +773,6 @@ void app_free(struct app *a)
         schema_retry = NULL;
     }
     conninfo_free(&conninfo);
-    db_schema_free();
     for (size_t i = 0; i < a->norigins; i++)
         free(a->origins[i]);
     free(a->origins);

@@ -17,8 +17,6 @@
 void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg);
 /* The schema version: a hash of the DDL (16 hex digits). */
 const char *db_schema_version(void);
-/* Free what the module allocated (at exit). */
-void db_schema_free(void);
 
 /* Create (if missing) the tenant schema `tenant` (validated) for organization org. */
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,

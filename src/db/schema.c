@@ -420,10 +420,6 @@ const char *db_schema_version(void)
     return version;
 }
 
-void db_schema_free(void)
-{
-}
-
 struct bootstrap {
     struct db_pool *p;
     db_callback cb;
