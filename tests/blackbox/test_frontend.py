@@ -256,6 +256,14 @@ def test_rerun_sync_after_save_shows_the_servers_models(service, tokens, pg, mlf
     # ?refresh=false never syncs
     st, _, again = s.req("GET", MLFLOW + "/models?refresh=false", token=t)
     assert st == 200 and again == data and len(fake.calls("/experiments/search")) == n
+    # the lowest role and another user of the organization see the same models; another
+    # organization sees none of them and starts no sync at this server
+    for other in (tokens.auditor1, tokens.editor1):
+        st, _, again = s.req("GET", MLFLOW + "/models", token=other)
+        assert st == 200 and again == data
+    st, _, theirs = s.req("GET", MLFLOW + "/models", token=tokens.admin2)
+    assert st == 200 and theirs == {"configured": False, "models": []}, theirs
+    assert len(fake.calls("/experiments/search")) == n and len(history_rows(db, 1)) == before + 1
 
 
 def test_concurrent_get_models_share_one_sync(service, tokens, pg, mlflow_fakes):

@@ -14,7 +14,6 @@
 # Every wait is bounded in time.
 import os
 import pwd
-import subprocess
 import threading
 import time
 
@@ -165,6 +164,14 @@ class Writer(threading.Thread):
                 st, data, _ = timed_request(self.svc.port, "GET", "/api/llm-keys", timeout=10, token=self.token)
             self.results.append((t0, time.monotonic(), st, data, key))
             self.halt.wait(self.pause)
+
+
+def stop_writers(writers, timeout=20):
+    """Halt every writer, then wait for each (they finish their request in flight)."""
+    for w in writers:
+        w.halt.set()
+    for w in writers:
+        w.join(timeout)
 
 
 def first_ok_after(writers, t, method="POST"):

@@ -19,7 +19,7 @@ import os
 import time
 
 from conftest import Db, assert_alive, metric_value, report, timed_request
-from ha import Writer, classify, first_ok_after, make_pair, wait_until
+from ha import Writer, classify, first_ok_after, make_pair, stop_writers, wait_until
 
 FAST_S = 1.0
 MOVE_BOUND_S = 3.0
@@ -66,10 +66,7 @@ def test_name_moved(service, tokens, tmp_path):
             t_ok = wait_until(lambda: first_ok_after(writers, t_move), 10)
             time.sleep(1.0)
         finally:
-            for w in writers:
-                w.halt.set()
-            for w in writers:
-                w.join(20)
+            stop_writers(writers)
         assert_alive(svc, "after the move")
         assert t_ok, "no 2xx write within 10 s of the move\n" + svc.describe(60)
         acked, counts, slowest, problems = classify(writers, FAST_S)
@@ -112,10 +109,7 @@ def test_promotion(service, tokens):
             t_ok = wait_until(lambda: first_ok_after(writers, t_promoted), 10)
             time.sleep(1.5)
         finally:
-            for w in writers:
-                w.halt.set()
-            for w in writers:
-                w.join(20)
+            stop_writers(writers)
         assert_alive(svc, "after the promotion")
         assert t_ok, "no 2xx write within 10 s of the promotion\n" + svc.describe(60)
         acked, counts, slowest, problems = classify(writers, FAST_S)
@@ -181,8 +175,7 @@ def test_read_only_server_left(service, tokens):
             t_ok = wait_until(lambda: first_ok_after([w], t0), 10)
             time.sleep(1.0)
         finally:
-            w.halt.set()
-            w.join(20)
+            stop_writers([w])
         assert t_ok, "no 2xx write within 10 s\n" + svc.describe(60)
         acked, counts, _, problems = classify([w], FAST_S)
         report("read-only first host (any): writes 2xx after the start", t_ok - t0, "s", REJOIN_BOUND_S)

@@ -24,7 +24,7 @@ import time
 import psycopg2
 
 from conftest import (Db, assert_alive, fd_count, new_key, report, tenant_hash, timed_request)
-from ha import Writer, classify
+from ha import Writer, classify, stop_writers
 
 POOL = 4
 FAST_S = 1.5
@@ -91,10 +91,7 @@ def test_postgres_restart_under_load(pg, service, fresh_db, tokens):
             time.sleep(0.02)
         time.sleep(1.0)  # steady state again
     finally:
-        for c in clients:
-            c.halt.set()
-        for c in clients:
-            c.join(30)
+        stop_writers(clients, 30)
         if not pg.running:
             pg.start()
 
