@@ -18,6 +18,7 @@
 #include "db/schema.h"
 #include "http/reply.h"
 #include "log.h"
+#include "util/clock.h"
 
 struct auth_job {
     struct http_req *r;
@@ -31,13 +32,6 @@ static const char *const role_names[] = {NULL, "Admin", "Reviewer", "Editor", "A
 const char *auth_role_name(long long role_id)
 {
     return role_id >= 1 && role_id <= 4 ? role_names[role_id] : NULL;
-}
-
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 static void reply_bare_message(struct http_req *r, int status, const char *msg)
@@ -158,7 +152,7 @@ static void on_membership(const struct db_result *res, void *arg)
             e.role_id = PQgetisnull(pr, 0, 1) ? 0 : strtoll(PQgetvalue(pr, 0, 1), NULL, 10);
         }
     }
-    member_cache_put(r->app->members, j->member_gen, e.user_id, e.state, e.org_id, e.role_id, now_ms());
+    member_cache_put(r->app->members, j->member_gen, e.user_id, e.state, e.org_id, e.role_id, (int64_t)clock_real_ms());
     check_member(j, &e);
 }
 
@@ -187,7 +181,7 @@ static int check_token(struct http_req *r, struct jwt_claims *claims)
     }
     struct app *a = r->app;
     enum jwt_status st = jwt_verify_hs256(tok, tlen, (const unsigned char *)a->cfg.jwt_secret,
-                                          strlen(a->cfg.jwt_secret), now_ms(), claims);
+                                          strlen(a->cfg.jwt_secret), (int64_t)clock_real_ms(), claims);
     if (st == JWT_INVALID) {
         reply_data_message(r, 401, "Unauthorized **");
         return -1;
@@ -239,7 +233,7 @@ void auth_run(struct http_req *r, auth_next_fn next)
     snprintf(r->auth.role, sizeof r->auth.role, "%s", claims.role_name);
     r->auth.is_admin = strcmp(claims.role_name, "Admin") == 0;
     struct member_entry cached;
-    if (member_cache_get(a->members, claims.id, now_ms(), &cached)) {
+    if (member_cache_get(a->members, claims.id, (int64_t)clock_real_ms(), &cached)) {
         check_member(j, &cached);
         return;
     }

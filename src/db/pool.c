@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "net/resolve.h"
+#include "util/clock.h"
 
 #define MAX_TARGETS 16
 #define MAX_ENTRIES 32        /* addresses handed to libpq per attempt */
@@ -111,13 +112,6 @@ static int current_entry(const struct db_conn *c);
 static void arm_timer(struct db_conn *c, int ms);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_pump(struct db_pool *p);
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- units ----------------------------------------------------------------- */
 
@@ -586,7 +580,7 @@ static int conn_send(struct db_conn *c, struct unit *u)
     }
     if (!PQpipelineSync(c->pg))
         return -1;
-    u->sent_ms = mono_ms();
+    u->sent_ms = clock_mono_ms();
     u->next = NULL;
     if (c->tail)
         c->tail->next = u;
@@ -739,7 +733,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct db_pool *p = arg;
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     for (int i = 0; i < p->opts.size; i++) {
         struct db_conn *c = &p->conns[i];
         if (c->state == CONN_READY && c->head &&

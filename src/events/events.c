@@ -58,6 +58,7 @@
 #include "log.h"
 #include "net/resolve.h"
 #include "util/codec.h"
+#include "util/clock.h"
 
 #define DEFAULT_PREFIX "verifywise:integrations:"
 #define DEFAULT_MAX_QUEUE 10000
@@ -184,13 +185,6 @@ static void link_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static uint64_t now_ms(clockid_t clk)
-{
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t rng_next(struct events *e)
 {
     uint64_t x = e->rng;
@@ -205,7 +199,7 @@ static uint64_t rng_next(struct events *e)
  * the number of occurrences suppressed since the last logged one. */
 static bool ratelog_allow(struct ratelog *r, uint64_t *n)
 {
-    uint64_t t = now_ms(CLOCK_MONOTONIC);
+    uint64_t t = clock_mono_ms();
     if (r->last_ms && t - r->last_ms < 1000) {
         r->suppressed++;
         return false;
@@ -245,7 +239,7 @@ static void make_id(struct events *e, char out[33])
         out[32] = '\0';
         return;
     }
-    snprintf(out, 33, "%012llx%08x%012llx", (unsigned long long)now_ms(CLOCK_REALTIME) & 0xffffffffffffULL,
+    snprintf(out, 33, "%012llx%08x%012llx", (unsigned long long)clock_real_ms() & 0xffffffffffffULL,
              (unsigned)getpid(), (unsigned long long)(e->id_counter & 0xffffffffffffULL));
 }
 
@@ -783,7 +777,7 @@ void events_publish(struct events *e, const char *type, long long organization_i
     make_id(e, id);
     char *buf = NULL;
     size_t len = 0;
-    if (event_encode(type, id, (int64_t)now_ms(CLOCK_REALTIME), organization_id, tenant, actor_user_id, data,
+    if (event_encode(type, id, (int64_t)clock_real_ms(), organization_id, tenant, actor_user_id, data,
                      &buf, &len) != 0) {
         e->stats.dropped++;
         log_error("events: %s not published: cannot encode (data not an object, too deep, or no memory)", type);
@@ -1341,7 +1335,7 @@ struct events *events_new(struct event_base *base, const struct events_opts *opt
 
     uint64_t seed = 0;
     if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1 || seed == 0)
-        seed = now_ms(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+        seed = clock_real_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
     e->rng = seed ? seed : 1;
 
     if (!opts->redis_url || !opts->redis_url[0]) {

@@ -32,6 +32,7 @@
 #include "http/reply.h"
 #include "log.h"
 #include "ops/metrics.h"
+#include "util/clock.h"
 
 #define URI_MAX 2048
 
@@ -90,13 +91,6 @@ static const char ERR_503_HEAD[] = "{\"message\":\"Service Unavailable\",\"error
                                    "\"too many request headers in flight, retry later\"}";
 static const char ERR_503_BODY[] = "{\"message\":\"Service Unavailable\",\"error\":"
                                    "\"too many request bodies in flight, retry later\"}";
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* ---- standard headers ------------------------------------------------------ */
 
@@ -442,7 +436,7 @@ static bool precheck_refused(struct http_server *s, evhtp_request_t *req)
     r->ev = req;
     r->app = s->app;
     r->early = true;
-    r->start_us = now_us();
+    r->start_us = clock_mono_us();
     r->method = method_of(req);
     snprintf(r->id, sizeof r->id, "%08x%08x", s->id_salt, (unsigned)(s->next_id++ & 0xffffffffu));
     const char *p = req->uri && req->uri->path && req->uri->path->full ? req->uri->path->full : "/";
@@ -756,7 +750,7 @@ static struct http_server *server_of(const struct http_req *r)
 
 static void log_request(struct http_req *r, int status)
 {
-    uint64_t dur = now_us() - r->start_us;
+    uint64_t dur = clock_mono_us() - r->start_us;
     enum log_level lvl = status >= 500 ? LOG_WARN : LOG_INFO;
     if (!log_enabled(lvl))
         return;
@@ -799,7 +793,7 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
         conn_wait_arm(t); /* the next request on this connection */
     s->pending--;
     log_request(r, status);
-    metrics_observe_request(r->route ? r->route->name : NULL, status, now_us() - r->start_us);
+    metrics_observe_request(r->route ? r->route->name : NULL, status, clock_mono_us() - r->start_us);
     if (r->early) {
         /* Decided on the headers (precheck_refused): the body is never read. */
         evhtp_kv_t *e = evhtp_kvs_find_kv(req->headers_in, "Expect");
@@ -906,7 +900,7 @@ static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
         s->pending--;
         r->status = 499;
         log_request(r, 499);
-        metrics_observe_request(r->route ? r->route->name : NULL, 499, now_us() - r->start_us);
+        metrics_observe_request(r->route ? r->route->name : NULL, 499, clock_mono_us() - r->start_us);
         abandon(r);
     }
     if (r->deadline)
@@ -946,7 +940,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     r->refs = 1; /* held by the HTTP side until on_request_fini */
     r->ev = req;
     r->app = s->app;
-    r->start_us = now_us();
+    r->start_us = clock_mono_us();
     r->method = method_of(req);
     if (t) {
         r->body_reserved = t->body_reserved; /* released when libevhtp frees the body */
@@ -1010,7 +1004,7 @@ struct http_server *http_server_new(struct event_base *base, struct app *app,
         http_server_free(s);
         return NULL;
     }
-    uint64_t seed = now_us() ^ (uint64_t)(uintptr_t)s;
+    uint64_t seed = clock_mono_us() ^ (uint64_t)(uintptr_t)s;
     s->id_salt = (uint32_t)(seed ^ (seed >> 32));
     evhtp_enable_flag(s->htp, EVHTP_FLAG_ENABLE_NODELAY);
     evhtp_set_max_body_size(s->htp, opts->max_body_bytes + 1); /* libevhtp's cap is exclusive */

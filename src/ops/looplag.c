@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "ops/metrics.h"
+#include "util/clock.h"
 
 struct looplag {
     struct event *timer;
@@ -17,13 +18,6 @@ struct looplag {
     bool warned;
     unsigned suppressed;
 };
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 bool looplag_sample(struct looplag *l, uint64_t lag_us, uint64_t now_us)
 {
@@ -42,14 +36,14 @@ bool looplag_sample(struct looplag *l, uint64_t lag_us, uint64_t now_us)
 static void arm(struct looplag *l)
 {
     struct timeval tv = {0, LOOPLAG_PERIOD_MS * 1000};
-    l->due_us = mono_us() + (uint64_t)LOOPLAG_PERIOD_MS * 1000u;
+    l->due_us = clock_mono_us() + (uint64_t)LOOPLAG_PERIOD_MS * 1000u;
     evtimer_add(l->timer, &tv);
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct looplag *l = arg;
-    uint64_t now = mono_us();
+    uint64_t now = clock_mono_us();
     uint64_t lag = now > l->due_us ? now - l->due_us : 0;
     if (looplag_sample(l, lag, now)) {
         log_warn("event loop stalled: a timer ran %llu ms late (an iteration took over %d ms)%s",

@@ -47,6 +47,7 @@
 #include "log.h"
 #include "net/fetch.h"
 #include "util/json.h"
+#include "util/clock.h"
 
 #define PACE_MS 1000
 #define TICK_MS 5000
@@ -117,13 +118,6 @@ static struct notifier {
 
 static void dlv_step(struct delivery *d);
 static void wq_kick(struct wq *q);
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void arm(struct event *ev, long long ms)
 {
@@ -227,7 +221,7 @@ static int enqueue(long long id, long long wid, long long delay_ms)
     q->tail = d;
     q->n++;
     N.total++;
-    long long due = mono_ms() + delay_ms;
+    long long due = (long long)clock_mono_ms() + delay_ms;
     if (delay_ms > 0 && due > q->next_ms)
         q->next_ms = due;
     wq_kick(q);
@@ -287,7 +281,7 @@ static void wq_kick(struct wq *q)
 {
     if (q->cur)
         return;
-    long long now = mono_ms();
+    long long now = (long long)clock_mono_ms();
     if (!q->head) {
         if (now >= q->next_ms)
             wq_free(q);   /* idle, and the pacing window is over */
@@ -337,7 +331,7 @@ static void dlv_finish(struct delivery *d)
         if (!q->tail)
             q->tail = d;
         q->n++;
-        long long due = mono_ms() + d->retry_s * 1000;
+        long long due = (long long)clock_mono_ms() + d->retry_s * 1000;
         if (due > q->next_ms)
             q->next_ms = due;
     } else {
@@ -503,7 +497,7 @@ static void on_loaded(const struct db_result *res, void *arg)
 static void dlv_post(struct delivery *d, bool api)
 {
     struct wq *q = d->q;
-    long long now = mono_ms();
+    long long now = (long long)clock_mono_ms();
     if (now < q->next_ms) {
         q->cur_waits = true;
         arm(q->timer, q->next_ms - now);
@@ -599,7 +593,7 @@ static void random_key(char out[33])
 {
     unsigned char b[16];
     if (RAND_bytes(b, sizeof b) != 1) {
-        snprintf(out, 33, "%016llx%08x", (unsigned long long)mono_ms(), (unsigned)getpid());
+        snprintf(out, 33, "%016llx%08x", (unsigned long long)(long long)clock_mono_ms(), (unsigned)getpid());
         return;
     }
     for (int i = 0; i < 16; i++)

@@ -39,6 +39,7 @@
 #include "jobs/retry.h"
 #include "log.h"
 #include "net/fetch.h"
+#include "util/clock.h"
 
 #define EXP_PAGE 100            /* experiments per page */
 #define RUN_CHUNK 50            /* experiment ids per runs/search (VerifyWise's chunk) */
@@ -146,13 +147,6 @@ static uint64_t rng_state;
 static void sync_step(struct sync_job *j, const struct sync_input *in);
 
 /* ---- small helpers ------------------------------------------------------------- */
-
-static int64_t now_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
 
 static double rand01(void)
 {
@@ -940,7 +934,7 @@ static void finished(struct sync_job *j, bool recorded)
                          status, "message", msg, "fetched", j->fetched, "new", j->created, "updated", j->updated,
                          "unchanged", j->unchanged, "stale", j->stale, "skipped", j->skipped, "failures",
                          j->failures, "statements", j->statements, "requests", j->requests, "duration_ms",
-                         (json_int_t)((now_us() - j->t0_us) / 1000), "recorded", recorded));
+                         (json_int_t)(((int64_t)clock_mono_us() - j->t0_us) / 1000), "recorded", recorded));
     if (recorded)
         app_event(j->o.app, "mlflow.sync.completed", j->o.org_id, j->o.tenant, j->o.user_id,
                   json_pack("{s:I,s:s,s:s,s:s,s:{s:i,s:i,s:i,s:i,s:i,s:i,s:i}}", "syncId", (json_int_t)j->sync_id,
@@ -1286,7 +1280,7 @@ int mlflow_sync_start(const struct mlflow_sync_opts *o)
     j->o = *o;
     j->seq = ++job_seq;
     j->run_page = RUN_PAGE;
-    j->t0_us = now_us();
+    j->t0_us = (int64_t)clock_mono_us();
     snprintf(j->holder, sizeof j->holder, "%s:%u", instance_id, j->seq);
     snprintf(j->lock_name, sizeof j->lock_name, "mlflow-sync:%s", o->tenant);
     if (o->watch && add_watch(j, o->watch, o->watch_arg) < 0) {

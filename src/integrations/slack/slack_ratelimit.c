@@ -18,6 +18,7 @@
 #include "events/events.h"
 #include "http/reply.h"
 #include "log.h"
+#include "util/clock.h"
 
 #define REDIS_WAIT_MS 1000
 #define LOCAL_SLOTS 4096
@@ -42,17 +43,10 @@ struct rl_check {
     char ip[IP_MAX];
 };
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Count in the in-process table; returns the count and the ms left in the window. */
 static long long local_count(const char *ip, long long *ttl_ms)
 {
-    long long now = mono_ms();
+    long long now = (long long)clock_mono_ms();
     struct local_slot *hit = NULL, *free_slot = NULL, *oldest = NULL;
     for (size_t i = 0; i < LOCAL_SLOTS; i++) {
         struct local_slot *s = &local_table[i];
