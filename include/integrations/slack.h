@@ -8,11 +8,12 @@
 #include "integrations/slack_oauth.h"
 #include "integrations/slack_send.h"
 #include "integrations/slack_webhooks.h"
+#include "util/compiler.h"
 
 struct app;
 
 /* Returns 0, or -1 (out of memory) with nothing left running. */
-int slack_start(struct app *a);
+int slack_start(struct app *a) MUSTCHECK;
 void slack_stop(void);
 
 #endif
