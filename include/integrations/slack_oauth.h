@@ -44,7 +44,8 @@ struct slack_refresh_answer {
     long long expires_in;         /* 0: the new token does not expire */
     char reason[160];
 };
-enum slack_refresh_result slack_refresh_parse(const struct fetch_response *res, struct slack_refresh_answer *a);
+enum slack_refresh_result slack_refresh_parse(const struct fetch_response *res, struct slack_refresh_answer *a)
+    MUSTCHECK;
 void slack_refresh_answer_clear(struct slack_refresh_answer *a);
 
 /* The parameters of SLACK_SQL_REFRESH_SAVE (the new secrets encrypted). */

@@ -33,6 +33,7 @@
 #include "crypto/secrets.h"
 #include "db/pool.h"
 #include "http/reply.h"
+#include "integrations/handler.h"
 #include "integrations/slack_ratelimit.h"
 #include "integrations/slack_store.h"
 #include "integrations/slack_webhooks.h"
@@ -210,8 +211,7 @@ static void on_stored(struct http_req *r, const struct db_result *res)
 {
     oauth_done(r);
     if (res->status != DB_OK) {
-        log_error("slack oauth: storing the webhook failed: %s (%s)", res->message, res->sqlstate);
-        reply_internal(r);
+        reply_sql_failure(r, res, "slack oauth", "storing the webhook");
         return;
     }
     const PGresult *pr = db_last(res);

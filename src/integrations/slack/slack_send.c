@@ -19,6 +19,7 @@
 #include "crypto/secrets.h"
 #include "db/pool.h"
 #include "http/reply.h"
+#include "integrations/handler.h"
 #include "integrations/slack_post.h"
 #include "integrations/slack_store.h"
 #include "integrations/slack_webhooks.h"
@@ -340,8 +341,7 @@ static bool send_loaded(void *arg, const struct db_result *res, struct slack_pos
     struct http_req *r = arg;
     const struct slack_post *j = r->handler_state;
     if (res->status != DB_OK) {
-        log_error("slack send: read failed: %s (%s)", res->message, res->sqlstate);
-        reply_internal(r);
+        reply_sql_failure(r, res, "slack send", "read");
         return false;
     }
     const PGresult *pr = db_last(res);
@@ -368,9 +368,11 @@ static bool send_loaded(void *arg, const struct db_result *res, struct slack_pos
 
 void slack_webhooks_send(struct http_req *r)
 {
-    char id[24];
-    if (slack_parse_id(r, id) < 0)
+    char id[HANDLER_ID_TEXT];
+    if (handler_id_param(r, "id", id) < 0) {
+        reply_text(r, 400, SLACK_MSG_BAD_ID);
         return;
+    }
     const char *title = NULL, *message = NULL;
     size_t tlen = 0, mlen = 0;
     int gt = json_get_string(r->json, "title", &title, &tlen);
