@@ -494,6 +494,21 @@ static void on_req_fetch(struct http_req *r, const struct fetch_response *res)
     fetch_input(r->handler_state, res);
 }
 
+/* The refresh's statements of a request's post: a database that is unavailable there
+ * means "fall back" (or "post anyway"), not 503, so they bypass app_query. */
+static void on_req_soft_db(const struct db_result *res, void *arg)
+{
+    struct http_req *r = arg;
+    if (http_req_alive(r))
+        db_input(r->handler_state, res);
+    http_req_unref(r);
+}
+
+static bool req_wanted(void *arg)
+{
+    return http_req_alive(arg);
+}
+
 static void on_db(const struct db_result *res, void *arg)
 {
     db_input(arg, res);
@@ -516,7 +531,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static void io_query(struct slack_post *j, const char *sql, int nparams, const char *const *params)
 {
-    if (j->o.req)
+    enum slack_post_state s = j->state;
+    if (j->o.req && (s == SLACK_POST_LEASE || s == SLACK_POST_REREAD || s == SLACK_POST_SAVE)) {
+        struct db_stmt st = {sql, nparams, params};
+        http_req_hold(j->o.req);
+        db_submit_if(j->o.app->db, &st, 1, on_req_soft_db, http_req_ref(j->o.req), req_wanted);
+    } else if (j->o.req)
         app_query(j->o.req, sql, nparams, params, on_req_db);
     else
         db_query(j->o.app->db, sql, nparams, params, on_db, j);
