@@ -13,6 +13,27 @@ from conftest import slack_env, slack_scheme_a_plain, wait_until
 from test_slack import webhook
 
 POLICY = "Policy reminders and status"
+ADMIN10_ID = 5   # tokens.admin10: user 5, organization 10
+
+
+@pytest.fixture
+def routed(psvc, fake_slack, tokens, db):
+    """A rotating webhook of admin10 routed to POLICY, removed afterwards so that no other
+    module's notifications reach it (nor its deliveries anyone else's counts)."""
+    made = []
+
+    def make():
+        wid, inst = webhook(psvc, fake_slack, tokens.admin10, [POLICY], rotate=True)
+        made.append(wid)
+        return wid, inst
+    yield make
+    for wid in made:
+        db.execute("DELETE FROM public.slack_webhooks WHERE id = %s", (wid,))
+
+
+def notify(svc, tokens, title):
+    return svc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": title, "message": "M",
+                                                  "user_id": ADMIN10_ID}, token=tokens.admin10)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +82,11 @@ def test_send_refreshes_an_expired_token_and_posts_with_the_new_one(psvc, fake_s
         assert first not in line and inst.bot_token not in line and inst.refresh_token not in line
 
 
-def test_delivery_refreshes_an_expired_token_and_posts_with_the_new_one(psvc, fake_slack, tokens, db):
-    wid, inst = webhook(psvc, fake_slack, tokens.admin1, [POLICY], rotate=True)
+def test_delivery_refreshes_an_expired_token_and_posts_with_the_new_one(psvc, fake_slack, tokens, db, routed):
+    wid, inst = routed()
     fake_slack.expire_token(inst)
-    st, _, d = psvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": "N1", "message": "M",
-                                                       "user_id": 1}, token=tokens.admin1)
-    assert st == 202, d
+    st, _, d = notify(psvc, tokens, "N1")
+    assert st == 202 and d["data"]["matched"] == 1, d
     assert wait_until(lambda: fake_slack.messages_for(inst.channel_id), 15, 0.1)
     assert wait_until(lambda: db.scalar("SELECT status FROM public.slack_deliveries WHERE webhook_id = %s",
                                         (wid,)) == "sent", 5)
@@ -89,13 +109,12 @@ def test_failed_refresh_falls_back_to_the_incoming_webhook(psvc, fake_slack, tok
     assert db.scalar("SELECT is_active FROM public.slack_webhooks WHERE id = %s", (wid,)) is True
 
 
-def test_failed_refresh_delivery_falls_back(psvc, fake_slack, tokens, db):
-    wid, inst = webhook(psvc, fake_slack, tokens.admin1, [POLICY], rotate=True)
+def test_failed_refresh_delivery_falls_back(psvc, fake_slack, tokens, db, routed):
+    wid, inst = routed()
     fake_slack.expire_token(inst)
     fake_slack.fail_refresh(inst.channel_id, "invalid_refresh_token")
-    st, _, d = psvc.req("POST", "/api/notifications", {"routing_type": POLICY, "title": "N2", "message": "M",
-                                                       "user_id": 1}, token=tokens.admin1)
-    assert st == 202, d
+    st, _, d = notify(psvc, tokens, "N2")
+    assert st == 202 and d["data"]["matched"] == 1, d
     assert wait_until(lambda: db.scalar("SELECT status FROM public.slack_deliveries WHERE webhook_id = %s",
                                         (wid,)) == "sent", 15, 0.1)
     assert posts(fake_slack, inst) == [("api", "token_expired"), ("webhook", "ok")]

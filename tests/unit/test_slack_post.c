@@ -527,7 +527,7 @@ static void api_channel_gone_deactivates(void **state)
     struct slack_post *j = at_api();
     feed_fetch(j, FETCH_OK, 200, "{\"ok\":false,\"error\":\"is_archived\"}");
     assert_int_equal(slack_post_state(j), SLACK_POST_DEACTIVATE);
-    assert_ptr_equal(R.sql[1], SLACK_SQL_DEACTIVATE);
+    assert_string_equal(R.sql[1], SLACK_SQL_DEACTIVATE);
     assert_string_equal(R.param[1][0], "7");
     assert_string_equal(R.param[1][1], "Slack answered is_archived");
     feed_rows(j, SLACK_WH_NCOLS, WEBHOOK_ROW, 1);
