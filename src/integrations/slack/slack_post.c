@@ -147,18 +147,17 @@ static void enter(struct slack_post *j)
     }
     case SLACK_POST_REFRESH: {
         struct slack_refresh_call c;
-        if (slack_refresh_call(&c, j->o.app, j->refresh) < 0) {
-            secrets_free_plain(j->refresh, j->refresh_len);
-            j->refresh = NULL;
+        int rc = slack_refresh_call(&c, j->o.app, j->refresh);
+        secrets_free_plain(j->refresh, j->refresh_len);   /* the form has it now */
+        j->refresh = NULL;
+        j->refresh_len = 0;
+        if (rc < 0) {
             j->out = j->first;
             fall_back(j);
             return;
         }
-        j->io->fetch(j, &c.fr);
+        j->io->fetch(j, &c.fr);   /* with a request, a refusal answers it: j may be gone */
         slack_refresh_call_clear(&c);
-        secrets_free_plain(j->refresh, j->refresh_len);
-        j->refresh = NULL;
-        j->refresh_len = 0;
         return;
     }
     case SLACK_POST_SAVE: {
