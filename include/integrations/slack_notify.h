@@ -10,6 +10,7 @@
 #ifndef IDX_INTEGRATIONS_SLACK_NOTIFY_H
 #define IDX_INTEGRATIONS_SLACK_NOTIFY_H
 #include "http/request.h"
+#include "util/compiler.h"
 
 struct app;
 struct notify_msg;
@@ -21,7 +22,7 @@ void slack_on_notify(const struct notify_msg *m, void *app);
 
 /* The lease and resume timer. start returns 0 or -1; stop cancels and frees
  * everything in memory (rows stay pending). */
-int slack_notify_start(struct app *a);
+int slack_notify_start(struct app *a) MUSTCHECK;
 void slack_notify_stop(void);
 
 #endif

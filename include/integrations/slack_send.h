@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include "http/request.h"
 #include "net/fetch.h"
+#include "util/compiler.h"
 
 struct app;
 
@@ -20,7 +21,7 @@ void slack_webhooks_send(struct http_req *r);
 #define SLACK_FALLBACK_TEXT "Notification from VerifyWise"
 
 /* NULL when title and message are acceptable, else the 400 message. */
-const char *slack_text_error(const char *title, size_t tlen, const char *message, size_t mlen);
+const char *slack_text_error(const char *title, size_t tlen, const char *message, size_t mlen) MUSTCHECK;
 
 enum slack_post_result {
     SLACK_POST_OK,
@@ -53,9 +54,9 @@ struct slack_call {
 };
 /* chat.postMessage to channel_id with the bot token. Returns 0 or -1. */
 int slack_call_api(struct slack_call *c, const struct app *a, const char *token, const char *channel_id,
-                   const char *title, const char *message);
+                   const char *title, const char *message) MUSTCHECK;
 /* The incoming-webhook URL (no channel field). Returns 0 or -1. */
-int slack_call_webhook(struct slack_call *c, const char *url, const char *title, const char *message);
+int slack_call_webhook(struct slack_call *c, const char *url, const char *title, const char *message) MUSTCHECK;
 void slack_call_clear(struct slack_call *c);
 
 #endif

@@ -10,10 +10,14 @@
 #                                     codes -> invalid_code. Refresh: the current refresh token
 #                                     of an installation -> new bot + refresh token;
 #                                     fail_refresh(channel_id, name) -> {"ok":false,"error":name}.
+#                                     slack.refreshes: channel ids of the refreshes answered.
 #   POST <base>/api/chat.postMessage  Bearer bot token; per-channel mode (set_mode):
 #                                     ok (ts + channel), channel_not_found, is_archived,
 #                                     invalid_auth, ratelimited (HTTP 429 + Retry-After),
-#                                     e500, garbage; an unknown token -> invalid_auth.
+#                                     e500, garbage; an unknown token -> invalid_auth;
+#                                     expire_token(channel_id): the installation's current
+#                                     bot token -> token_expired (a rotating token past its
+#                                     expires_in) until a refresh issues a new one.
 #   POST <base>/services/T/B/<secret> incoming webhook, plain-text answers; per-channel
 #                                     hook mode (set_hook_mode): ok ("ok"), channel_not_found
 #                                     (404), channel_is_archived (410), no_service (404),
@@ -50,6 +54,7 @@ class Install:
         self.hook_secret = secrets.token_hex(12)
         self.url = "%s/services/%s/B%08d/%s" % (fake.url, self.team_id, n, self.hook_secret)
         self.old_tokens = []
+        self.expired = set()     # bot tokens past their expiry
 
     def answer(self):
         a = {"ok": True, "app_id": "A0KRD7HC3", "authed_user": {"id": "U1234"},
@@ -83,6 +88,7 @@ class FakeSlack(FakeServer):
         self.modes = {}          # channel_id -> chat.postMessage mode
         self.hook_modes = {}     # channel_id -> webhook mode
         self.refresh_errors = {}  # channel_id -> error name
+        self.refreshes = []      # channel ids, one per refresh answered with a new token
         self.retry_after = 1
         self.messages = []
         self.posts = []
@@ -107,6 +113,10 @@ class FakeSlack(FakeServer):
 
     def set_hook_mode(self, channel_id, mode):
         self.hook_modes[channel_id] = mode
+
+    def expire_token(self, inst):
+        with self._lock:
+            inst.expired.add(inst.bot_token)
 
     def fail_refresh(self, channel_id, name="invalid_refresh_token"):
         self.refresh_errors[channel_id] = name
@@ -151,6 +161,7 @@ class FakeSlack(FakeServer):
                 inst.refresh_token = "xoxe-1-" + secrets.token_hex(16)
                 self.by_token[inst.bot_token] = inst
                 self.by_refresh[inst.refresh_token] = inst
+                self.refreshes.append(inst.channel_id)
             return h.send_json(200, {"ok": True, "access_token": inst.bot_token, "token_type": "bot",
                                      "refresh_token": inst.refresh_token, "expires_in": inst.expires_in,
                                      "team": {"id": inst.team_id, "name": inst.team_name}})
@@ -187,6 +198,9 @@ class FakeSlack(FakeServer):
         if inst is None or inst.channel_id != channel:
             self._record_post(channel, "api", "invalid_auth")
             return h.send_json(200, {"ok": False, "error": "invalid_auth"})
+        if token in inst.expired:
+            self._record_post(channel, "api", "token_expired")
+            return h.send_json(200, {"ok": False, "error": "token_expired"})
         mode = self.modes.get(channel, "ok")
         self._record_post(channel, "api", mode, body)
         if mode == "ok":

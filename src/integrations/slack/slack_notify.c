@@ -14,12 +14,14 @@
  * released in the table (owner NULL) and picked up later by the sweep. Titles,
  * messages and secrets are loaded for the delivery being sent only.
  *
- * Each delivery is an explicit state machine (enum dlv_state, dlv_step):
- *   QUEUED -> LOADING (claim: attempts+1, read row + webhook, decrypt)
- *          -> POSTING (chat.postMessage) -> [FALLBACK (incoming webhook) when the
- *             token is refused] -> [DEACTIVATING when the channel is gone]
- *          -> RECORDING (sent / failed / retry later) -> done, or QUEUED again
- * Pacing: a post starts at least PACE_MS after the previous one of the same webhook;
+ * Each delivery is a job machine (util/machine.h: enum dlv_state, dlv_step):
+ *   QUEUED -> POSTING (the post machine, slack_post.c: its LOAD claims the attempt
+ *             (attempts+1, lease) and reads row + webhook; then chat.postMessage, an
+ *             expired rotating token refreshed once, the incoming webhook when the token
+ *             is refused, the deactivation when the channel is gone)
+ *          -> RECORDING (sent / failed / retry later) -> freed, or QUEUED again
+ * Pacing: a post starts at least PACE_MS after the previous one of the same webhook
+ * (the post machine asks dlv_pace before each of its posts);
  * a retry puts the delivery back at the head of its queue after the wait (429:
  * Retry-After; otherwise exponential), so order per webhook is kept.
  *
@@ -42,24 +44,28 @@
 #include "db/pool.h"
 #include "events/events.h"
 #include "http/reply.h"
+#include "integrations/slack_post.h"
 #include "integrations/slack_send.h"
+#include "integrations/slack_store.h"
 #include "integrations/slack_webhooks.h"
 #include "log.h"
 #include "net/fetch.h"
 #include "util/json.h"
 #include "util/clock.h"
+#include "util/machine.h"
 
 #define PACE_MS 1000
 #define TICK_MS 5000
-#define LEASE "15 seconds"
 #define MAX_TOTAL 10000
 #define MAX_PER_WEBHOOK 1000
 #define MAX_ATTEMPTS 6
 #define BACKOFF_MAX_S 60
-#define IDEM_MAX 255
+#define IDEM_MAX SLACK_IDEM_MAX
 #define MAX_ROUTE_QUEUE 10000    /* notify messages waiting to be routed */
 
-enum dlv_state { DLV_QUEUED, DLV_LOADING, DLV_POSTING, DLV_FALLBACK, DLV_DEACTIVATING, DLV_RECORDING };
+enum dlv_state { DLV_QUEUED, DLV_POSTING, DLV_RECORDING };
+static const char *const dlv_state_names[] = {"queued", "posting", "recording"};
+static const struct machine_def dlv_def = MACHINE_DEF("slack delivery", dlv_state_names);
 enum dlv_end { END_NONE, END_SENT, END_FAILED, END_RETRY, END_DROP };
 
 struct wq;
@@ -72,11 +78,9 @@ struct delivery {
     enum dlv_end end;             /* what RECORDING records */
     int attempts;
     long retry_s;
-    struct fetch *f;
+    struct slack_post *post;      /* POSTING: the post job (its secrets are its own) */
     /* loaded for the attempt in progress */
     char *title, *message;
-    char *token, *url;            /* secrets: wiped */
-    size_t token_len, url_len;
     char channel_id[256];
     char routing_type[64];
     char idem[IDEM_MAX + 1];
@@ -91,7 +95,6 @@ struct wq {
     struct delivery *head, *tail; /* waiting, in order */
     size_t n;
     struct delivery *cur;         /* in progress, or NULL */
-    bool cur_waits;               /* cur waits for the pacing timer to post */
     long long next_ms;            /* earliest start of the next post */
     struct event *timer;
 };
@@ -116,7 +119,15 @@ static struct notifier {
     bool lease_busy, sweep_busy;
 } N;
 
-static void dlv_step(struct delivery *d);
+/* The post job's end (MI_EVENT). */
+struct dlv_posted {
+    enum slack_post_end end;
+    const struct slack_post_outcome *out;
+    const char *via;
+};
+
+static void dlv_step(struct delivery *d, const struct machine_input *in);
+static void dlv_go(struct delivery *d, enum dlv_state s);
 static void wq_kick(struct wq *q);
 
 static void arm(struct event *ev, long long ms)
@@ -129,20 +140,35 @@ static void arm(struct event *ev, long long ms)
 
 /* ---- memory --------------------------------------------------------------------- */
 
+static void dlv_set_state(struct delivery *d, enum dlv_state s)
+{
+    if (log_enabled(LOG_DEBUG)) {
+        char who[24];
+        snprintf(who, sizeof who, "%lld", d->id);
+        machine_trace(&dlv_def, who, d->state, s);
+    }
+    d->state = s;
+}
+
+/* The post job is over (ended, or its delivery is): free it, wiping its secrets. */
+static void dlv_drop_post(struct delivery *d)
+{
+    struct slack_post *p = d->post;
+    d->post = NULL;
+    slack_post_free(p);
+}
+
 static void dlv_forget(struct delivery *d)
 {
     free(d->title);
     free(d->message);
-    secrets_free_plain(d->token, d->token_len);
-    secrets_free_plain(d->url, d->url_len);
-    d->title = d->message = d->token = d->url = NULL;
-    d->token_len = d->url_len = 0;
+    d->title = d->message = NULL;
 }
 
 static void dlv_free(struct delivery *d)
 {
-    if (d->f)
-        fetch_cancel(d->f);
+    if (d->post)
+        dlv_drop_post(d);
     dlv_forget(d);
     free(d);
     N.total--;
@@ -206,14 +232,12 @@ static int enqueue(long long id, long long wid, long long delay_ms)
         wq_kick(q);
         return -1;
     }
-    struct delivery *d = calloc(1, sizeof *d);
+    struct delivery *d = malloc(sizeof *d);
     if (!d) {
         wq_kick(q);
         return -1;
     }
-    d->id = id;
-    d->q = q;
-    d->state = DLV_QUEUED;
+    *d = (struct delivery){.id = id, .q = q, .state = DLV_QUEUED};
     if (q->tail)
         q->tail->next = d;
     else
@@ -244,24 +268,19 @@ static void release_rows(json_t *ids)
     if (!s)
         return;
     const char *params[] = {s};
-    db_query(N.a->db,
-             "UPDATE public.slack_deliveries SET owner = NULL, lease_until = now() "
-             "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) AND status = 'pending'",
-             1, params, on_released, NULL);
+    db_query(N.a->db, SLACK_SQL_DLV_RELEASE, 1, params, on_released, NULL);
     free(s);
 }
 
-/* Queue the rows of a routing or sweep result: columns id, webhook_id, delay_ms. */
-static int queue_rows(const PGresult *pr, int id_col, int wid_col, int delay_col)
+/* Queue the rows of a routing (no delay) or sweep result (with_delay). */
+static int queue_rows(const PGresult *pr, bool with_delay)
 {
     json_t *over = json_array();
     int queued = 0;
     for (int i = 0; i < PQntuples(pr); i++) {
-        if (PQgetisnull(pr, i, id_col))
+        long long id, wid, delay;
+        if (!slack_store_queue_row(pr, i, with_delay, &id, &wid, &delay))
             continue;
-        long long id = strtoll(PQgetvalue(pr, i, id_col), NULL, 10);
-        long long wid = strtoll(PQgetvalue(pr, i, wid_col), NULL, 10);
-        long long delay = delay_col >= 0 ? strtoll(PQgetvalue(pr, i, delay_col), NULL, 10) : 0;
         int rc = enqueue(id, wid, delay);
         if (rc < 0)
             json_array_append_new(over, json_integer(id));
@@ -300,21 +319,14 @@ static void wq_kick(struct wq *q)
     q->n--;
     d->next = NULL;
     q->cur = d;
-    d->state = DLV_LOADING;
-    dlv_step(d);
+    dlv_go(d, DLV_POSTING);
 }
 
 static void wq_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct wq *q = arg;
-    if (q->cur && q->cur_waits) {
-        q->cur_waits = false;
-        dlv_step(q->cur);
-        return;
-    }
-    wq_kick(q);
+    wq_kick(arg);
 }
 
 /* The delivery in progress is finished with (recorded, dropped, or due again). */
@@ -324,7 +336,7 @@ static void dlv_finish(struct delivery *d)
     q->cur = NULL;
     if (d->end == END_RETRY) {
         dlv_forget(d);
-        d->state = DLV_QUEUED;
+        dlv_set_state(d, DLV_QUEUED);
         d->end = END_NONE;
         d->next = q->head;   /* back at the head: order per webhook is kept */
         q->head = d;
@@ -358,9 +370,8 @@ static void dlv_event(struct delivery *d, bool sent)
     app_event(N.a, sent ? "slack.message.sent" : "slack.message.failed", d->org, tenant, d->actor, data);
 }
 
-static void on_recorded(const struct db_result *res, void *arg)
+static void on_recorded(struct delivery *d, const struct db_result *res)
 {
-    struct delivery *d = arg;
     if (res->status != DB_OK)
         log_error("slack delivery %lld: recording the outcome failed: %s", d->id, res->message);
     else if (d->end == END_SENT || d->end == END_FAILED)
@@ -396,162 +407,131 @@ static void dlv_conclude(struct delivery *d)
     default:
         d->end = END_FAILED;
     }
-    d->state = DLV_RECORDING;
-    dlv_step(d);
+    dlv_go(d, DLV_RECORDING);
 }
 
-static void on_deactivated(const struct db_result *res, void *arg)
+/* The post job's end. */
+static void dlv_posted(struct delivery *d, const struct dlv_posted *p)
 {
-    struct delivery *d = arg;
-    if (res->status == DB_OK) {
-        char reason[192];
-        snprintf(reason, sizeof reason, "Slack answered %s", d->out.error);
-        slack_event_deactivated(N.a, db_last(res), reason, 0);
-    } else {
-        log_error("slack delivery %lld: deactivating webhook %lld failed: %s", d->id, d->q->webhook_id, res->message);
-    }
-    d->end = END_FAILED;
-    d->state = DLV_RECORDING;
-    dlv_step(d);
-}
-
-static void on_posted(const struct fetch_response *res, void *arg)
-{
-    struct delivery *d = arg;
-    d->f = NULL;
-    if (d->state == DLV_POSTING)
-        slack_classify_api(res, &d->out);
-    else
-        slack_classify_webhook(res, &d->out);
-    if (d->out.result == SLACK_POST_TOKEN_REJECTED && d->state == DLV_POSTING && d->url) {
-        d->state = DLV_FALLBACK;
-        dlv_step(d);
-        return;
-    }
-    if (d->out.result == SLACK_POST_CHANNEL_GONE) {
-        d->state = DLV_DEACTIVATING;
-        dlv_step(d);
+    d->out = *p->out;
+    d->via = p->via;
+    dlv_drop_post(d);
+    if (p->end == SLACK_POST_END_DEACTIVATED) {
+        d->end = END_FAILED;
+        dlv_go(d, DLV_RECORDING);
         return;
     }
     dlv_conclude(d);
 }
 
-static char *dup_col(const PGresult *pr, int col)
+/* ---- the post machine's hooks: they package their input or decide at once --------- */
+
+static void post_finished(void *arg, enum slack_post_end end, const struct slack_post_outcome *out, const char *via)
 {
-    return strdup(PQgetvalue(pr, 0, col));
+    struct dlv_posted p = {end, out, via};
+    struct machine_input in = {.kind = MI_EVENT, .arg = &p};
+    dlv_step(arg, &in);
 }
 
-static void on_loaded(const struct db_result *res, void *arg)
+/* Start a post now, or after the webhook's pacing window. */
+static long long dlv_pace(void *arg)
+{
+    struct delivery *d = arg;
+    struct wq *q = d->q;
+    long long now = (long long)clock_mono_ms();
+    if (now < q->next_ms)
+        return q->next_ms - now;
+    q->next_ms = now + PACE_MS;
+    return 0;
+}
+
+/* The claimed attempt: post it (true), or record / drop / retry it without a post. */
+static bool dlv_loaded(void *arg, const struct db_result *res, struct slack_post_target *t)
 {
     struct delivery *d = arg;
     if (res->status != DB_OK) {
         log_warn("slack delivery %lld: loading failed: %s; retried", d->id, res->message ? res->message : "");
+        dlv_drop_post(d);
         d->end = END_RETRY;
         d->retry_s = 2;
         dlv_finish(d);
-        return;
+        return false;
     }
     const PGresult *pr = db_last(res);
     if (PQntuples(pr) != 1) {   /* no longer ours, no longer pending, or the webhook was deleted */
+        dlv_drop_post(d);
         d->end = END_DROP;
         dlv_finish(d);
-        return;
+        return false;
     }
-    d->title = dup_col(pr, 0);
-    d->message = dup_col(pr, 1);
-    d->attempts = atoi(PQgetvalue(pr, 0, 2));
-    snprintf(d->routing_type, sizeof d->routing_type, "%s", PQgetvalue(pr, 0, 3));
-    snprintf(d->idem, sizeof d->idem, "%s", PQgetvalue(pr, 0, 4));
-    d->org = strtoll(PQgetvalue(pr, 0, 5), NULL, 10);
-    d->actor = PQgetisnull(pr, 0, 6) ? 0 : strtoll(PQgetvalue(pr, 0, 6), NULL, 10);
-    snprintf(d->channel_id, sizeof d->channel_id, "%s", PQgetvalue(pr, 0, 7));
+    struct slack_dlv_row row;
     memset(&d->out, 0, sizeof d->out);
-    if (!d->title || !d->message) {
+    if (slack_store_dlv_row(pr, &row) < 0) {
+        dlv_drop_post(d);
         d->end = END_RETRY;
         d->retry_s = 2;
         dlv_finish(d);
-        return;
+        return false;
     }
-    if (PQgetvalue(pr, 0, 12)[0] != 't') {
+    d->title = row.title;
+    d->message = row.message;
+    d->attempts = row.attempts;
+    snprintf(d->routing_type, sizeof d->routing_type, "%s", row.routing_type);
+    snprintf(d->idem, sizeof d->idem, "%s", row.idem);
+    d->org = row.org;
+    d->actor = row.actor;
+    slack_store_dlv_target(&N.a->secrets, pr, t);
+    snprintf(d->channel_id, sizeof d->channel_id, "%s", t->channel_id);
+    if (!row.active || (!t->token && !t->url)) {
         d->out.result = SLACK_POST_FAILED;
-        snprintf(d->out.error, sizeof d->out.error, "the webhook is inactive");
+        snprintf(d->out.error, sizeof d->out.error, "%s",
+                 !row.active ? "the webhook is inactive" : "stored Slack credentials cannot be decrypted");
+        dlv_drop_post(d);
         dlv_conclude(d);
-        return;
+        return false;
     }
-    const struct secrets *s = &N.a->secrets;
-    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, 8), PQgetvalue(pr, 0, 9), &d->token, &d->token_len) < 0)
-        d->token = NULL;
-    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, 10), PQgetvalue(pr, 0, 11), &d->url, &d->url_len) < 0)
-        d->url = NULL;
-    if (!d->token && !d->url) {
-        d->out.result = SLACK_POST_FAILED;
-        snprintf(d->out.error, sizeof d->out.error, "stored Slack credentials cannot be decrypted");
-        dlv_conclude(d);
-        return;
-    }
-    d->state = d->token ? DLV_POSTING : DLV_FALLBACK;
-    dlv_step(d);
+    t->title = d->title;
+    t->message = d->message;
+    return true;
 }
 
-/* Start a post now, or wait for the webhook's pacing window. */
-static void dlv_post(struct delivery *d, bool api)
+/* ---- the delivery machine ------------------------------------------------------------ */
+
+static void db_recorded(const struct db_result *res, void *arg)
 {
-    struct wq *q = d->q;
-    long long now = (long long)clock_mono_ms();
-    if (now < q->next_ms) {
-        q->cur_waits = true;
-        arm(q->timer, q->next_ms - now);
-        return;
-    }
-    q->next_ms = now + PACE_MS;
-    struct slack_call c;
-    int rc = api ? slack_call_api(&c, N.a, d->token, d->channel_id, d->title, d->message)
-                 : slack_call_webhook(&c, d->url, d->title, d->message);
-    if (rc < 0) {
-        d->out.result = SLACK_POST_RETRYABLE;
-        snprintf(d->out.error, sizeof d->out.error, "out of memory");
-        dlv_conclude(d);
-        return;
-    }
-    d->via = api ? "chat.postMessage" : "incoming_webhook";
-    c.fr.org_id = d->org; /* counted against OUTBOUND_MAX_PER_ORG; FETCH_BUSY is retried */
-    d->f = fetch_start(N.a->fetch, &c.fr, on_posted, d);
-    slack_call_clear(&c);
+    struct machine_input in = {.kind = MI_DB, .db = res};
+    dlv_step(arg, &in);
 }
 
-static void dlv_step(struct delivery *d)
+static void dlv_enter(struct delivery *d)
 {
     char id[24];
     snprintf(id, sizeof id, "%lld", d->id);
     switch (d->state) {
     case DLV_QUEUED:
         return;
-    case DLV_LOADING: {
+    case DLV_POSTING: {
+        char who[48];
+        snprintf(who, sizeof who, "delivery %lld", d->id);
         const char *params[] = {id, N.owner};
-        db_query(N.a->db,
-                 "WITH d AS (UPDATE public.slack_deliveries SET attempts = attempts + 1, updated_at = now(), "
-                 "lease_until = now() + interval '" LEASE "' "
-                 "WHERE id = $1::bigint AND status = 'pending' AND owner = $2 "
-                 "RETURNING webhook_id, title, message, attempts, routing_type, idempotency_key, organization_id, "
-                 "actor_user_id) "
-                 "SELECT d.title, d.message, d.attempts, d.routing_type, d.idempotency_key, d.organization_id, "
-                 "d.actor_user_id, w.channel_id, w.access_token, w.access_token_iv, w.url, w.url_iv, w.is_active "
-                 "FROM d JOIN public.slack_webhooks w ON w.id = d.webhook_id",
-                 2, params, on_loaded, d);
-        return;
-    }
-    case DLV_POSTING:
-        dlv_post(d, true);
-        return;
-    case DLV_FALLBACK:
-        dlv_post(d, false);
-        return;
-    case DLV_DEACTIVATING: {
-        char wid[24], reason[192];
-        snprintf(wid, sizeof wid, "%lld", d->q->webhook_id);
-        snprintf(reason, sizeof reason, "Slack answered %s", d->out.error);
-        const char *params[] = {wid, reason};
-        db_query(N.a->db, SLACK_SQL_DEACTIVATE, 2, params, on_deactivated, d);
+        struct slack_post_opts o = {
+            .app = N.a,
+            .who = who,
+            .load_sql = SLACK_SQL_DLV_CLAIM,
+            .load_nparams = 2,
+            .load_params = params,
+            .loaded = dlv_loaded,
+            .pace = dlv_pace,
+            .finished = post_finished,
+            .arg = d,
+        };
+        snprintf(o.webhook_id, sizeof o.webhook_id, "%lld", d->q->webhook_id);
+        if (!(d->post = slack_post_start(&o, NULL))) {
+            log_warn("slack delivery %lld: out of memory; retried", d->id);
+            d->end = END_RETRY;
+            d->retry_s = 2;
+            dlv_finish(d);
+        }
         return;
     }
     case DLV_RECORDING: {
@@ -559,35 +539,51 @@ static void dlv_step(struct delivery *d)
             char secs[24];
             snprintf(secs, sizeof secs, "%ld", d->retry_s);
             const char *params[] = {id, d->out.error, secs};
-            db_query(N.a->db,
-                     "UPDATE public.slack_deliveries SET last_error = $2, updated_at = now(), "
-                     "next_attempt_at = now() + make_interval(secs => $3::int) WHERE id = $1::bigint",
-                     3, params, on_recorded, d);
+            db_query(N.a->db, SLACK_SQL_DLV_RETRY, 3, params, db_recorded, d);
             return;
         }
         const char *params[] = {id, d->end == END_SENT ? "sent" : "failed",
                                 d->end == END_SENT ? NULL : d->out.error, d->out.ts[0] ? d->out.ts : NULL};
-        db_query(N.a->db,
-                 "UPDATE public.slack_deliveries SET status = $2, last_error = $3, slack_ts = $4, owner = NULL, "
-                 "updated_at = now() WHERE id = $1::bigint",
-                 4, params, on_recorded, d);
+        db_query(N.a->db, SLACK_SQL_DLV_RECORD, 4, params, db_recorded, d);
         return;
     }
+    default:
+        MACHINE_IMPOSSIBLE(&dlv_def, d->state);
     }
 }
 
-/* ---- routing ---------------------------------------------------------------------- */
+static void dlv_go(struct delivery *d, enum dlv_state s)
+{
+    dlv_set_state(d, s);
+    dlv_enter(d);
+}
 
-/* $1 org, $2 routing type, $3 user or NULL, $4 idempotency key, $5 title, $6 message,
- * $7 actor or NULL, $8 owner. Rows: id (NULL when nothing new), webhook_id, matched. */
-static const char SQL_ROUTE[] =
-    "WITH w AS (SELECT id FROM public.slack_webhooks WHERE is_active AND " SLACK_SQL_ORG " = $1::int "
-    "AND routing_type @> ARRAY[$2::text] AND ($3::int IS NULL OR user_id = $3::int)), "
-    "ins AS (INSERT INTO public.slack_deliveries (webhook_id, organization_id, idempotency_key, routing_type, "
-    "title, message, actor_user_id, owner, lease_until) "
-    "SELECT id, $1::int, $4, $2, $5, $6, $7::int, $8, now() + interval '" LEASE "' FROM w ORDER BY id "
-    "ON CONFLICT (webhook_id, idempotency_key) DO NOTHING RETURNING id, webhook_id) "
-    "SELECT ins.id, ins.webhook_id, m.n FROM (SELECT count(*) AS n FROM w) m LEFT JOIN ins ON true";
+static void dlv_step(struct delivery *d, const struct machine_input *in)
+{
+    if (in->kind == MI_ENTER) {
+        dlv_enter(d);
+        return;
+    }
+    switch (d->state) {
+    case DLV_POSTING:
+        if (in->kind != MI_EVENT)
+            break;
+        dlv_posted(d, in->arg);
+        return;
+    case DLV_RECORDING:
+        if (in->kind != MI_DB)
+            break;
+        on_recorded(d, in->db);
+        return;
+    case DLV_QUEUED:   /* waits for its queue, not for an input */
+        break;
+    default:
+        MACHINE_IMPOSSIBLE(&dlv_def, d->state);
+    }
+    MACHINE_IMPOSSIBLE(&dlv_def, d->state);
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
 
 static void random_key(char out[33])
 {
@@ -632,9 +628,8 @@ static void on_routed_bg(const struct db_result *res, void *arg)
         log_warn("slack notify: routing failed: %s; notification dropped", res->message ? res->message : "");
     } else {
         const PGresult *pr = db_last(res);
-        int q = queue_rows(pr, 0, 1, -1);
-        log_debug("slack notify: %s webhook(s) matched, %d new deliveries", PQntuples(pr) ? PQgetvalue(pr, 0, 2) : "0",
-                  q);
+        int q = queue_rows(pr, false);
+        log_debug("slack notify: %lld webhook(s) matched, %d new deliveries", slack_store_route_matched(pr), q);
     }
     route_next();
 }
@@ -653,7 +648,7 @@ static void route_next(void)
     struct route_args ra;
     route_params(&ra, p->org, p->user, 0, p->routing_type, p->idem, p->title, p->message);
     N.rq_busy = true;
-    db_query(N.a->db, SQL_ROUTE, 8, ra.params, on_routed_bg, NULL);
+    db_query(N.a->db, SLACK_SQL_ROUTE, 8, ra.params, on_routed_bg, NULL);
     free(p);
 }
 
@@ -728,12 +723,14 @@ static void on_routed(struct http_req *r, const struct db_result *res)
         return;
     }
     const PGresult *pr = db_last(res);
-    int queued = N.a ? queue_rows(pr, 0, 1, -1) : 0;
+    if (N.a)
+        (void)queue_rows(pr, false);   /* what does not fit stays pending for the sweep */
     int created = 0;
-    for (int i = 0; i < PQntuples(pr); i++)
-        created += !PQgetisnull(pr, i, 0);
-    (void)queued;
-    long long matched = PQntuples(pr) ? strtoll(PQgetvalue(pr, 0, 2), NULL, 10) : 0;
+    for (int i = 0; i < PQntuples(pr); i++) {
+        long long id, wid, delay;
+        created += slack_store_queue_row(pr, i, false, &id, &wid, &delay);
+    }
+    long long matched = slack_store_route_matched(pr);
     reply_data(r, 202, json_pack("{s:I,s:i,s:I}", "matched", (json_int_t)matched, "queued", created, "duplicates",
                                  (json_int_t)(matched - created)));
 }
@@ -813,7 +810,7 @@ void slack_notifications_post(struct http_req *r)
     }
     struct route_args ra;
     route_params(&ra, r->auth.org_id, target, r->auth.user_id, rt, gi == 1 ? scoped : NULL, title, message);
-    app_query(r, SQL_ROUTE, 8, ra.params, on_routed);
+    app_query(r, SLACK_SQL_ROUTE, 8, ra.params, on_routed);
 }
 
 /* ---- leases and the sweep ---------------------------------------------------------- */
@@ -835,7 +832,7 @@ static void on_sweep(const struct db_result *res, void *arg)
             log_warn("slack deliveries: resuming pending deliveries failed: %s", res->message);
         return;
     }
-    int n = queue_rows(db_last(res), 0, 1, 2);
+    int n = queue_rows(db_last(res), true);
     if (n)
         log_info("slack deliveries: resumed %d pending deliveries", n);
 }
@@ -851,24 +848,14 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (!N.lease_busy && N.total > 0) {
         const char *params[] = {N.owner};
         N.lease_busy = true;
-        db_query(a->db,
-                 "UPDATE public.slack_deliveries SET lease_until = now() + interval '" LEASE "' "
-                 "WHERE owner = $1 AND status = 'pending'",
-                 1, params, on_lease, NULL);
+        db_query(a->db, SLACK_SQL_DLV_RENEW, 1, params, on_lease, NULL);
     }
     if (!N.sweep_busy && N.total < MAX_TOTAL) {
         char room[24];
         snprintf(room, sizeof room, "%zu", (size_t)(MAX_TOTAL - N.total) > 1000 ? (size_t)1000 : MAX_TOTAL - N.total);
         const char *params[] = {N.owner, room};
         N.sweep_busy = true;
-        db_query(a->db,
-                 "UPDATE public.slack_deliveries d SET owner = $1, lease_until = now() + interval '" LEASE "' "
-                 "WHERE d.id IN (SELECT id FROM public.slack_deliveries WHERE status = 'pending' "
-                 "AND lease_until < now() AND owner IS DISTINCT FROM $1 ORDER BY id LIMIT $2::int "
-                 "FOR UPDATE SKIP LOCKED) "
-                 "RETURNING d.id, d.webhook_id, "
-                 "GREATEST(0, ceil(extract(epoch FROM (d.next_attempt_at - now())) * 1000))::bigint",
-                 2, params, on_sweep, NULL);
+        db_query(a->db, SLACK_SQL_DLV_SWEEP, 2, params, on_sweep, NULL);
     }
 }
 

@@ -16,6 +16,9 @@
  *   REFRESH_LEAD_S; the lease keeps other instances off it) -> REFRESH_CALL
  *   (grant_type=refresh_token) -> REFRESH_SAVE (new token, refresh token, expiry) or
  *   REFRESH_DEACTIVATE (Slack refused) -> REFRESH_CLAIM again until none is due.
+ *   The lease is the one slack_post takes to refresh an expired token on demand, so a
+ *   token is never refreshed twice at once. Both machines have the util/machine.h
+ *   shape; the refresh call, its answer and the save are shared with slack_post.
  *   Network failures leave the lease to expire and the webhook to be retried. */
 #include "integrations/slack_oauth.h"
 
@@ -30,11 +33,14 @@
 #include "crypto/secrets.h"
 #include "db/pool.h"
 #include "http/reply.h"
+#include "integrations/handler.h"
 #include "integrations/slack_ratelimit.h"
+#include "integrations/slack_store.h"
 #include "integrations/slack_webhooks.h"
 #include "log.h"
 #include "net/fetch.h"
 #include "util/json.h"
+#include "util/machine.h"
 
 #define CODE_MAX 512
 #define FIELD_MAX 255             /* VARCHAR(255) columns */
@@ -126,7 +132,9 @@ static void error_name(json_t *j, char out[96])
 
 /* ---- installation ----------------------------------------------------------------- */
 
-enum oauth_state { OAUTH_COUNT, OAUTH_VALIDATE, OAUTH_EXCHANGE, OAUTH_STORE };
+enum oauth_state { OAUTH_COUNT, OAUTH_VALIDATE, OAUTH_EXCHANGE, OAUTH_STORE, OAUTH_DONE };
+static const char *const oauth_state_names[] = {"count", "validate", "exchange", "store", "done"};
+static const struct machine_def oauth_def = MACHINE_DEF("slack oauth", oauth_state_names);
 
 /* A checked field of Slack's answer: where it is, and the message when missing. */
 struct oauth_field {
@@ -159,6 +167,12 @@ struct oauth_job {
     long long expires_in;         /* 0: no rotation */
 };
 
+/* The creation limit's answer (MI_EVENT). */
+struct oauth_counted {
+    bool allowed;
+    long retry_after_s;
+};
+
 static void oauth_job_free(void *p)
 {
     struct oauth_job *j = p;
@@ -170,24 +184,34 @@ static void oauth_job_free(void *p)
     free(j);
 }
 
-static void oauth_step(struct http_req *r);
+static void oauth_enter(struct http_req *r);
+static void on_counted(struct http_req *r, bool allowed, long retry_after_s);
+static void on_exchanged_cb(struct http_req *r, const struct fetch_response *res);
+static void on_stored_cb(struct http_req *r, const struct db_result *res);
 
-static void on_counted(struct http_req *r, bool allowed, long retry_after_s)
+static void oauth_set_state(struct oauth_job *j, enum oauth_state s)
 {
-    struct oauth_job *j = r->handler_state;
-    if (!allowed) {
-        slack_ratelimit_reply(r, retry_after_s);
-        return;
-    }
-    j->state = OAUTH_VALIDATE;
-    oauth_step(r);
+    machine_trace(&oauth_def, "install", j->state, s);
+    j->state = s;
+}
+
+static void oauth_go(struct http_req *r, enum oauth_state s)
+{
+    oauth_set_state(r->handler_state, s);
+    oauth_enter(r);
+}
+
+/* The request is answered (or about to be): nothing is waited for any more. */
+static void oauth_done(struct http_req *r)
+{
+    oauth_set_state(r->handler_state, OAUTH_DONE);
 }
 
 static void on_stored(struct http_req *r, const struct db_result *res)
 {
+    oauth_done(r);
     if (res->status != DB_OK) {
-        log_error("slack oauth: storing the webhook failed: %s (%s)", res->message, res->sqlstate);
-        reply_internal(r);
+        reply_sql_failure(r, res, "slack oauth", "storing the webhook");
         return;
     }
     const PGresult *pr = db_last(res);
@@ -242,9 +266,9 @@ static int take_fields(struct http_req *r, json_t *ans)
 
 static void on_exchanged(struct http_req *r, const struct fetch_response *res)
 {
-    struct oauth_job *j = r->handler_state;
     char msg[256];
     if (res->outcome != FETCH_OK) {
+        oauth_done(r);
         log_warn("slack oauth: code exchange failed: %s", fetch_outcome_name(res->outcome));
         snprintf(msg, sizeof msg, OAUTH_FAIL ": Slack could not be reached (%s)", fetch_outcome_name(res->outcome));
         reply_error(r, res->outcome == FETCH_TIMEOUT ? 504 : 502, msg);
@@ -254,12 +278,14 @@ static void on_exchanged(struct http_req *r, const struct fetch_response *res)
     json_t *ans = res->status < 500 ? json_loadb(res->body ? res->body : "", res->body_len, 0, &je) : NULL;
     json_t *ok = json_object_get(ans, "ok");
     if (!json_is_boolean(ok)) {
+        oauth_done(r);
         snprintf(msg, sizeof msg, OAUTH_FAIL ": unexpected answer from Slack (HTTP %ld)", res->status);
         reply_error(r, 502, msg);
         json_decref(ans);
         return;
     }
     if (!json_is_true(ok)) {
+        oauth_done(r);
         char name[96];
         error_name(ans, name);
         json_decref(ans);
@@ -269,10 +295,11 @@ static void on_exchanged(struct http_req *r, const struct fetch_response *res)
     }
     int rc = take_fields(r, ans);
     json_decref(ans);
-    if (rc < 0)
+    if (rc < 0) {
+        oauth_done(r);
         return;
-    j->state = OAUTH_STORE;
-    oauth_step(r);
+    }
+    oauth_go(r, OAUTH_STORE);
 }
 
 static void oauth_store(struct http_req *r)
@@ -285,6 +312,7 @@ static void oauth_store(struct http_req *r)
         (j->refresh && secrets_a_encrypt(s, j->refresh, j->refresh_len, &ref, ref_iv) < 0)) {
         free(tok);
         free(url);
+        oauth_done(r);
         log_error("slack oauth: encryption failed");
         reply_internal(r);
         return;
@@ -296,48 +324,39 @@ static void oauth_store(struct http_req *r)
     const char *params[] = {tok, tok_iv, j->field[F_SCOPE], user, org, j->field[F_TEAM_NAME], j->field[F_TEAM_ID],
                             j->field[F_CHANNEL], j->field[F_CHANNEL_ID], j->field[F_CONFIG_URL], url, url_iv,
                             ref, ref ? ref_iv : NULL, ref ? exp : NULL};
-    app_query(r,
-              "WITH w AS (INSERT INTO public.slack_webhooks (access_token, access_token_iv, scope, user_id, "
-              "team_name, team_id, channel, channel_id, configuration_url, url, url_iv, is_active) VALUES ($1, $2, "
-              "$3, $4::int, $6, $7, $8, $9, $10, $11, $12, true) RETURNING *), "
-              "x AS (INSERT INTO public.integrationsd_slack_webhooks (webhook_id, organization_id, refresh_token, "
-              "refresh_token_iv, token_expires_at) SELECT id, $5::int, $13::text, $14::text, "
-              "now() + make_interval(secs => $15::int) FROM w) "
-              "SELECT " SLACK_WEBHOOK_COLS_ORG("$5::int") " FROM w",
-              15, params, on_stored);
+    app_query(r, SLACK_SQL_OAUTH_STORE, 15, params, on_stored_cb);
     free(tok);
     free(url);
     free(ref);
 }
 
+/* VALIDATE waits for nothing: the body is checked at once. */
 static void oauth_validate(struct http_req *r)
 {
-    if (app_parse_body(r) < 0)
+    if (app_parse_body(r) < 0) {
+        oauth_done(r);
         return;
+    }
+    const char *msg = NULL;
     json_t *uid = json_object_get(r->json, "userId");
-    if (uid && !json_is_null(uid) && (!json_is_integer(uid) || json_integer_value(uid) < 1)) {
-        reply_text(r, 400, "Valid User ID is required (must be >= 1)");
-        return;
-    }
-    /* A userId other than the caller's is ignored: the owner is the caller. */
     const char *code;
-    size_t n;
+    size_t n = 0;
     int g = json_get_string(r->json, "code", &code, &n);
-    if (g < 0 || (g == 1 && memchr(code, '\0', n))) {
-        reply_text(r, 400, "code must be a string");
+    if (uid && !json_is_null(uid) && (!json_is_integer(uid) || json_integer_value(uid) < 1))
+        msg = "Valid User ID is required (must be >= 1)";
+    /* A userId other than the caller's is ignored: the owner is the caller. */
+    else if (g < 0 || (g == 1 && memchr(code, '\0', n)))
+        msg = "code must be a string";
+    else if (g == 0 || n == 0)
+        msg = "Slack OAuth code is required";
+    else if (n > CODE_MAX)
+        msg = "Slack OAuth code must be at most 512 characters";
+    if (msg) {
+        oauth_done(r);
+        reply_text(r, 400, msg);
         return;
     }
-    if (g == 0 || n == 0) {
-        reply_text(r, 400, "Slack OAuth code is required");
-        return;
-    }
-    if (n > CODE_MAX) {
-        reply_text(r, 400, "Slack OAuth code must be at most 512 characters");
-        return;
-    }
-    struct oauth_job *j = r->handler_state;
-    j->state = OAUTH_EXCHANGE;
-    oauth_step(r);
+    oauth_go(r, OAUTH_EXCHANGE);
 }
 
 static void oauth_exchange(struct http_req *r)
@@ -352,15 +371,16 @@ static void oauth_exchange(struct http_req *r)
         form_add(&form, &len, "client_secret", c->slack_client_secret) < 0 ||
         form_add(&form, &len, "code", code) < 0 || form_add(&form, &len, "redirect_uri", redirect) < 0) {
         form_free(form, len);
+        oauth_done(r);
         reply_internal(r);
         return;
     }
     struct fetch_request fr = form_request(r->app, form, len);
-    app_fetch(r, &fr, on_exchanged);
+    app_fetch(r, &fr, on_exchanged_cb);
     form_free(form, len);
 }
 
-static void oauth_step(struct http_req *r)
+static void oauth_enter(struct http_req *r)
 {
     struct oauth_job *j = r->handler_state;
     switch (j->state) {
@@ -376,7 +396,69 @@ static void oauth_step(struct http_req *r)
     case OAUTH_STORE:
         oauth_store(r);
         return;
+    case OAUTH_DONE:
+        return;
+    default:
+        MACHINE_IMPOSSIBLE(&oauth_def, j->state);
     }
+}
+
+static void oauth_step(struct http_req *r, const struct machine_input *in)
+{
+    struct oauth_job *j = r->handler_state;
+    if (in->kind == MI_ENTER) {
+        oauth_enter(r);
+        return;
+    }
+    switch (j->state) {
+    case OAUTH_COUNT: {
+        if (in->kind != MI_EVENT)
+            break;
+        const struct oauth_counted *c = in->arg;
+        if (!c->allowed) {
+            oauth_done(r);
+            slack_ratelimit_reply(r, c->retry_after_s);
+            return;
+        }
+        oauth_go(r, OAUTH_VALIDATE);
+        return;
+    }
+    case OAUTH_EXCHANGE:
+        if (in->kind != MI_FETCH)
+            break;
+        on_exchanged(r, in->fetch);
+        return;
+    case OAUTH_STORE:
+        if (in->kind != MI_DB)
+            break;
+        on_stored(r, in->db);
+        return;
+    case OAUTH_VALIDATE:   /* waits for nothing */
+    case OAUTH_DONE:
+        break;
+    default:
+        MACHINE_IMPOSSIBLE(&oauth_def, j->state);
+    }
+    MACHINE_IMPOSSIBLE(&oauth_def, j->state);
+}
+
+static void on_counted(struct http_req *r, bool allowed, long retry_after_s)
+{
+    struct oauth_counted c = {allowed, retry_after_s};
+    struct machine_input in = {.kind = MI_EVENT, .arg = &c};
+    oauth_step(r, &in);
+}
+
+static void on_exchanged_cb(struct http_req *r, const struct fetch_response *res)
+{
+    struct machine_input in = {.kind = MI_FETCH, .fetch = res};
+    oauth_step(r, &in);
+}
+
+static void on_stored_cb(struct http_req *r, const struct db_result *res)
+{
+    struct machine_input in = {.kind = MI_DB, .db = res};
+    oauth_step(r, &in);
 }
 
 void slack_webhooks_create(struct http_req *r)
@@ -386,225 +468,319 @@ void slack_webhooks_create(struct http_req *r)
         reply_internal(r);
         return;
     }
-    j->state = OAUTH_COUNT;
+    *j = (struct oauth_job){.state = OAUTH_COUNT};
     r->handler_state = j;
     r->handler_state_free = oauth_job_free;
-    oauth_step(r);
+    struct machine_input in = {.kind = MI_ENTER};
+    oauth_step(r, &in);
 }
 
-/* ---- token rotation ------------------------------------------------------------------ */
+/* ---- the refresh call, shared with slack_post ----------------------------------------- */
 
-enum refresh_state { REFRESH_IDLE, REFRESH_CLAIM, REFRESH_CALL, REFRESH_SAVE, REFRESH_DEACTIVATE };
-
-static struct refresher {
-    struct app *a;
-    struct event *timer;
-    enum refresh_state state;
-    bool busy;                    /* a statement or call is in flight */
-    struct fetch *f;
-    char id[24];
-    long long org;
-    char *refresh;                /* decrypted, wiped when done */
-    size_t refresh_len;
-    char *new_token, *new_refresh; /* from Slack, wiped when done */
-    long long expires_in;
-    char reason[160];
-} R;
-
-static void refresh_step(void);
-
-static void refresh_clear(void)
+int slack_refresh_call(struct slack_refresh_call *c, const struct app *a, const char *refresh_token)
 {
-    secrets_free_plain(R.refresh, R.refresh_len);
-    secrets_free_plain(R.new_token, R.new_token ? strlen(R.new_token) : 0);
-    secrets_free_plain(R.new_refresh, R.new_refresh ? strlen(R.new_refresh) : 0);
-    R.refresh = R.new_token = R.new_refresh = NULL;
-    R.refresh_len = 0;
-}
-
-/* Done with one webhook: look for the next one at once. */
-static void refresh_next(void)
-{
-    refresh_clear();
-    R.state = REFRESH_CLAIM;
-    refresh_step();
-}
-
-static void refresh_event(const PGresult *res, bool deactivated)
-{
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 10))
-        return;
-    if (deactivated) {
-        slack_event_deactivated(R.a, res, R.reason, 0);
-        return;
+    const struct config *cf = &a->cfg;
+    memset(c, 0, sizeof *c);
+    if (form_add(&c->form, &c->len, "client_id", cf->slack_client_id) < 0 ||
+        form_add(&c->form, &c->len, "client_secret", cf->slack_client_secret) < 0 ||
+        form_add(&c->form, &c->len, "grant_type", "refresh_token") < 0 ||
+        form_add(&c->form, &c->len, "refresh_token", refresh_token) < 0) {
+        slack_refresh_call_clear(c);
+        return -1;
     }
-    char tenant[TENANT_HASH_LEN + 1];
-    long long org = strtoll(PQgetvalue(res, 0, 10), NULL, 10);
-    if (tenant_hash(org, tenant) == 0) {
-        json_t *d = slack_webhook_json(res, 0, 0);
-        json_object_set_new(d, "token_rotated", json_true());
-        app_event(R.a, "slack.webhook.updated", org, tenant, 0, d);
-    }
+    c->fr = form_request(a, c->form, c->len);
+    return 0;
 }
 
-static void on_refresh_saved(const struct db_result *res, void *arg)
+void slack_refresh_call_clear(struct slack_refresh_call *c)
 {
-    (void)arg;
-    R.busy = false;
-    if (res->status != DB_OK) {
-        log_error("slack token rotation: saving webhook %s failed: %s", R.id, res->message);
-        R.state = REFRESH_IDLE;
-        refresh_clear();
-        return;
-    }
-    bool deactivated = R.state == REFRESH_DEACTIVATE;
-    if (deactivated)
-        log_warn("slack token rotation: webhook %s deactivated: %s", R.id, R.reason);
-    else
-        log_info("slack token rotation: webhook %s has a new bot token", R.id);
-    refresh_event(db_last(res), deactivated);
-    refresh_next();
+    form_free(c->form, c->len);
+    c->form = NULL;
+    c->len = 0;
 }
 
-static void on_refreshed(const struct fetch_response *res, void *arg)
+enum slack_refresh_result slack_refresh_parse(const struct fetch_response *res, struct slack_refresh_answer *a)
 {
-    (void)arg;
-    R.f = NULL;
-    R.busy = false;
-    if (res->outcome != FETCH_OK || res->status >= 500 || res->status == 429) {
-        log_warn("slack token rotation: webhook %s: Slack unreachable or busy (%s, HTTP %ld); retried later", R.id,
-                 fetch_outcome_name(res->outcome), res->status);
-        R.state = REFRESH_IDLE;   /* the lease expires, then it is tried again */
-        refresh_clear();
-        return;
-    }
+    memset(a, 0, sizeof *a);
+    if (res->outcome != FETCH_OK || res->status >= 500 || res->status == 429)
+        return SLACK_REFRESH_UNREACHABLE;
     json_error_t je;
     json_t *ans = json_loadb(res->body ? res->body : "", res->body_len, 0, &je);
     json_t *ok = json_object_get(ans, "ok");
     size_t n = 0, m = 0;
     const char *tok = json_is_true(ok) ? str_field(ans, "access_token", &n) : NULL;
+    enum slack_refresh_result r;
     if (tok && n <= SECRET_MAX) {
         const char *rt = str_field(ans, "refresh_token", &m);
         json_t *exp = json_object_get(ans, "expires_in");
-        R.new_token = strndup(tok, n);
-        R.new_refresh = rt && m <= SECRET_MAX ? strndup(rt, m) : NULL;
-        R.expires_in = json_is_integer(exp) && json_integer_value(exp) > 0 ? json_integer_value(exp) : 0;
-        if (R.expires_in > 100000000)
-            R.expires_in = 100000000;
-        R.state = R.new_token ? REFRESH_SAVE : REFRESH_IDLE;
+        a->token = strndup(tok, n);
+        a->refresh = rt && m <= SECRET_MAX ? strndup(rt, m) : NULL;
+        a->expires_in = json_is_integer(exp) && json_integer_value(exp) > 0 ? json_integer_value(exp) : 0;
+        if (a->expires_in > 100000000)
+            a->expires_in = 100000000;
+        r = a->token ? SLACK_REFRESH_OK : SLACK_REFRESH_UNREACHABLE;
+        if (!a->token)
+            slack_refresh_answer_clear(a);
     } else {
         char name[96];
         if (json_is_boolean(ok))
             error_name(ans, name);
         else
             snprintf(name, sizeof name, "unexpected answer (HTTP %ld)", res->status);
-        snprintf(R.reason, sizeof R.reason, "Slack token refresh failed: %s", name);
-        R.state = REFRESH_DEACTIVATE;
+        snprintf(a->reason, sizeof a->reason, "Slack token refresh failed: %s", name);
+        r = SLACK_REFRESH_REFUSED;
     }
     json_decref(ans);
-    refresh_step();
+    return r;
 }
 
-static void on_claimed(const struct db_result *res, void *arg)
+void slack_refresh_answer_clear(struct slack_refresh_answer *a)
 {
-    (void)arg;
-    R.busy = false;
+    secrets_free_plain(a->token, a->token ? strlen(a->token) : 0);
+    secrets_free_plain(a->refresh, a->refresh ? strlen(a->refresh) : 0);
+    a->token = a->refresh = NULL;
+}
+
+int slack_refresh_save_prepare(struct slack_refresh_save *sv, const struct secrets *s, const char *id,
+                               const struct slack_refresh_answer *a)
+{
+    memset(sv, 0, sizeof *sv);
+    if (secrets_a_encrypt(s, a->token, strlen(a->token), &sv->tok, sv->tok_iv) < 0 ||
+        (a->refresh && secrets_a_encrypt(s, a->refresh, strlen(a->refresh), &sv->ref, sv->ref_iv) < 0)) {
+        slack_refresh_save_clear(sv);
+        return -1;
+    }
+    snprintf(sv->exp, sizeof sv->exp, "%lld", a->expires_in);
+    const char *p[6] = {id, sv->tok, sv->tok_iv, sv->ref, sv->ref ? sv->ref_iv : NULL, a->expires_in ? sv->exp : NULL};
+    memcpy(sv->params, p, sizeof p);
+    return 0;
+}
+
+void slack_refresh_save_clear(struct slack_refresh_save *sv)
+{
+    free(sv->tok);
+    free(sv->ref);
+    sv->tok = sv->ref = NULL;
+}
+
+void slack_event_rotated(struct app *a, const PGresult *res)
+{
+    long long org = slack_store_webhook_org(res);
+    char tenant[TENANT_HASH_LEN + 1];
+    if (org < 0 || tenant_hash(org, tenant) != 0)
+        return;
+    json_t *d = slack_webhook_json(res, 0, 0);
+    json_object_set_new(d, "token_rotated", json_true());
+    app_event(a, "slack.webhook.updated", org, tenant, 0, d);
+}
+
+/* ---- token rotation ------------------------------------------------------------------ */
+
+enum refresh_state { REFRESH_IDLE, REFRESH_CLAIM, REFRESH_CALL, REFRESH_SAVE, REFRESH_DEACTIVATE };
+static const char *const refresh_state_names[] = {"idle", "claim", "call", "save", "deactivate"};
+static const struct machine_def refresh_def = MACHINE_DEF("slack token rotation", refresh_state_names);
+
+static struct refresher {
+    struct app *a;
+    struct event *timer;
+    enum refresh_state state;     /* every state but IDLE has one statement or call in flight */
+    struct fetch *f;
+    char id[24];
+    char *refresh;                /* decrypted, wiped when done */
+    size_t refresh_len;
+    struct slack_refresh_answer ans; /* from Slack, wiped when done */
+    char reason[160];
+} R;
+
+static void refresh_enter(void);
+
+static void refresh_set_state(enum refresh_state s)
+{
+    machine_trace(&refresh_def, R.id, R.state, s);
+    R.state = s;
+}
+
+static void refresh_clear(void)
+{
+    secrets_free_plain(R.refresh, R.refresh_len);
+    R.refresh = NULL;
+    R.refresh_len = 0;
+    slack_refresh_answer_clear(&R.ans);
+}
+
+static void refresh_go(enum refresh_state s)
+{
+    refresh_set_state(s);
+    refresh_enter();
+}
+
+/* Nothing more for this webhook now (the lease runs out, or nothing is due). */
+static void refresh_idle(void)
+{
+    refresh_clear();
+    refresh_set_state(REFRESH_IDLE);
+}
+
+static void on_refresh_saved(const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        log_error("slack token rotation: saving webhook %s failed: %s", R.id, res->message);
+        refresh_idle();
+        return;
+    }
+    const PGresult *pr = db_last(res);
+    if (R.state == REFRESH_DEACTIVATE) {
+        log_warn("slack token rotation: webhook %s deactivated: %s", R.id, R.reason);
+        if (slack_store_webhook_org(pr) >= 0)
+            slack_event_deactivated(R.a, pr, R.reason, 0);
+    } else {
+        log_info("slack token rotation: webhook %s has a new bot token", R.id);
+        slack_event_rotated(R.a, pr);
+    }
+    refresh_clear();
+    refresh_go(REFRESH_CLAIM);   /* done with one webhook: look for the next one at once */
+}
+
+static void on_refreshed(const struct fetch_response *res)
+{
+    switch (slack_refresh_parse(res, &R.ans)) {
+    case SLACK_REFRESH_OK:
+        refresh_go(REFRESH_SAVE);
+        return;
+    case SLACK_REFRESH_REFUSED:
+        snprintf(R.reason, sizeof R.reason, "%s", R.ans.reason);
+        refresh_go(REFRESH_DEACTIVATE);
+        return;
+    case SLACK_REFRESH_UNREACHABLE:
+        if (res->outcome != FETCH_OK || res->status >= 500 || res->status == 429)
+            log_warn("slack token rotation: webhook %s: Slack unreachable or busy (%s, HTTP %ld); retried later", R.id,
+                     fetch_outcome_name(res->outcome), res->status);
+        refresh_idle();   /* the lease expires, then it is tried again */
+        return;
+    default:
+        MACHINE_IMPOSSIBLE(&refresh_def, R.state);
+    }
+}
+
+static void on_claimed(const struct db_result *res)
+{
     if (res->status != DB_OK) {
         if (res->status == DB_SQL_ERROR)
             log_warn("slack token rotation: claim failed: %s", res->message);
-        R.state = REFRESH_IDLE;
+        refresh_idle();
         return;
     }
     const PGresult *pr = db_last(res);
     if (PQntuples(pr) == 0) {
-        R.state = REFRESH_IDLE;
+        refresh_idle();
         return;
     }
-    snprintf(R.id, sizeof R.id, "%s", PQgetvalue(pr, 0, 0));
-    if (secrets_a_decrypt(&R.a->secrets, PQgetvalue(pr, 0, 1), PQgetvalue(pr, 0, 2), &R.refresh, &R.refresh_len) < 0) {
-        R.refresh = NULL;
+    if (slack_store_refresh_row(&R.a->secrets, pr, R.id, &R.refresh, &R.refresh_len) < 0) {
         snprintf(R.reason, sizeof R.reason, "Slack token refresh failed: the stored refresh token cannot be decrypted");
-        R.state = REFRESH_DEACTIVATE;
+        refresh_go(REFRESH_DEACTIVATE);
     } else {
-        R.state = REFRESH_CALL;
+        refresh_go(REFRESH_CALL);
     }
-    refresh_step();
 }
 
-static void refresh_step(void)
+static void refresh_step(const struct machine_input *in)
 {
-    if (R.busy || !R.a || R.a->stopping)
+    if (in->kind == MI_ENTER) {
+        refresh_enter();
         return;
+    }
+    switch (R.state) {
+    case REFRESH_IDLE:
+        if (in->kind == MI_TIMER) {
+            if (R.a->schema_ready && !R.a->stopping)
+                refresh_go(REFRESH_CLAIM);
+            return;
+        }
+        break;
+    case REFRESH_CLAIM:
+    case REFRESH_CALL:
+    case REFRESH_SAVE:
+    case REFRESH_DEACTIVATE:
+        if (in->kind == MI_TIMER)
+            return;   /* busy: the tick finds the next webhook once this one is done */
+        if (R.state == REFRESH_CALL && in->kind == MI_FETCH) {
+            on_refreshed(in->fetch);
+            return;
+        }
+        if (R.state != REFRESH_CALL && in->kind == MI_DB) {
+            if (R.state == REFRESH_CLAIM)
+                on_claimed(in->db);
+            else
+                on_refresh_saved(in->db);
+            return;
+        }
+        break;
+    default:
+        MACHINE_IMPOSSIBLE(&refresh_def, R.state);
+    }
+    MACHINE_IMPOSSIBLE(&refresh_def, R.state);
+}
+
+static void refresh_db_cb(const struct db_result *res, void *arg)
+{
+    (void)arg;
+    if (!R.a)
+        return;
+    struct machine_input in = {.kind = MI_DB, .db = res};
+    refresh_step(&in);
+}
+
+static void refresh_fetch_cb(const struct fetch_response *res, void *arg)
+{
+    (void)arg;
+    R.f = NULL;
+    struct machine_input in = {.kind = MI_FETCH, .fetch = res};
+    refresh_step(&in);
+}
+
+static void refresh_enter(void)
+{
+    if (!R.a || R.a->stopping) {   /* nothing new starts while stopping */
+        refresh_idle();
+        return;
+    }
     switch (R.state) {
     case REFRESH_IDLE:
         return;
     case REFRESH_CLAIM: {
-        static const char sql[] =
-            "UPDATE public.integrationsd_slack_webhooks SET refresh_lease_until = now() + interval '2 minutes' "
-            "WHERE webhook_id = (SELECT x.webhook_id FROM public.integrationsd_slack_webhooks x "
-            "JOIN public.slack_webhooks w ON w.id = x.webhook_id WHERE w.is_active AND x.refresh_token IS NOT NULL "
-            "AND x.token_expires_at < now() + make_interval(secs => $1::int) "
-            "AND (x.refresh_lease_until IS NULL OR x.refresh_lease_until < now()) "
-            "ORDER BY x.token_expires_at LIMIT 1 FOR UPDATE OF x SKIP LOCKED) "
-            "RETURNING webhook_id, refresh_token, refresh_token_iv";
         char lead[16];
         snprintf(lead, sizeof lead, "%d", REFRESH_LEAD_S);
         const char *params[] = {lead};
-        R.busy = true;
-        db_query(R.a->db, sql, 1, params, on_claimed, NULL);
+        db_query(R.a->db, SLACK_SQL_REFRESH_CLAIM, 1, params, refresh_db_cb, NULL);
         return;
     }
     case REFRESH_CALL: {
-        const struct config *c = &R.a->cfg;
-        char *form = NULL;
-        size_t len = 0;
-        if (form_add(&form, &len, "client_id", c->slack_client_id) < 0 ||
-            form_add(&form, &len, "client_secret", c->slack_client_secret) < 0 ||
-            form_add(&form, &len, "grant_type", "refresh_token") < 0 ||
-            form_add(&form, &len, "refresh_token", R.refresh) < 0) {
-            form_free(form, len);
-            R.state = REFRESH_IDLE;
-            refresh_clear();
+        struct slack_refresh_call c;
+        if (slack_refresh_call(&c, R.a, R.refresh) < 0) {
+            refresh_idle();
             return;
         }
-        struct fetch_request fr = form_request(R.a, form, len);
-        R.busy = true;
-        R.f = fetch_start(R.a->fetch, &fr, on_refreshed, NULL);
-        form_free(form, len);
+        R.f = fetch_start(R.a->fetch, &c.fr, refresh_fetch_cb, NULL);
+        slack_refresh_call_clear(&c);
         return;
     }
     case REFRESH_SAVE: {
-        const struct secrets *s = &R.a->secrets;
-        char *tok = NULL, *ref = NULL, tok_iv[33], ref_iv[33], exp[24];
-        if (secrets_a_encrypt(s, R.new_token, strlen(R.new_token), &tok, tok_iv) < 0 ||
-            (R.new_refresh && secrets_a_encrypt(s, R.new_refresh, strlen(R.new_refresh), &ref, ref_iv) < 0)) {
-            free(tok);
-            R.state = REFRESH_IDLE;
-            refresh_clear();
+        struct slack_refresh_save sv;
+        if (slack_refresh_save_prepare(&sv, &R.a->secrets, R.id, &R.ans) < 0) {
+            refresh_idle();
             return;
         }
-        snprintf(exp, sizeof exp, "%lld", R.expires_in);
-        const char *params[] = {R.id, tok, tok_iv, ref, ref ? ref_iv : NULL, R.expires_in ? exp : NULL};
-        R.busy = true;
-        db_query(R.a->db,
-                 "WITH x AS (UPDATE public.integrationsd_slack_webhooks SET "
-                 "refresh_token = COALESCE($4, refresh_token), refresh_token_iv = COALESCE($5, refresh_token_iv), "
-                 "token_expires_at = CASE WHEN $6::int IS NULL THEN NULL "
-                 "ELSE now() + make_interval(secs => $6::int) END, "
-                 "refresh_lease_until = NULL WHERE webhook_id = $1::int) "
-                 "UPDATE public.slack_webhooks SET access_token = $2, access_token_iv = $3, "
-                 "updated_at = now() WHERE id = $1::int RETURNING " SLACK_WEBHOOK_COLS,
-                 6, params, on_refresh_saved, NULL);
-        free(tok);
-        free(ref);
+        db_query(R.a->db, SLACK_SQL_REFRESH_SAVE, 6, sv.params, refresh_db_cb, NULL);
+        slack_refresh_save_clear(&sv);
         return;
     }
     case REFRESH_DEACTIVATE: {
         const char *params[] = {R.id, R.reason};
-        R.busy = true;
-        db_query(R.a->db, SLACK_SQL_DEACTIVATE, 2, params, on_refresh_saved, NULL);
+        db_query(R.a->db, SLACK_SQL_DEACTIVATE, 2, params, refresh_db_cb, NULL);
         return;
     }
+    default:
+        MACHINE_IMPOSSIBLE(&refresh_def, R.state);
     }
 }
 
@@ -613,16 +789,13 @@ static void refresh_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    if (R.state == REFRESH_IDLE && !R.busy && R.a->schema_ready) {
-        R.state = REFRESH_CLAIM;
-        refresh_step();
-    }
+    struct machine_input in = {.kind = MI_TIMER};
+    refresh_step(&in);
 }
 
 int slack_oauth_start(struct app *a)
 {
-    R.a = a;
-    R.state = REFRESH_IDLE;
+    R = (struct refresher){.a = a, .state = REFRESH_IDLE};
     R.timer = event_new(a->base, -1, EV_PERSIST, refresh_tick, NULL);
     if (!R.timer)
         return -1;

@@ -1,16 +1,11 @@
 /* integrations/slack_send: owns the Slack message format, the classification of
- * Slack's answers, and the interactive send route, a state machine bound to the
- * request (its state lives in r->handler_state):
- *
- *   SEND_LOAD        read the row (caller's organization) -> ownership, active,
- *                    decrypt token and URL (scheme A)             -> SEND_API
- *   SEND_API         chat.postMessage with the bot token: ok -> 200; token refused
- *                    -> SEND_WEBHOOK; channel gone -> SEND_DEACTIVATE; 429 -> 429
- *   SEND_WEBHOOK     POST the incoming-webhook URL (plain-text answer), same mapping
- *   SEND_DEACTIVATE  is_active = false with the reason -> 502 naming Slack's error
- *
- * Decrypted secrets live in the job, are wiped when it is freed, and appear in no
- * reply, log line or event. */
+ * Slack's answers, and the interactive send route. The route drives the post machine
+ * (slack_post.c) with the request attached: its LOAD reads the row in the caller's
+ * organization, this file checks ownership (403/404), activity (409) and the
+ * credentials (500), and maps the end: sent -> 200; rate limited -> 429 with
+ * Retry-After; channel gone -> 502 naming Slack's error after the deactivation;
+ * other failures -> 502 (504 on a timeout). Decrypted secrets live in the post job,
+ * are wiped when it is freed, and appear in no reply, log line or event. */
 #include "integrations/slack_send.h"
 
 #include <ctype.h>
@@ -24,6 +19,9 @@
 #include "crypto/secrets.h"
 #include "db/pool.h"
 #include "http/reply.h"
+#include "integrations/handler.h"
+#include "integrations/slack_post.h"
+#include "integrations/slack_store.h"
 #include "integrations/slack_webhooks.h"
 #include "log.h"
 #include "util/json.h"
@@ -268,41 +266,19 @@ void slack_classify_webhook(const struct fetch_response *res, struct slack_post_
 
 /* ---- POST /:id/send ------------------------------------------------------------------- */
 
-enum send_state { SEND_LOAD, SEND_API, SEND_WEBHOOK, SEND_DEACTIVATE };
+/* The request's job is a slack_post (r->handler_state); this part owns the check of
+ * the loaded row and the answers. */
 
-struct send_job {
-    enum send_state state;
-    char id[24];
-    char channel_id[256];
-    char *token, *url;          /* decrypted; wiped on free */
-    size_t token_len, url_len;
-    const char *title, *message; /* point into r->json */
-    struct slack_post_outcome out;
-    const char *via;            /* the way the last post went, for events */
-    char reason[192];
-};
-
-static void send_job_free(void *p)
+static void sent_event(struct http_req *r, const char *type, const struct slack_post_outcome *out, const char *via)
 {
-    struct send_job *j = p;
-    if (!j)
-        return;
-    secrets_free_plain(j->token, j->token_len);
-    secrets_free_plain(j->url, j->url_len);
-    free(j);
-}
-
-static void send_step(struct http_req *r);
-
-static void sent_event(struct http_req *r, const char *type, const char *via)
-{
-    struct send_job *j = r->handler_state;
-    json_t *d = json_pack("{s:I,s:s,s:s,s:s}", "webhook_id", (json_int_t)strtoll(j->id, NULL, 10), "channel_id",
-                          j->channel_id, "via", via, "source", "send");
+    const struct slack_post *j = r->handler_state;
+    json_t *d = json_pack("{s:I,s:s,s:s,s:s}", "webhook_id",
+                          (json_int_t)strtoll(slack_post_webhook_id(j), NULL, 10), "channel_id",
+                          slack_post_target(j)->channel_id, "via", via, "source", "send");
     if (strcmp(type, "slack.message.sent") == 0)
-        json_object_set_new(d, "ts", j->out.ts[0] ? json_string(j->out.ts) : json_null());
+        json_object_set_new(d, "ts", out->ts[0] ? json_string(out->ts) : json_null());
     else
-        json_object_set_new(d, "error", json_string(j->out.error));
+        json_object_set_new(d, "error", json_string(out->error));
     app_event(r->app, type, r->auth.org_id, r->auth.tenant, r->auth.user_id, d);
 }
 
@@ -315,162 +291,88 @@ static void reply_rate_limited(struct http_req *r, long wait_s)
     http_req_send(r, 429, json_pack("{s:s,s:s}", "message", "Too Many Requests", "data", msg), hdrs);
 }
 
-/* The answer for a post that did not deliver (not channel-gone, not token-refused). */
-static void reply_post_failure(struct http_req *r, const char *via)
+/* The answer for a post that did not deliver (not channel-gone). */
+static void reply_post_failure(struct http_req *r, const struct slack_post_outcome *out, const char *via)
 {
-    struct send_job *j = r->handler_state;
     char msg[256];
-    sent_event(r, "slack.message.failed", via);
-    if (j->out.result == SLACK_POST_RATE_LIMITED) {
-        reply_rate_limited(r, j->out.retry_after_s);
+    sent_event(r, "slack.message.failed", out, via);
+    if (out->result == SLACK_POST_RATE_LIMITED) {
+        reply_rate_limited(r, out->retry_after_s);
         return;
     }
-    snprintf(msg, sizeof msg, "Slack error: %s", j->out.error);
-    reply_error(r, strncmp(j->out.error, "timeout", 7) == 0 ? 504 : 502, msg);
+    snprintf(msg, sizeof msg, "Slack error: %s", out->error);
+    reply_error(r, strncmp(out->error, "timeout", 7) == 0 ? 504 : 502, msg);
 }
 
-static void reply_sent(struct http_req *r, const char *via)
+static void reply_sent(struct http_req *r, const struct slack_post_outcome *out, const char *via)
 {
-    struct send_job *j = r->handler_state;
-    sent_event(r, "slack.message.sent", via);
+    const struct slack_post *j = r->handler_state;
+    sent_event(r, "slack.message.sent", out, via);
     reply_data(r, 200, json_pack("{s:b,s:o,s:s}", "success", 1, "messageId",
-                                 j->out.ts[0] ? json_string(j->out.ts) : json_null(), "channel",
-                                 j->out.channel[0] ? j->out.channel : j->channel_id));
+                                 out->ts[0] ? json_string(out->ts) : json_null(), "channel",
+                                 out->channel[0] ? out->channel : slack_post_target(j)->channel_id));
 }
 
-static void on_deactivated(struct http_req *r, const struct db_result *res)
+static void send_finished(void *arg, enum slack_post_end end, const struct slack_post_outcome *out, const char *via)
 {
-    struct send_job *j = r->handler_state;
-    if (res->status != DB_OK)
-        log_error("slack send: deactivating webhook %s failed: %s", j->id, res->message);
-    else
-        slack_event_deactivated(r->app, db_last(res), j->reason, r->auth.user_id);
-    sent_event(r, "slack.message.failed", j->via);
+    struct http_req *r = arg;
     char msg[256];
-    snprintf(msg, sizeof msg, "Slack error: %s; the webhook has been deactivated", j->out.error);
-    reply_error(r, 502, msg);
-}
-
-static void after_post(struct http_req *r, const char *via)
-{
-    struct send_job *j = r->handler_state;
-    j->via = via;
-    switch (j->out.result) {
-    case SLACK_POST_OK:
-        reply_sent(r, via);
+    switch (end) {
+    case SLACK_POST_END_SENT:
+        reply_sent(r, out, via);
         return;
-    case SLACK_POST_TOKEN_REJECTED:
-        if (j->state == SEND_API && j->url) {
-            log_info("slack send: bot token of webhook %s refused (%s); using the incoming webhook", j->id,
-                     j->out.error);
-            j->state = SEND_WEBHOOK;
-            send_step(r);
-            return;
-        }
-        reply_post_failure(r, via);
+    case SLACK_POST_END_FAILED:
+        reply_post_failure(r, out, via);
         return;
-    case SLACK_POST_CHANNEL_GONE:
-        snprintf(j->reason, sizeof j->reason, "Slack answered %s", j->out.error);
-        j->state = SEND_DEACTIVATE;
-        send_step(r);
+    case SLACK_POST_END_DEACTIVATED:
+        sent_event(r, "slack.message.failed", out, via);
+        snprintf(msg, sizeof msg, "Slack error: %s; the webhook has been deactivated", out->error);
+        reply_error(r, 502, msg);
         return;
+    case SLACK_POST_END_INTERNAL:
     default:
-        reply_post_failure(r, via);
+        reply_internal(r);
     }
 }
 
-static void on_api(struct http_req *r, const struct fetch_response *res)
+/* The row: ownership, active, the decrypted token and URL. */
+static bool send_loaded(void *arg, const struct db_result *res, struct slack_post_target *t)
 {
-    struct send_job *j = r->handler_state;
-    slack_classify_api(res, &j->out);
-    after_post(r, "chat.postMessage");
-}
-
-static void on_webhook(struct http_req *r, const struct fetch_response *res)
-{
-    struct send_job *j = r->handler_state;
-    slack_classify_webhook(res, &j->out);
-    after_post(r, "incoming_webhook");
-}
-
-static void on_loaded(struct http_req *r, const struct db_result *res)
-{
-    struct send_job *j = r->handler_state;
+    struct http_req *r = arg;
+    const struct slack_post *j = r->handler_state;
     if (res->status != DB_OK) {
-        log_error("slack send: read failed: %s (%s)", res->message, res->sqlstate);
-        reply_internal(r);
-        return;
+        reply_sql_failure(r, res, "slack send", "read");
+        return false;
     }
     const PGresult *pr = db_last(res);
-    int acc = slack_webhook_access(r, pr, 0, 10, 2);
+    int acc = slack_webhook_access(r, pr, 0, SLACK_WH_COL_ORG, SLACK_WH_COL_USER_ID);
     if (acc) {
         reply_text(r, acc, acc == 404 ? SLACK_MSG_NOT_FOUND : "Unauthorized");
-        return;
+        return false;
     }
-    if (PQgetvalue(pr, 0, 8)[0] != 't') {
+    if (!slack_store_send_active(pr)) {
         reply_text(r, 409, "This slack channel is no longer active");
-        return;
+        return false;
     }
-    snprintf(j->channel_id, sizeof j->channel_id, "%s", PQgetvalue(pr, 0, 6));
-    const struct secrets *s = &r->app->secrets;
-    int n = SLACK_WEBHOOK_NCOLS;
-    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, n), PQgetvalue(pr, 0, n + 1), &j->token, &j->token_len) < 0)
-        j->token = NULL;
-    if (secrets_a_decrypt(s, PQgetvalue(pr, 0, n + 2), PQgetvalue(pr, 0, n + 3), &j->url, &j->url_len) < 0)
-        j->url = NULL;
-    if (!j->token && !j->url) {
-        log_error("slack send: webhook %s: stored token and URL cannot be decrypted with ENCRYPTION_PASSWORD", j->id);
+    slack_store_send_target(&r->app->secrets, pr, t);
+    if (!t->token && !t->url) {
+        log_error("slack send: webhook %s: stored token and URL cannot be decrypted with ENCRYPTION_PASSWORD",
+                  slack_post_webhook_id(j));
         reply_error(r, 500, "stored Slack credentials cannot be decrypted");
-        return;
+        return false;
     }
-    j->state = j->token ? SEND_API : SEND_WEBHOOK;
-    send_step(r);
-}
-
-static void send_step(struct http_req *r)
-{
-    struct send_job *j = r->handler_state;
-    struct slack_call c;
-    switch (j->state) {
-    case SEND_LOAD: {
-        char org[24];
-        snprintf(org, sizeof org, "%lld", r->auth.org_id);
-        const char *params[] = {j->id, org};
-        app_query(r,
-                  "SELECT " SLACK_WEBHOOK_COLS ", access_token, access_token_iv, url, url_iv "
-                  "FROM public.slack_webhooks WHERE id = $1::int AND " SLACK_SQL_ORG " = $2::int",
-                  2, params, on_loaded);
-        return;
-    }
-    case SEND_API:
-        if (slack_call_api(&c, r->app, j->token, j->channel_id, j->title, j->message) < 0) {
-            reply_internal(r);
-            return;
-        }
-        app_fetch(r, &c.fr, on_api);
-        slack_call_clear(&c);
-        return;
-    case SEND_WEBHOOK:
-        if (slack_call_webhook(&c, j->url, j->title, j->message) < 0) {
-            reply_internal(r);
-            return;
-        }
-        app_fetch(r, &c.fr, on_webhook);
-        slack_call_clear(&c);
-        return;
-    case SEND_DEACTIVATE: {
-        const char *params[] = {j->id, j->reason};
-        app_query(r, SLACK_SQL_DEACTIVATE, 2, params, on_deactivated);
-        return;
-    }
-    }
+    t->title = json_string_value(json_object_get(r->json, "title"));
+    t->message = json_string_value(json_object_get(r->json, "message"));
+    return true;
 }
 
 void slack_webhooks_send(struct http_req *r)
 {
-    char id[24];
-    if (slack_parse_id(r, id) < 0)
+    char id[HANDLER_ID_TEXT];
+    if (handler_id_param(r, "id", id) < 0) {
+        reply_text(r, 400, SLACK_MSG_BAD_ID);
         return;
+    }
     const char *title = NULL, *message = NULL;
     size_t tlen = 0, mlen = 0;
     int gt = json_get_string(r->json, "title", &title, &tlen);
@@ -484,16 +386,22 @@ void slack_webhooks_send(struct http_req *r)
         reply_text(r, 400, err);
         return;
     }
-    struct send_job *j = calloc(1, sizeof *j);
-    if (!j) {
+    char org[24], who[48];
+    snprintf(org, sizeof org, "%lld", r->auth.org_id);
+    snprintf(who, sizeof who, "send %s", id);
+    const char *params[] = {id, org};
+    struct slack_post_opts o = {
+        .app = r->app,
+        .who = who,
+        .actor = r->auth.user_id,
+        .load_sql = SLACK_SQL_SEND_LOAD,
+        .load_nparams = 2,
+        .load_params = params,
+        .req = r,
+        .loaded = send_loaded,
+        .finished = send_finished,
+    };
+    snprintf(o.webhook_id, sizeof o.webhook_id, "%s", id);
+    if (!slack_post_start(&o, NULL))
         reply_internal(r);
-        return;
-    }
-    snprintf(j->id, sizeof j->id, "%s", id);
-    j->title = title;
-    j->message = message;
-    j->state = SEND_LOAD;
-    r->handler_state = j;
-    r->handler_state_free = send_job_free;
-    send_step(r);
 }
