@@ -12,7 +12,10 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "db/pool.h"
 #include "integrations/mlflow_store.h"
@@ -696,6 +699,33 @@ static void watch_joins_running(void **state)
     assert_false(mlflow_sync_running(TENANT));
 }
 
+/* An input a state cannot receive is a bug: the machine aborts (MACHINE_IMPOSSIBLE). */
+static void impossible_input_aborts(void **state)
+{
+    (void)state;
+    start(MLFLOW_TRIGGER_MANUAL);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* LOAD waits for its query: a call's answer cannot arrive */
+        deliver_fetch(FETCH_OK, 200, "{}");
+        _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* no retry timer is armed while a query is awaited */
+        mlflow_sync_step(rec.job, &(struct machine_input){.kind = MI_TIMER});
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    assert_string_equal(mlflow_sync_state(rec.job), "load"); /* the parent's job is untouched */
+}
+
 int main(void)
 {
     log_setup(LOG_ERROR, LOG_FORMAT_TEXT);
@@ -725,6 +755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cancel_while_calling, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_while_querying, setup, teardown),
         cmocka_unit_test_setup_teardown(watch_joins_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(impossible_input_aborts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
