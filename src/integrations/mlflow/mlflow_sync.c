@@ -1101,70 +1101,73 @@ static void cancel(struct mlflow_sync_job *j)
     job_free(j);
 }
 
+/* Does the state wait for a query (else for a call)? DONE waits for nothing: the job is
+ * freed on reaching it. */
+static bool waits_for_query(const struct mlflow_sync_job *j)
+{
+    switch (j->state) {
+    case SYNC_LOAD:
+    case SYNC_SKIP:
+    case SYNC_ACQUIRE:
+    case SYNC_UPSERT:
+    case SYNC_STALE:
+    case SYNC_FINISH:
+        return true;
+    case SYNC_EXPERIMENTS:
+    case SYNC_RUNS:
+    case SYNC_MODELS:
+    case SYNC_VERSIONS:
+        return false;
+    case SYNC_DONE:
+    default:
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
+    }
+}
+
 /* The state's answer (a db result or a call's answer) arrived. */
 static void step_answer(struct mlflow_sync_job *j, const struct machine_input *in)
 {
-    bool db = in->kind == MI_DB;
+    /* each state waits for one kind of answer; no other one is in flight */
+    if (waits_for_query(j) != (in->kind == MI_DB))
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
     switch (j->state) {
     case SYNC_LOAD:
-        if (!db)
-            break;
         step_load(j, in->db);
         return;
     case SYNC_SKIP:
-        if (!db)
-            break;
         if (in->db->status != DB_OK)
             log_error("mlflow sync %s: recording a skipped scheduled sync failed", j->o.tenant);
         gate(j, MLFLOW_GATE_SKIPPED);
         job_end(j);
         return;
     case SYNC_ACQUIRE:
-        if (!db)
-            break;
         step_acquire(j, in->db);
         return;
     case SYNC_EXPERIMENTS:
-        if (db)
-            break;
         step_experiments(j, in->fetch);
         return;
     case SYNC_RUNS:
-        if (db)
-            break;
         step_runs(j, in->fetch);
         return;
     case SYNC_UPSERT:
-        if (!db)
-            break;
         step_upsert(j, in->db);
         return;
     case SYNC_MODELS:
-        if (db)
-            break;
         step_models(j, in->fetch);
         return;
     case SYNC_VERSIONS:
-        if (db)
-            break;
         step_versions(j, in->fetch);
         return;
     case SYNC_STALE:
-        if (!db)
-            break;
         step_stale(j, in->db);
         return;
     case SYNC_FINISH:
-        if (!db)
-            break;
         step_finish(j, in->db);
         return;
-    case SYNC_DONE: /* the job is freed on reaching DONE: nothing can arrive */
+    case SYNC_DONE:
     default:
-        break;
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
     }
-    /* each state waits for one kind of answer; no other one is in flight */
-    MACHINE_IMPOSSIBLE(&sync_def, j->state);
 }
 
 /* The one step function: every input of a job arrives here. */
