@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "http/request.h"
+#include "util/compiler.h"
 
 struct app;
 
@@ -23,7 +24,7 @@ void mlflow_sync_history(struct http_req *r);     /* GET /sync-history */
 
 /* mlflow_scheduler.c: validate MLFLOW_SYNC_SCHEDULE and arm the timer. Returns 0,
  * or -1 with a reason naming the variable in err. */
-int mlflow_start(struct app *a, char *err, size_t errlen);
+int mlflow_start(struct app *a, char *err, size_t errlen) MUSTCHECK;
 /* Stop the timer and free every sync job (no callbacks). */
 void mlflow_stop(struct app *a);
 

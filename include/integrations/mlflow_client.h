@@ -2,16 +2,16 @@
  * the connection settings (from a stored row, decrypted, or from a request body),
  * URL validation, building REST calls (auth headers, timeouts, TLS), turning a
  * failed call into VerifyWise's messages (reference 5.3), and parsing bodies.
- * Also the stored configuration row's column list and its JSON summary
- * (reference 1.1 GET /config), shared by the routes and the sync job. */
+ * The stored configuration row (its columns, summary, decrypted settings) is
+ * integrations/mlflow_store's. */
 #ifndef IDX_INTEGRATIONS_MLFLOW_CLIENT_H
 #define IDX_INTEGRATIONS_MLFLOW_CLIENT_H
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "net/fetch.h"
+#include "util/compiler.h"
 
 struct secrets;
 
@@ -36,43 +36,16 @@ struct mlflow_conn {
 void mlflow_conn_clear(struct mlflow_conn *c);
 const char *mlflow_auth_name(enum mlflow_auth a);
 /* "none"/"basic"/"token" -> 0 and *out; -1 otherwise. */
-int mlflow_auth_parse(const char *s, enum mlflow_auth *out);
+int mlflow_auth_parse(const char *s, enum mlflow_auth *out) MUSTCHECK;
 
 /* Trim, strip one trailing '/', and check: http(s), a host, no user info, no query
  * or fragment, no spaces or control characters, at most MLFLOW_URL_MAX characters.
  * Returns NULL (ok, out filled) or the 400 message. */
-const char *mlflow_url_normalize(const char *in, size_t len, char out[MLFLOW_URL_MAX + 1]);
+const char *mlflow_url_normalize(const char *in, size_t len, char out[MLFLOW_URL_MAX + 1]) MUSTCHECK;
 
 /* HMAC fingerprint of what a connection test proves: URL, method, credentials and
  * whether the certificate was verified. */
-int mlflow_conn_fingerprint(const struct secrets *s, const struct mlflow_conn *c, char out[65]);
-
-/* ---- the stored row ---------------------------------------------------------- */
-#define MLFLOW_ISO(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define MLFLOW_CONFIG_COLS                                                                          \
-    "id, tracking_server_url, auth_method, username, username_iv, password, password_iv, "          \
-    "api_token, api_token_iv, verify_ssl, timeout, " MLFLOW_ISO("last_tested_at") ", "               \
-    "last_test_status, last_test_message, " MLFLOW_ISO("last_successful_test_at") ", "               \
-    MLFLOW_ISO("last_failed_test_at") ", last_failed_test_message, " MLFLOW_ISO("last_synced_at") ", " \
-    "last_sync_status, last_sync_message, " MLFLOW_ISO("updated_at") ", updated_by, "               \
-    "last_tested_fingerprint"
-enum mlflow_config_col {
-    MC_ID, MC_URL, MC_AUTH, MC_USER, MC_USER_IV, MC_PASS, MC_PASS_IV, MC_TOKEN, MC_TOKEN_IV,
-    MC_VERIFY, MC_TIMEOUT, MC_TESTED_AT, MC_TEST_STATUS, MC_TEST_MSG, MC_OK_AT, MC_FAIL_AT,
-    MC_FAIL_MSG, MC_SYNCED_AT, MC_SYNC_STATUS, MC_SYNC_MSG, MC_UPDATED_AT, MC_UPDATED_BY, MC_FPR,
-};
-
-/* The stored configuration (MLFLOW_CONFIG_COLS) of a tenant: VerifyWise's row and
- * integrationsd's own columns of it (<tenant>.integrationsd_mlflow_integrations,
- * absent for a row VerifyWise wrote). Builds the SELECT into buf; -1 if it does not
- * fit or the tenant name is invalid. */
-int mlflow_config_select_sql(char *buf, size_t len, const char *tenant);
-
-/* {"configured":false} or {"configured":true,"config":{...}} for row 0 of res. */
-json_t *mlflow_config_summary(const PGresult *res);
-/* Connection settings of row 0 with decrypted credentials. Returns 0, or -1 when a
- * stored credential cannot be decrypted (c is then cleared). */
-int mlflow_conn_from_row(const struct secrets *s, const PGresult *res, struct mlflow_conn *c);
+int mlflow_conn_fingerprint(const struct secrets *s, const struct mlflow_conn *c, char out[65]) MUSTCHECK;
 
 /* ---- calls --------------------------------------------------------------------- */
 struct mlflow_call {
@@ -86,11 +59,11 @@ struct mlflow_call {
 /* Build a call of `method` to <url><path>[?query] with an optional JSON body
  * (borrowed). query must already be encoded (see mlflow_query_add). */
 int mlflow_call_build(struct mlflow_call *call, const struct mlflow_conn *c, const char *method,
-                      const char *path, const char *query, const json_t *body, size_t max_response);
+                      const char *path, const char *query, const json_t *body, size_t max_response) MUSTCHECK;
 void mlflow_call_clear(struct mlflow_call *call);
 
 /* Append "&key=value" (percent-encoded) to a query buffer. Returns 0 or -1 (too long). */
-int mlflow_query_add(char *buf, size_t len, const char *key, const char *value);
+int mlflow_query_add(char *buf, size_t len, const char *key, const char *value) MUSTCHECK;
 
 /* The message of reference 5.3 for a call that did not answer 2xx. */
 void mlflow_failure_message(const struct fetch_response *res, char *buf, size_t len);
@@ -110,7 +83,7 @@ struct mlflow_page_budget {
  * parsed past the budget). NULL with a message when not; *over_budget (may be NULL)
  * then says whether the budget was the reason. */
 json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflow_page_budget *b,
-                            bool *over_budget, char *err, size_t errlen);
+                            bool *over_budget, char *err, size_t errlen) MUSTCHECK;
 /* The message for a page the fetch cut at b->max_bytes. */
 void mlflow_page_too_large_message(const struct mlflow_page_budget *b, char *buf, size_t len);
 

@@ -9,6 +9,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "util/compiler.h"
+
 #define MLFLOW_ALIASES_TAG "mlflow.aliases"
 
 enum mlflow_map_result { MLFLOW_MAP_OK = 0, MLFLOW_MAP_SKIP = 1, MLFLOW_MAP_INVALID = -1 };
@@ -32,13 +34,13 @@ const char *mlflow_str(const json_t *obj, const char *key);
 /* An epoch-milliseconds member (number or digit string), or -1. */
 long long mlflow_ms(const json_t *obj, const char *key);
 /* [{key,value}] -> {key: value} for string values (a new object; never NULL on success). */
-json_t *mlflow_tags_object(const json_t *arr);
+json_t *mlflow_tags_object(const json_t *arr) MUSTCHECK;
 /* Does a [{key,value}] array carry mlflow.prompt.is_prompt = "true"? */
 bool mlflow_tags_is_prompt(const json_t *arr);
 
 /* An index of an experiments/search array: experiment_id -> experiment (the first
  * of equal ids), a new object holding references into exps; NULL on OOM. */
-json_t *mlflow_experiment_index(const json_t *exps);
+json_t *mlflow_experiment_index(const json_t *exps) MUSTCHECK;
 /* The experiment with experiment_id `id` in an index, filled into buf (strings
  * borrowed from the experiments), or NULL when absent or id is NULL. One hash
  * lookup, whatever the size of the listing. */
@@ -48,14 +50,15 @@ const struct mlflow_experiment_info *mlflow_find_experiment(const json_t *index,
 /* One run (a runs/search element). exp: the run's experiment when known, or NULL. */
 
 enum mlflow_map_result mlflow_map_run(const json_t *run, const struct mlflow_experiment_info *exp,
-                                      struct mlflow_record *out);
+                                      struct mlflow_record *out) MUSTCHECK;
 /* One model version (a model-versions/search element). aliases: the version's
  * aliases joined with ',' (from the registered model), or NULL. */
-enum mlflow_map_result mlflow_map_version(const json_t *mv, const char *aliases, struct mlflow_record *out);
+enum mlflow_map_result mlflow_map_version(const json_t *mv, const char *aliases, struct mlflow_record *out)
+    MUSTCHECK;
 
 void mlflow_record_clear(struct mlflow_record *r);
 
 /* The record as a JSON object for the upsert (jsonb_to_recordset); NULL on OOM. */
-json_t *mlflow_record_json(const struct mlflow_record *r);
+json_t *mlflow_record_json(const struct mlflow_record *r) MUSTCHECK;
 
 #endif

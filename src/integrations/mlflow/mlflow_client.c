@@ -1,5 +1,5 @@
-/* integrations/mlflow_client: owns MLflow connection settings (stored row <->
- * struct, decryption, fingerprint), URL validation, REST call construction, the
+/* integrations/mlflow_client: owns MLflow connection settings (struct, fingerprint;
+ * the stored row is mlflow_store's), URL validation, REST call construction, the
  * mapping of failed calls to VerifyWise's messages and the budgeted parse of answers. Plaintext credentials live
  * only in struct mlflow_conn and in the Authorization line of a call being built. */
 #include "integrations/mlflow_client.h"
@@ -11,7 +11,6 @@
 #include <strings.h>
 
 #include "crypto/secrets.h"
-#include "db/schema.h"
 #include "http/reply.h"
 #include "util/json_scan.h"
 
@@ -99,85 +98,6 @@ int mlflow_conn_fingerprint(const struct secrets *s, const struct mlflow_conn *c
     int rc = len < 0 ? -1 : secrets_fingerprint(s, buf, (size_t)len, out);
     secrets_free_plain(buf, strlen(buf));
     return rc;
-}
-
-/* ---- the stored row ---------------------------------------------------------- */
-
-static json_t *col_str(const PGresult *res, int col)
-{
-    return PQgetisnull(res, 0, col) ? json_null() : json_string(PQgetvalue(res, 0, col));
-}
-
-static bool has_stored(const PGresult *res, int col, int iv)
-{
-    return !PQgetisnull(res, 0, col) && !PQgetisnull(res, 0, iv);
-}
-
-json_t *mlflow_config_summary(const PGresult *res)
-{
-    if (!res || PQntuples(res) == 0)
-        return json_pack("{s:b}", "configured", 0);
-    json_t *c = json_object();
-    json_object_set_new(c, "trackingServerUrl", col_str(res, MC_URL));
-    json_object_set_new(c, "authMethod", col_str(res, MC_AUTH));
-    json_object_set_new(c, "timeout", json_integer(strtol(PQgetvalue(res, 0, MC_TIMEOUT), NULL, 10)));
-    json_object_set_new(c, "verifySsl", json_boolean(PQgetvalue(res, 0, MC_VERIFY)[0] == 't'));
-    json_object_set_new(c, "hasStoredUsername", json_boolean(has_stored(res, MC_USER, MC_USER_IV)));
-    json_object_set_new(c, "hasStoredPassword", json_boolean(has_stored(res, MC_PASS, MC_PASS_IV)));
-    json_object_set_new(c, "hasStoredApiToken", json_boolean(has_stored(res, MC_TOKEN, MC_TOKEN_IV)));
-    json_object_set_new(c, "lastTestedAt", col_str(res, MC_TESTED_AT));
-    json_object_set_new(c, "lastTestStatus", col_str(res, MC_TEST_STATUS));
-    json_object_set_new(c, "lastTestMessage", col_str(res, MC_TEST_MSG));
-    json_object_set_new(c, "lastSuccessfulTestAt", col_str(res, MC_OK_AT));
-    json_object_set_new(c, "lastFailedTestAt", col_str(res, MC_FAIL_AT));
-    json_object_set_new(c, "lastFailedTestMessage", col_str(res, MC_FAIL_MSG));
-    json_object_set_new(c, "lastSyncedAt", col_str(res, MC_SYNCED_AT));
-    json_object_set_new(c, "lastSyncStatus", col_str(res, MC_SYNC_STATUS));
-    json_object_set_new(c, "lastSyncMessage", col_str(res, MC_SYNC_MSG));
-    json_object_set_new(c, "updatedAt", col_str(res, MC_UPDATED_AT));
-    json_object_set_new(c, "updatedBy", PQgetisnull(res, 0, MC_UPDATED_BY)
-                                            ? json_null()
-                                            : json_integer(strtoll(PQgetvalue(res, 0, MC_UPDATED_BY), NULL, 10)));
-    return json_pack("{s:b,s:o}", "configured", 1, "config", c);
-}
-
-/* Decrypt one stored credential (both columns present), else leave *out NULL. */
-static int decrypt_col(const struct secrets *s, const PGresult *res, int col, int iv, char **out)
-{
-    *out = NULL;
-    if (!has_stored(res, col, iv))
-        return 0;
-    size_t len;
-    if (secrets_a_decrypt(s, PQgetvalue(res, 0, col), PQgetvalue(res, 0, iv), out, &len) < 0)
-        return -1;
-    if (memchr(*out, '\0', len)) { /* not something we could have stored */
-        secrets_free_plain(*out, len);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-int mlflow_conn_from_row(const struct secrets *s, const PGresult *res, struct mlflow_conn *c)
-{
-    memset(c, 0, sizeof *c);
-    snprintf(c->url, sizeof c->url, "%s", PQgetvalue(res, 0, MC_URL));
-    size_t l = strlen(c->url);
-    if (l && c->url[l - 1] == '/')
-        c->url[l - 1] = '\0';
-    if (mlflow_auth_parse(PQgetvalue(res, 0, MC_AUTH), &c->auth) < 0)
-        c->auth = MLFLOW_AUTH_NONE;
-    c->timeout_s = (int)strtol(PQgetvalue(res, 0, MC_TIMEOUT), NULL, 10);
-    if (c->timeout_s < MLFLOW_TIMEOUT_MIN || c->timeout_s > MLFLOW_TIMEOUT_MAX)
-        c->timeout_s = MLFLOW_TIMEOUT_DEFAULT;
-    c->verify_ssl = PQgetvalue(res, 0, MC_VERIFY)[0] == 't';
-    if (decrypt_col(s, res, MC_USER, MC_USER_IV, &c->username) < 0 ||
-        decrypt_col(s, res, MC_PASS, MC_PASS_IV, &c->password) < 0 ||
-        decrypt_col(s, res, MC_TOKEN, MC_TOKEN_IV, &c->api_token) < 0) {
-        mlflow_conn_clear(c);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- calls --------------------------------------------------------------------- */
@@ -323,18 +243,4 @@ json_t *mlflow_parse_object(const struct fetch_response *res, const struct mlflo
         return NULL;
     }
     return o;
-}
-
-int mlflow_config_select_sql(char *buf, size_t len, const char *tenant)
-{
-    char c[64], f[64];
-    if (len > 0)
-        buf[0] = '\0'; /* never left unset: a failed build submits an empty statement at worst */
-    if (db_table(c, sizeof c, tenant, "mlflow_integrations") < 0 ||
-        db_table(f, sizeof f, tenant, "integrationsd_mlflow_integrations") < 0)
-        return -1;
-    int n = snprintf(buf, len,
-                     "SELECT " MLFLOW_CONFIG_COLS " FROM %s LEFT JOIN %s ON integration_id = id ORDER BY id LIMIT 1",
-                     c, f);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
 }

@@ -8,6 +8,7 @@
  * Test status survives a save of exactly what was tested (URL, method, credentials,
  * verifySsl: an HMAC fingerprint), and is reset by a save of anything else. */
 #include "integrations/mlflow.h"
+#include "integrations/mlflow_config.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -18,170 +19,197 @@
 #include "app.h"
 #include "crypto/secrets.h"
 #include "db/pool.h"
-#include "db/schema.h"
 #include "http/reply.h"
 #include "integrations/mlflow_client.h"
+#include "integrations/mlflow_store.h"
 #include "log.h"
 #include "net/fetch.h"
 #include "util/json.h"
 
 #define TEST_MESSAGE_MAX 1000
 
-static const char MSG_URL_REQUIRED[] = "MLFlow tracking server URL is required";
-static const char MSG_BASIC_REQUIRED[] = "Username and password are required for basic authentication";
-static const char MSG_TOKEN_REQUIRED[] = "API token is required when using token authentication";
-static const char MSG_INSECURE_CREDS[] =
-    "Stored credentials are only sent with certificate verification: send the credentials with verifySsl false";
-static const char MSG_TEST_500[] = "Internal server error during connection test";
-static const char MSG_LOAD_500[] = "Failed to load MLFlow configuration";
-static const char MSG_SAVE_500[] = "Failed to save MLFlow configuration";
-static const char MSG_STATUS_500[] = "Failed to load MLFlow sync status";
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* The one table: every domain error of the configuration routes, its status and message. */
+static const struct {
+    int status;
+    const char *message;
+} errors[MLFLOW_CONFIG_ERROR_COUNT] = {
+    [MLFLOW_CONFIG_OK] = {200, ""},
+    [MLFLOW_CONFIG_URL_REQUIRED] = {400, "MLFlow tracking server URL is required"},
+    [MLFLOW_CONFIG_URL_TYPE] = {400, "trackingServerUrl must be a string"},
+    [MLFLOW_CONFIG_URL_INVALID] = {400, "MLFlow tracking server URL must be an http(s) URL with a host"},
+    [MLFLOW_CONFIG_AUTH_METHOD] = {400, "authMethod must be one of: none, basic, token"},
+    [MLFLOW_CONFIG_TIMEOUT] = {400, "timeout must be a whole number of seconds between 1 and 300"},
+    [MLFLOW_CONFIG_VERIFY_SSL] = {400, "verifySsl must be a boolean"},
+    [MLFLOW_CONFIG_USERNAME_TYPE] = {400, "username must be a string"},
+    [MLFLOW_CONFIG_USERNAME_LONG] = {400, "Username must be at most " STR(MLFLOW_CRED_MAX) " bytes"},
+    [MLFLOW_CONFIG_USERNAME_CHARS] = {400, "Username contains invalid characters"},
+    [MLFLOW_CONFIG_PASSWORD_TYPE] = {400, "password must be a string"},
+    [MLFLOW_CONFIG_PASSWORD_LONG] = {400, "Password must be at most " STR(MLFLOW_CRED_MAX) " bytes"},
+    [MLFLOW_CONFIG_PASSWORD_CHARS] = {400, "Password contains invalid characters"},
+    [MLFLOW_CONFIG_TOKEN_TYPE] = {400, "apiToken must be a string"},
+    [MLFLOW_CONFIG_TOKEN_LONG] = {400, "API token must be at most " STR(MLFLOW_CRED_MAX) " bytes"},
+    [MLFLOW_CONFIG_TOKEN_CHARS] = {400, "API token contains invalid characters"},
+    [MLFLOW_CONFIG_BASIC_REQUIRED] = {400, "Username and password are required for basic authentication"},
+    [MLFLOW_CONFIG_TOKEN_REQUIRED] = {400, "API token is required when using token authentication"},
+    [MLFLOW_CONFIG_INSECURE_CREDS] = {400, "Stored credentials are only sent with certificate verification: send the "
+                                           "credentials with verifySsl false"},
+    [MLFLOW_CONFIG_TEST_FAILED] = {500, "Internal server error during connection test"},
+    [MLFLOW_CONFIG_LOAD_FAILED] = {500, "Failed to load MLFlow configuration"},
+    [MLFLOW_CONFIG_SAVE_FAILED] = {500, "Failed to save MLFlow configuration"},
+    [MLFLOW_CONFIG_STATUS_FAILED] = {500, "Failed to load MLFlow sync status"},
+};
+
+int mlflow_config_error_status(enum mlflow_config_error e)
+{
+    return (unsigned)e < MLFLOW_CONFIG_ERROR_COUNT ? errors[e].status : 500;
+}
+
+const char *mlflow_config_error_message(enum mlflow_config_error e)
+{
+    return (unsigned)e < MLFLOW_CONFIG_ERROR_COUNT ? errors[e].message : "Internal server error";
+}
+
+#define MSG_URL_REQUIRED mlflow_config_error_message(MLFLOW_CONFIG_URL_REQUIRED)
+#define MSG_BASIC_REQUIRED mlflow_config_error_message(MLFLOW_CONFIG_BASIC_REQUIRED)
+#define MSG_TOKEN_REQUIRED mlflow_config_error_message(MLFLOW_CONFIG_TOKEN_REQUIRED)
+#define MSG_INSECURE_CREDS mlflow_config_error_message(MLFLOW_CONFIG_INSECURE_CREDS)
+#define MSG_TEST_500 mlflow_config_error_message(MLFLOW_CONFIG_TEST_FAILED)
+#define MSG_LOAD_500 mlflow_config_error_message(MLFLOW_CONFIG_LOAD_FAILED)
+#define MSG_SAVE_500 mlflow_config_error_message(MLFLOW_CONFIG_SAVE_FAILED)
+#define MSG_STATUS_500 mlflow_config_error_message(MLFLOW_CONFIG_STATUS_FAILED)
 
 static void fail(struct http_req *r, int status, const char *error)
 {
     reply_json(r, status, json_pack("{s:b,s:s}", "success", 0, "error", error));
 }
 
-static int table(struct http_req *r, const char *name, char *buf, size_t len, const char *err500)
+static void fail_with(struct http_req *r, enum mlflow_config_error e)
 {
-    if (db_table(buf, len, r->auth.tenant, name) < 0) {
-        fail(r, 500, err500);
+    fail(r, mlflow_config_error_status(e), mlflow_config_error_message(e));
+}
+
+/* A statement of the store for the caller's tenant; replies err (500) when it cannot. */
+static int sql(struct http_req *r, char *buf, size_t len, enum mlflow_sql which, enum mlflow_config_error err)
+{
+    if (mlflow_store_sql(buf, len, which, r->auth.tenant) < 0) {
+        fail_with(r, err);
         return -1;
     }
     return 0;
 }
 
-/* ---- the request body (reference 1.1 table) ------------------------------------ */
+/* ---- the request body (reference 1.1 table): pure ------------------------------------ */
 
-struct cred {
-    const char *s;     /* trimmed, NULL when absent or empty */
-    size_t len;
-};
-
-struct mlflow_body {
-    const char *url;
-    size_t url_len;
-    bool has_auth, has_timeout, has_verify;
-    enum mlflow_auth auth;
-    int timeout;
-    bool verify;
-    struct cred user, pass, token;
-};
-
-static const char *body_cred(const json_t *j, const char *key, const char *label, struct cred *c)
+/* errs: the type, length and characters errors of this credential */
+static enum mlflow_config_error body_cred(const json_t *j, const char *key, const enum mlflow_config_error errs[3],
+                                          struct mlflow_config_cred *c)
 {
-    static char msg[96];
     const char *s;
     size_t n;
     c->s = NULL;
     c->len = 0;
     int g = json_get_string(j, key, &s, &n);
-    if (g < 0) {
-        snprintf(msg, sizeof msg, "%s must be a string", key);
-        return msg;
-    }
+    if (g < 0)
+        return errs[0];
     if (g == 0)
-        return NULL;
+        return MLFLOW_CONFIG_OK;
     while (n && isspace((unsigned char)*s))
         s++, n--;
     while (n && isspace((unsigned char)s[n - 1]))
         n--;
     if (n == 0)
-        return NULL;
-    if (n > MLFLOW_CRED_MAX) {
-        snprintf(msg, sizeof msg, "%s must be at most %d bytes", label, MLFLOW_CRED_MAX);
-        return msg;
-    }
+        return MLFLOW_CONFIG_OK;
+    if (n > MLFLOW_CRED_MAX)
+        return errs[1];
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            snprintf(msg, sizeof msg, "%s contains invalid characters", label);
-            return msg;
-        }
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return errs[2];
     c->s = s;
     c->len = n;
-    return NULL;
+    return MLFLOW_CONFIG_OK;
 }
 
-/* Types, enums, ranges and lengths; NULL when fine, else the 400 message. */
-static const char *parse_body(const json_t *j, struct mlflow_body *b)
+enum mlflow_config_error mlflow_config_check_body(const json_t *j, struct mlflow_config_input *b)
 {
     memset(b, 0, sizeof *b);
     const char *s;
     size_t n;
     int g = json_get_string(j, "trackingServerUrl", &s, &n);
     if (g < 0)
-        return "trackingServerUrl must be a string";
+        return MLFLOW_CONFIG_URL_TYPE;
     if (g == 1) {
         if (memchr(s, '\0', n))
-            return "MLFlow tracking server URL must be an http(s) URL with a host";
+            return MLFLOW_CONFIG_URL_INVALID;
         b->url = s;
         b->url_len = n;
     }
     g = json_get_string(j, "authMethod", &s, &n);
     if (g < 0 || (g == 1 && (strlen(s) != n || mlflow_auth_parse(s, &b->auth) < 0)))
-        return "authMethod must be one of: none, basic, token";
+        return MLFLOW_CONFIG_AUTH_METHOD;
     b->has_auth = g == 1;
     const json_t *t = json_object_get(j, "timeout");
     if (t && !json_is_null(t)) {
         double d = json_is_integer(t) ? (double)json_integer_value(t) : json_is_real(t) ? json_real_value(t) : -1;
         if (!json_is_number(t) || d < MLFLOW_TIMEOUT_MIN || d > MLFLOW_TIMEOUT_MAX || d != (double)(long long)d)
-            return "timeout must be a whole number of seconds between 1 and 300";
+            return MLFLOW_CONFIG_TIMEOUT;
         b->has_timeout = true;
         b->timeout = (int)d;
     }
     const json_t *v = json_object_get(j, "verifySsl");
     if (v && !json_is_null(v)) {
         if (!json_is_boolean(v))
-            return "verifySsl must be a boolean";
+            return MLFLOW_CONFIG_VERIFY_SSL;
         b->has_verify = true;
         b->verify = json_is_true(v);
     }
-    const char *e;
-    if ((e = body_cred(j, "username", "Username", &b->user)) || (e = body_cred(j, "password", "Password", &b->pass)) ||
-        (e = body_cred(j, "apiToken", "API token", &b->token)))
+    static const enum mlflow_config_error user[3] = {MLFLOW_CONFIG_USERNAME_TYPE, MLFLOW_CONFIG_USERNAME_LONG,
+                                                     MLFLOW_CONFIG_USERNAME_CHARS};
+    static const enum mlflow_config_error pass[3] = {MLFLOW_CONFIG_PASSWORD_TYPE, MLFLOW_CONFIG_PASSWORD_LONG,
+                                                     MLFLOW_CONFIG_PASSWORD_CHARS};
+    static const enum mlflow_config_error token[3] = {MLFLOW_CONFIG_TOKEN_TYPE, MLFLOW_CONFIG_TOKEN_LONG,
+                                                      MLFLOW_CONFIG_TOKEN_CHARS};
+    enum mlflow_config_error e;
+    if ((e = body_cred(j, "username", user, &b->user)) || (e = body_cred(j, "password", pass, &b->pass)) ||
+        (e = body_cred(j, "apiToken", token, &b->token)))
         return e;
-    return NULL;
+    return MLFLOW_CONFIG_OK;
 }
 
-static char *dup_cred(const struct cred *c)
+enum mlflow_config_error mlflow_config_check_configure(const json_t *j, struct mlflow_config_input *b)
+{
+    memset(b, 0, sizeof *b);
+    const json_t *u = json_object_get(j, "trackingServerUrl");
+    if (!u || !json_is_string(u) || json_string_length(u) == 0) /* "falsy", checked first (reference 1.1) */
+        return u && !json_is_string(u) && !json_is_null(u) && !json_is_false(u) ? MLFLOW_CONFIG_URL_TYPE
+                                                                                : MLFLOW_CONFIG_URL_REQUIRED;
+    return mlflow_config_check_body(j, b);
+}
+
+static char *dup_cred(const struct mlflow_config_cred *c)
 {
     return c->s ? strndup(c->s, c->len) : NULL;
-}
-
-/* Decrypt one stored credential when present; -1 on a decrypt failure. */
-static int stored_cred(const struct app *a, const PGresult *res, int col, int iv, char **out)
-{
-    *out = NULL;
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, col) || PQgetisnull(res, 0, iv))
-        return 0;
-    size_t len;
-    if (secrets_a_decrypt(&a->secrets, PQgetvalue(res, 0, col), PQgetvalue(res, 0, iv), out, &len) < 0)
-        return -1;
-    if (memchr(*out, '\0', len)) {
-        secrets_free_plain(*out, len);
-        *out = NULL;
-        return -1;
-    }
-    return 0;
 }
 
 /* Body over the stored row (reference 5.2), with the fix: stored credentials are used
  * only when the URL is the stored one. strict: a stored secret that cannot be
  * decrypted is an error (test) instead of being treated as absent (configure).
  * Returns NULL, or a 400 message; *internal set for a 500. */
-static const char *merge(struct http_req *r, const struct mlflow_body *b, const PGresult *stored, bool strict,
+static const char *merge(struct http_req *r, const struct mlflow_config_input *b, const PGresult *stored, bool strict,
                          struct mlflow_conn *c, bool *internal)
 {
     memset(c, 0, sizeof *c);
     *internal = false;
-    bool have_row = stored && PQntuples(stored) > 0;
+    struct mlflow_config_row row;
+    bool have_row = mlflow_store_config_row(stored, &row);
     const char *err;
     if (b->url && b->url_len) {
         if ((err = mlflow_url_normalize(b->url, b->url_len, c->url)))
             return err;
     } else if (have_row) {
-        const char *su = PQgetvalue(stored, 0, MC_URL);
-        if ((err = mlflow_url_normalize(su, strlen(su), c->url)))
+        if ((err = mlflow_url_normalize(row.url, strlen(row.url), c->url)))
             return err;
     } else {
         return MSG_URL_REQUIRED;
@@ -189,21 +217,18 @@ static const char *merge(struct http_req *r, const struct mlflow_body *b, const 
     c->auth = MLFLOW_AUTH_NONE;
     if (b->has_auth)
         c->auth = b->auth;
-    else if (have_row && mlflow_auth_parse(PQgetvalue(stored, 0, MC_AUTH), &c->auth) < 0)
+    else if (have_row && mlflow_auth_parse(row.auth, &c->auth) < 0)
         c->auth = MLFLOW_AUTH_NONE;
-    c->timeout_s = b->has_timeout ? b->timeout
-                   : have_row     ? (int)strtol(PQgetvalue(stored, 0, MC_TIMEOUT), NULL, 10)
-                                  : MLFLOW_TIMEOUT_DEFAULT;
+    c->timeout_s = b->has_timeout ? b->timeout : have_row ? row.timeout_s : MLFLOW_TIMEOUT_DEFAULT;
     if (c->timeout_s < MLFLOW_TIMEOUT_MIN || c->timeout_s > MLFLOW_TIMEOUT_MAX)
         c->timeout_s = MLFLOW_TIMEOUT_DEFAULT;
-    c->verify_ssl = b->has_verify ? b->verify : have_row ? PQgetvalue(stored, 0, MC_VERIFY)[0] == 't' : true;
+    c->verify_ssl = b->has_verify ? b->verify : have_row ? row.verify_ssl : true;
 
     bool same_url = false, stored_verify = true;
     if (have_row) {
         char su[MLFLOW_URL_MAX + 1];
-        const char *raw = PQgetvalue(stored, 0, MC_URL);
-        same_url = mlflow_url_normalize(raw, strlen(raw), su) == NULL && strcmp(su, c->url) == 0;
-        stored_verify = PQgetvalue(stored, 0, MC_VERIFY)[0] == 't';
+        same_url = mlflow_url_normalize(row.url, strlen(row.url), su) == NULL && strcmp(su, c->url) == 0;
+        stored_verify = row.verify_ssl;
     }
     /* stored credentials go only where, and only as safely as, they were saved for:
      * the stored URL, with the certificate checked unless it was saved unchecked */
@@ -223,14 +248,14 @@ static const char *merge(struct http_req *r, const struct mlflow_body *b, const 
     } else if (same_url) {
         struct {
             char **dst;
-            int col, iv;
-        } slots[] = {{&c->username, MC_USER, MC_USER_IV}, {&c->password, MC_PASS, MC_PASS_IV},
-                     {&c->api_token, MC_TOKEN, MC_TOKEN_IV}};
+            enum mlflow_cred_col col;
+        } slots[] = {{&c->username, MLFLOW_CRED_USER}, {&c->password, MLFLOW_CRED_PASS},
+                     {&c->api_token, MLFLOW_CRED_TOKEN}};
         bool needed[3] = {c->auth == MLFLOW_AUTH_BASIC, c->auth == MLFLOW_AUTH_BASIC, c->auth == MLFLOW_AUTH_TOKEN};
         for (int i = 0; i < 3; i++) {
             if (*slots[i].dst || !needed[i])
                 continue;
-            if (stored_cred(r->app, stored, slots[i].col, slots[i].iv, slots[i].dst) < 0) {
+            if (mlflow_store_config_cred(&r->app->secrets, stored, slots[i].col, slots[i].dst) < 0) {
                 log_warn("mlflow: a stored credential of tenant %s cannot be decrypted with ENCRYPTION_PASSWORD",
                          r->auth.tenant);
                 if (strict) {
@@ -275,12 +300,12 @@ static void on_config(struct http_req *r, const struct db_result *res)
 
 static void select_config(struct http_req *r, app_query_done done, const char *err500)
 {
-    char sql[1024];
-    if (mlflow_config_select_sql(sql, sizeof sql, r->auth.tenant) < 0) {
+    char q[MLFLOW_SQL_MAX];
+    if (mlflow_store_sql(q, sizeof q, MLFLOW_SQL_CONFIG_SELECT, r->auth.tenant) < 0) {
         fail(r, 500, err500);
         return;
     }
-    app_query(r, sql, 0, NULL, done);
+    app_query(r, q, 0, NULL, done);
 }
 
 void mlflow_config_get(struct http_req *r)
@@ -382,30 +407,10 @@ static void on_test_call(struct http_req *r, const struct fetch_response *res)
                    json_pack("{s:s,s:s,s:I}", "request_id", r->id, "outcome", fetch_outcome_name(res->outcome),
                              "status", (json_int_t)res->status));
     }
-    char c[64], f[64], p[64], sql1[1536], sql2[512];
-    if (table(r, "mlflow_integrations", c, sizeof c, MSG_TEST_500) < 0 ||
-        table(r, "integrationsd_mlflow_integrations", f, sizeof f, MSG_TEST_500) < 0 ||
-        table(r, "mlflow_test_results", p, sizeof p, MSG_TEST_500) < 0)
+    char sql1[MLFLOW_SQL_MAX], sql2[MLFLOW_SQL_MAX];
+    if (sql(r, sql1, sizeof sql1, MLFLOW_SQL_TEST_RECORD_ROW, MLFLOW_CONFIG_TEST_FAILED) < 0 ||
+        sql(r, sql2, sizeof sql2, MLFLOW_SQL_TEST_RECORD_LAST, MLFLOW_CONFIG_TEST_FAILED) < 0)
         return;
-    /* the row (by id) only when it holds what was tested; the tenant's last test always */
-    snprintf(sql1, sizeof sql1,
-             "WITH u AS (UPDATE %s SET last_tested_at = now() AT TIME ZONE 'UTC', last_test_status = $2::text,"
-             " last_test_message = $3::text,"
-             " last_successful_test_at = CASE WHEN $2::text = 'success' THEN now() AT TIME ZONE 'UTC'"
-             " ELSE last_successful_test_at END,"
-             " last_failed_test_at = CASE WHEN $2::text = 'error' THEN now() AT TIME ZONE 'UTC' ELSE last_failed_test_at END,"
-             " last_failed_test_message = CASE WHEN $2::text = 'error' THEN $3::text ELSE last_failed_test_message END,"
-             " updated_at = now() AT TIME ZONE 'UTC'"
-             " WHERE id = $1::int AND $5::boolean RETURNING id)"
-             " INSERT INTO %s (integration_id, last_tested_fingerprint) SELECT id, $4::text FROM u"
-             " ON CONFLICT (integration_id) DO UPDATE SET last_tested_fingerprint = EXCLUDED.last_tested_fingerprint",
-             c, f);
-    snprintf(sql2, sizeof sql2,
-             "INSERT INTO %s (id, fingerprint, status, message, tested_at)"
-             " VALUES (1, $1, $2::text, $3::text, now() AT TIME ZONE 'UTC') ON CONFLICT (id) DO UPDATE SET"
-             " fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, message = EXCLUDED.message,"
-             " tested_at = EXCLUDED.tested_at",
-             p);
     const char *status = ts->ok ? "success" : "error", *msg = ts->ok ? NULL : ts->message;
     const char *p1[] = {ts->row_id[0] ? ts->row_id : "0", status, msg, ts->fingerprint,
                         ts->same_as_stored ? "true" : "false"};
@@ -436,8 +441,12 @@ static void on_test_stored(struct http_req *r, const struct db_result *res)
         return;
     }
     const PGresult *pr = db_last(res);
-    struct mlflow_body b;
-    parse_body(r->json, &b); /* validated before the query */
+    struct mlflow_config_input b;
+    enum mlflow_config_error e = mlflow_config_check_body(r->json, &b); /* validated before the query */
+    if (e) {
+        fail_with(r, e);
+        return;
+    }
     struct test_state *ts = calloc(1, sizeof *ts);
     if (!ts) {
         fail(r, 500, MSG_TEST_500);
@@ -455,8 +464,9 @@ static void on_test_stored(struct http_req *r, const struct db_result *res)
         fail(r, 500, MSG_TEST_500);
         return;
     }
-    if (PQntuples(pr) > 0)
-        snprintf(ts->row_id, sizeof ts->row_id, "%s", PQgetvalue(pr, 0, MC_ID));
+    struct mlflow_config_row row;
+    if (mlflow_store_config_row(pr, &row))
+        snprintf(ts->row_id, sizeof ts->row_id, "%s", row.id);
     ts->same_as_stored = stored_matches(r, pr, ts->fingerprint);
     struct mlflow_call call;
     json_t *body = json_pack("{s:i}", "max_results", 1);
@@ -473,10 +483,10 @@ static void on_test_stored(struct http_req *r, const struct db_result *res)
 
 void mlflow_test(struct http_req *r)
 {
-    struct mlflow_body b;
-    const char *err = parse_body(r->json, &b);
-    if (err) {
-        fail(r, 400, err);
+    struct mlflow_config_input b;
+    enum mlflow_config_error e = mlflow_config_check_body(r->json, &b);
+    if (e) {
+        fail_with(r, e);
         return;
     }
     select_config(r, on_test_stored, MSG_TEST_500);
@@ -517,8 +527,12 @@ static void on_configure_loaded(struct http_req *r, const struct db_result *res)
         return;
     }
     const PGresult *row = res->res[0], *last = res->res[1];
-    struct mlflow_body b;
-    parse_body(r->json, &b);
+    struct mlflow_config_input b;
+    enum mlflow_config_error ce = mlflow_config_check_configure(r->json, &b); /* validated before the query */
+    if (ce) {
+        fail_with(r, ce);
+        return;
+    }
     struct mlflow_conn c;
     bool internal;
     const char *err = merge(r, &b, row, false, &c, &internal);
@@ -540,52 +554,21 @@ static void on_configure_loaded(struct http_req *r, const struct db_result *res)
     }
     /* test status: kept when the row was tested with exactly this; taken from the
      * tenant's last test when that was this; otherwise reset (with the sync status) */
-    bool keep = PQntuples(row) > 0 && !PQgetisnull(row, 0, MC_FPR) && strcmp(PQgetvalue(row, 0, MC_FPR), fp) == 0;
-    bool from_last = !keep && PQntuples(last) > 0 && strcmp(PQgetvalue(last, 0, 0), fp) == 0;
-    const char *t_status = from_last ? PQgetvalue(last, 0, 1) : NULL;
-    const char *t_msg = from_last && !PQgetisnull(last, 0, 2) ? PQgetvalue(last, 0, 2) : NULL;
-    const char *t_at = from_last ? PQgetvalue(last, 0, 3) : NULL;
+    struct mlflow_config_row cr;
+    struct mlflow_last_test lt;
+    bool keep = mlflow_store_config_row(row, &cr) && cr.fingerprint && strcmp(cr.fingerprint, fp) == 0;
+    bool from_last = !keep && mlflow_store_last_test(last, &lt) && strcmp(lt.fingerprint, fp) == 0;
+    const char *t_status = from_last ? lt.status : NULL;
+    const char *t_msg = from_last ? lt.message : NULL;
+    const char *t_at = from_last ? lt.tested_at : NULL;
 
-    char t[64], f[64], sql[4096], lock[64], user[24], timeout[16];
-    if (table(r, "mlflow_integrations", t, sizeof t, MSG_SAVE_500) < 0 ||
-        table(r, "integrationsd_mlflow_integrations", f, sizeof f, MSG_SAVE_500) < 0)
+    char sql_lock[MLFLOW_SQL_MAX], q[MLFLOW_SQL_MAX], lock[64], user[24], timeout[16];
+    if (sql(r, sql_lock, sizeof sql_lock, MLFLOW_SQL_CONFIGURE_LOCK, MLFLOW_CONFIG_SAVE_FAILED) < 0 ||
+        sql(r, q, sizeof q, MLFLOW_SQL_CONFIGURE, MLFLOW_CONFIG_SAVE_FAILED) < 0)
         goto out;
     snprintf(lock, sizeof lock, "integrationsd:mlflow:%s", r->auth.tenant);
     snprintf(user, sizeof user, "%lld", r->auth.user_id);
     snprintf(timeout, sizeof timeout, "%d", c.timeout_s);
-    snprintf(sql, sizeof sql,
-             "WITH cur AS (SELECT id FROM %s ORDER BY id LIMIT 1),"
-             " upd AS (UPDATE %s SET tracking_server_url = $1, auth_method = $2, username = $3, username_iv = $4,"
-             " password = $5, password_iv = $6, api_token = $7, api_token_iv = $8, verify_ssl = $9::boolean,"
-             " timeout = $10::int, updated_by = NULLIF($11, '0')::int, updated_at = now() AT TIME ZONE 'UTC',"
-             " last_tested_at = CASE WHEN $12::boolean THEN last_tested_at ELSE $14::timestamp END,"
-             " last_test_status = CASE WHEN $12::boolean THEN last_test_status ELSE $15::text END,"
-             " last_test_message = CASE WHEN $12::boolean THEN last_test_message ELSE $16::text END,"
-             " last_successful_test_at = CASE WHEN $15::text = 'success' THEN $14::timestamp ELSE last_successful_test_at END,"
-             " last_failed_test_at = CASE WHEN $15::text = 'error' THEN $14::timestamp ELSE last_failed_test_at END,"
-             " last_failed_test_message = CASE WHEN $15::text = 'error' THEN $16::text ELSE last_failed_test_message END,"
-             " last_synced_at = CASE WHEN $12::boolean THEN last_synced_at END,"
-             " last_sync_status = CASE WHEN $12::boolean THEN last_sync_status END,"
-             " last_sync_message = CASE WHEN $12::boolean THEN last_sync_message END"
-             " WHERE id IN (SELECT id FROM cur) RETURNING *),"
-             " ins AS (INSERT INTO %s (tracking_server_url, auth_method, username, username_iv, password,"
-             " password_iv, api_token, api_token_iv, verify_ssl, timeout, updated_by, last_tested_at,"
-             " last_test_status, last_test_message, last_successful_test_at, last_failed_test_at,"
-             " last_failed_test_message, created_at, updated_at)"
-             " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::boolean, $10::int, NULLIF($11, '0')::int, $14::timestamp,"
-             " $15::text, $16::text, CASE WHEN $15::text = 'success' THEN $14::timestamp END,"
-             " CASE WHEN $15::text = 'error' THEN $14::timestamp END, CASE WHEN $15::text = 'error' THEN $16::text END,"
-             " now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'"
-             " WHERE NOT EXISTS (SELECT 1 FROM cur) AND NOT $12::boolean RETURNING *),"
-             " cfg AS (SELECT * FROM upd UNION ALL SELECT * FROM ins),"
-             /* the tested fingerprint: kept, the last test's, or none */
-             " fp AS (INSERT INTO %s AS k (integration_id, last_tested_fingerprint)"
-             " SELECT id, CASE WHEN $15::text IS NOT NULL THEN $13::text END FROM cfg WHERE NOT $12::boolean"
-             " ON CONFLICT (integration_id) DO UPDATE SET last_tested_fingerprint = EXCLUDED.last_tested_fingerprint"
-             " RETURNING k.integration_id, k.last_tested_fingerprint)"
-             " SELECT " MLFLOW_CONFIG_COLS " FROM cfg LEFT JOIN (SELECT * FROM fp UNION ALL"
-             " SELECT integration_id, last_tested_fingerprint FROM %s WHERE $12::boolean) f ON integration_id = id",
-             t, t, t, f, f);
     const char *params[] = {c.url,       mlflow_auth_name(c.auth), e[0].hex,
                             e[0].hex ? e[0].iv : NULL, e[1].hex, e[1].hex ? e[1].iv : NULL,
                             e[2].hex,    e[2].hex ? e[2].iv : NULL, c.verify_ssl ? "true" : "false",
@@ -594,8 +577,8 @@ static void on_configure_loaded(struct http_req *r, const struct db_result *res)
                             t_msg};
     const char *lock_params[] = {lock};
     const struct db_stmt stmts[] = {
-        {"SELECT pg_advisory_xact_lock(hashtext($1))", 1, lock_params},
-        {sql, 16, params},
+        {sql_lock, 1, lock_params},
+        {q, 16, params},
     };
     app_submit(r, stmts, 2, on_configured);
 out:
@@ -606,28 +589,16 @@ out:
 
 void mlflow_configure(struct http_req *r)
 {
-    const json_t *u = json_object_get(r->json, "trackingServerUrl");
-    if (!u || !json_is_string(u) || json_string_length(u) == 0) { /* "falsy", checked first (reference 1.1) */
-        fail(r, 400, u && !json_is_string(u) && !json_is_null(u) && !json_is_false(u)
-                         ? "trackingServerUrl must be a string"
-                         : MSG_URL_REQUIRED);
+    struct mlflow_config_input b;
+    enum mlflow_config_error e = mlflow_config_check_configure(r->json, &b);
+    if (e) {
+        fail_with(r, e);
         return;
     }
-    struct mlflow_body b;
-    const char *err = parse_body(r->json, &b);
-    if (err) {
-        fail(r, 400, err);
+    char sql1[MLFLOW_SQL_MAX], sql2[MLFLOW_SQL_MAX];
+    if (sql(r, sql1, sizeof sql1, MLFLOW_SQL_CONFIG_SELECT, MLFLOW_CONFIG_SAVE_FAILED) < 0 ||
+        sql(r, sql2, sizeof sql2, MLFLOW_SQL_TEST_LAST, MLFLOW_CONFIG_SAVE_FAILED) < 0)
         return;
-    }
-    char p[64], sql[1024], sql2[256];
-    if (table(r, "mlflow_test_results", p, sizeof p, MSG_SAVE_500) < 0)
-        return;
-    if (mlflow_config_select_sql(sql, sizeof sql, r->auth.tenant) < 0) {
-        fail(r, 500, MSG_SAVE_500);
-        return;
-    }
-    snprintf(sql2, sizeof sql2,
-             "SELECT fingerprint, status, message, to_char(tested_at, 'YYYY-MM-DD HH24:MI:SS.US') FROM %s", p);
-    const struct db_stmt stmts[] = {{sql, 0, NULL}, {sql2, 0, NULL}};
+    const struct db_stmt stmts[] = {{sql1, 0, NULL}, {sql2, 0, NULL}};
     app_submit(r, stmts, 2, on_configure_loaded);
 }

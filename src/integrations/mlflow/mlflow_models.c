@@ -18,13 +18,11 @@
 
 #include "app.h"
 #include "db/pool.h"
-#include "db/schema.h"
 #include "http/reply.h"
+#include "integrations/mlflow_store.h"
 #include "integrations/mlflow_sync.h"
 #include "log.h"
 
-#define MODELS_MAX 10000   /* bound of one answer */
-#define HISTORY_MAX 50
 /* A waiting GET /models answers from the database after the configured MLflow timeout,
  * and always before the server's 30 s request deadline. */
 #define MODELS_WAIT_MAX_S 25
@@ -44,67 +42,6 @@ static void fetch_failed(struct http_req *r)
 }
 
 /* ---- GET /models -------------------------------------------------------------------- */
-
-#define EPOCH_MS(c) "(extract(epoch FROM " c ") * 1000)::bigint"
-enum {
-    R_NAME, R_VERSION, R_STAGE, R_DESC, R_RUN, R_SOURCE, R_STATUS, R_TAGS, R_METRICS, R_PARAMS, R_EXP_ID,
-    R_EXP_NAME, R_ARTIFACT, R_TRAINING, R_STARTED, R_ENDED, R_SRCVER, R_CREATED, R_UPDATED, R_KIND,
-};
-
-static json_t *text(const PGresult *res, int i, int col, bool empty_default)
-{
-    if (PQgetisnull(res, i, col))
-        return empty_default ? json_string("") : json_null();
-    return json_string(PQgetvalue(res, i, col));
-}
-
-static json_t *obj(const PGresult *res, int i, int col)
-{
-    json_t *o = PQgetisnull(res, i, col) ? NULL : json_loads(PQgetvalue(res, i, col), 0, NULL);
-    return o ? o : json_object();
-}
-
-static json_t *ms(const PGresult *res, int i, int col)
-{
-    return PQgetisnull(res, i, col) ? json_null() : json_integer(strtoll(PQgetvalue(res, i, col), NULL, 10));
-}
-
-static json_t *model_json(const PGresult *res, int i)
-{
-    json_t *o = json_object();
-    bool version_row = !PQgetisnull(res, i, R_KIND) && strcmp(PQgetvalue(res, i, R_KIND), "model_version") == 0;
-    if (version_row) {
-        char *id = NULL;
-        if (asprintf(&id, "%s/%s", PQgetvalue(res, i, R_NAME), PQgetvalue(res, i, R_VERSION)) >= 0) {
-            json_object_set_new(o, "id", json_string(id));
-            free(id);
-        }
-    } else {
-        json_object_set_new(o, "id", json_string(PQgetvalue(res, i, R_VERSION)));
-    }
-    json_object_set_new(o, "name", json_string(PQgetvalue(res, i, R_NAME)));
-    json_object_set_new(o, "version", json_string(PQgetvalue(res, i, R_VERSION)));
-    json_object_set_new(o, "lifecycle_stage", text(res, i, R_STAGE, false));
-    json_object_set_new(o, "creation_timestamp", ms(res, i, R_CREATED));
-    json_object_set_new(o, "last_updated_timestamp", ms(res, i, R_UPDATED));
-    json_object_set_new(o, "description", text(res, i, R_DESC, true));
-    json_object_set_new(o, "run_id", text(res, i, R_RUN, false));
-    json_object_set_new(o, "source", text(res, i, R_SOURCE, false));
-    json_object_set_new(o, "status", text(res, i, R_STATUS, false));
-    json_object_set_new(o, "tags", obj(res, i, R_TAGS));
-    json_object_set_new(o, "metrics", obj(res, i, R_METRICS));
-    json_object_set_new(o, "parameters", obj(res, i, R_PARAMS));
-    json_object_set_new(o, "experiment_info",
-                        json_pack("{s:o,s:o,s:o}", "experiment_id", text(res, i, R_EXP_ID, false), "experiment_name",
-                                  text(res, i, R_EXP_NAME, false), "artifact_location",
-                                  text(res, i, R_ARTIFACT, false)));
-    json_object_set_new(o, "training_status", text(res, i, R_TRAINING, false));
-    json_object_set_new(o, "training_started_at", ms(res, i, R_STARTED));
-    if (!PQgetisnull(res, i, R_ENDED))
-        json_object_set_new(o, "training_ended_at", ms(res, i, R_ENDED));
-    json_object_set_new(o, "source_version", text(res, i, R_SRCVER, true));
-    return o;
-}
 
 /* Fields to add to the answer (the outcome of a sync that did not succeed), owned by
  * the request while the records are read. */
@@ -127,7 +64,7 @@ static void on_models(struct http_req *r, const struct db_result *res)
     const PGresult *pr = res->res[1];
     json_t *arr = json_array();
     for (int i = 0; i < PQntuples(pr); i++)
-        json_array_append_new(arr, model_json(pr, i));
+        json_array_append_new(arr, mlflow_store_model_json(pr, i));
     json_t *body = json_pack("{s:b,s:o}", "configured", 1, "models", arr);
     if (body && r->handler_state_free == free_extra && r->handler_state)
         json_object_update(body, r->handler_state);
@@ -150,22 +87,12 @@ static void read_models_with(struct http_req *r, json_t *extra)
         r->handler_state = extra;
         r->handler_state_free = free_extra;
     }
-    char c[64], t[64], k[64], sql1[128], sql2[1024];
-    if (db_table(c, sizeof c, r->auth.tenant, "mlflow_integrations") < 0 ||
-        db_table(t, sizeof t, r->auth.tenant, "mlflow_model_records") < 0 ||
-        db_table(k, sizeof k, r->auth.tenant, "integrationsd_mlflow_model_records") < 0) {
+    char sql1[MLFLOW_SQL_MAX], sql2[MLFLOW_SQL_MAX];
+    if (mlflow_store_sql(sql1, sizeof sql1, MLFLOW_SQL_MODELS_CONFIGURED, r->auth.tenant) < 0 ||
+        mlflow_store_sql(sql2, sizeof sql2, MLFLOW_SQL_MODELS_LIST, r->auth.tenant) < 0) {
         fetch_failed(r);
         return;
     }
-    snprintf(sql1, sizeof sql1, "SELECT id FROM %s LIMIT 1", c);
-    snprintf(sql2, sizeof sql2,
-             "SELECT model_name, version, lifecycle_stage, description, run_id, source, status, tags, metrics,"
-             " parameters, experiment_id, experiment_name, artifact_location, training_status, "
-             EPOCH_MS("training_started_at") ", " EPOCH_MS("training_ended_at") ", source_version, "
-             EPOCH_MS("COALESCE(model_created_at, created_at)") ", "
-             EPOCH_MS("COALESCE(model_updated_at, updated_at)") ", record_kind"
-             " FROM %s LEFT JOIN %s ON record_id = id WHERE deleted_at IS NULL ORDER BY id LIMIT %d",
-             t, k, MODELS_MAX);
     const struct db_stmt stmts[] = {{sql1, 0, NULL}, {sql2, 0, NULL}};
     app_submit(r, stmts, 2, on_models);
 }
@@ -209,7 +136,6 @@ static int start_job(struct http_req *r, void (*gate_fn)(struct http_req *, enum
                      void (*finished_fn)(struct http_req *, const struct mlflow_sync_result *))
 {
     struct mlflow_sync_opts o = {
-        .app = r->app,
         .org_id = r->auth.org_id,
         .user_id = r->auth.user_id,
         .trigger = MLFLOW_TRIGGER_MANUAL,
@@ -311,7 +237,6 @@ static void sync_and_wait(struct http_req *r, int timeout_s)
     evtimer_add(w->timer, &tv);
     if (mlflow_sync_watch(r->auth.tenant, wait_done, w) < 0) {
         struct mlflow_sync_opts o = {
-            .app = r->app,
             .org_id = r->auth.org_id,
             .user_id = r->auth.user_id,
             .trigger = MLFLOW_TRIGGER_MANUAL,
@@ -328,8 +253,6 @@ static void sync_and_wait(struct http_req *r, int timeout_s)
     }
 }
 
-enum { F_TIMEOUT, F_FRESH };
-
 static void on_freshness(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
@@ -337,35 +260,27 @@ static void on_freshness(struct http_req *r, const struct db_result *res)
         fetch_failed(r);
         return;
     }
-    const PGresult *pr = db_last(res);
-    if (PQntuples(pr) == 0) {
+    int timeout_s;
+    bool fresh;
+    if (!mlflow_store_freshness(db_last(res), &timeout_s, &fresh)) {
         reply_json(r, 200, json_pack("{s:b,s:[]}", "configured", 0, "models"));
         return;
     }
-    if (strcmp(PQgetvalue(pr, 0, F_FRESH), "t") == 0) {
+    if (fresh) {
         read_models(r);
         return;
     }
-    sync_and_wait(r, (int)strtol(PQgetvalue(pr, 0, F_TIMEOUT), NULL, 10));
+    sync_and_wait(r, timeout_s);
 }
 
 static void models_auto(struct http_req *r)
 {
-    char c[64], sql[512], age[24];
-    if (db_table(c, sizeof c, r->auth.tenant, "mlflow_integrations") < 0) {
+    char sql[MLFLOW_SQL_MAX], age[24];
+    if (mlflow_store_sql(sql, sizeof sql, MLFLOW_SQL_MODELS_FRESHNESS, r->auth.tenant) < 0) {
         fetch_failed(r);
         return;
     }
     snprintf(age, sizeof age, "%d", r->app->cfg.mlflow_models_max_age_s);
-    int n = snprintf(sql, sizeof sql,
-                     "SELECT timeout, COALESCE(last_sync_status IN ('success', 'partial') AND last_synced_at >="
-                     " (now() AT TIME ZONE 'UTC') - make_interval(secs => $1::int), false)"
-                     " FROM %s LIMIT 1",
-                     c);
-    if (n < 0 || (size_t)n >= sizeof sql) {
-        fetch_failed(r);
-        return;
-    }
     const char *params[] = {age};
     app_query(r, sql, 1, params, on_freshness);
 }
@@ -426,11 +341,6 @@ void mlflow_sync_now(struct http_req *r)
 
 /* ---- GET /sync-history -------------------------------------------------------------------- */
 
-static json_t *count(const PGresult *res, int i, int col)
-{
-    return json_integer(strtol(PQgetvalue(res, i, col), NULL, 10));
-}
-
 static void on_history(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
@@ -438,38 +348,16 @@ static void on_history(struct http_req *r, const struct db_result *res)
         fail(r, 500, "Failed to load MLFlow sync history");
         return;
     }
-    const PGresult *pr = db_last(res);
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(pr); i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "id", json_integer(strtoll(PQgetvalue(pr, i, 0), NULL, 10)));
-        json_object_set_new(o, "trigger", text(pr, i, 1, false));
-        json_object_set_new(o, "status", text(pr, i, 2, false));
-        json_object_set_new(o, "startedAt", text(pr, i, 3, false));
-        json_object_set_new(o, "finishedAt", text(pr, i, 4, false));
-        json_object_set_new(o, "message", text(pr, i, 5, false));
-        json_object_set_new(o, "counts",
-                            json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "fetched", count(pr, i, 6), "new",
-                                      count(pr, i, 7), "updated", count(pr, i, 8), "unchanged", count(pr, i, 9),
-                                      "stale", count(pr, i, 10), "skipped", count(pr, i, 11), "failures",
-                                      count(pr, i, 12)));
-        json_array_append_new(arr, o);
-    }
+    json_t *arr = mlflow_store_history_json(db_last(res));
     reply_json(r, 200, json_pack("{s:b,s:o}", "success", 1, "data", arr));
 }
 
 void mlflow_sync_history(struct http_req *r)
 {
-    char h[64], sql[768];
-    if (db_table(h, sizeof h, r->auth.tenant, "mlflow_sync_history") < 0) {
+    char sql[MLFLOW_SQL_MAX];
+    if (mlflow_store_sql(sql, sizeof sql, MLFLOW_SQL_HISTORY, r->auth.tenant) < 0) {
         fail(r, 500, "Failed to load MLFlow sync history");
         return;
     }
-    snprintf(sql, sizeof sql,
-             "SELECT id, trigger_type, status, to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-             " to_char(finished_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), message, records_fetched, records_new,"
-             " records_updated, records_unchanged, records_stale, records_skipped, failures"
-             " FROM %s ORDER BY started_at DESC, id DESC LIMIT %d",
-             h, HISTORY_MAX);
     app_query(r, sql, 0, NULL, on_history);
 }

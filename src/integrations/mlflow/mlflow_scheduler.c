@@ -4,8 +4,11 @@
  * the others see it taken and do nothing), lists every tenant in
  * public.integration_tenants that has the MLflow tables, and runs their syncs with
  * at most SCHED_PARALLEL in flight. Each sync still takes its tenant's lease, so a
- * manual sync running elsewhere is never doubled.
- * Tick states: IDLE -> CLAIM (db) -> LIST (db) -> RUNNING (jobs) -> IDLE. */
+ * manual sync running elsewhere is never doubled. It also gives the sync jobs their
+ * context (struct mlflow_sync_ctx) from the app.
+ * The tick is a machine (util/machine.h), one step function for every input:
+ *   IDLE -(tick timer)-> CLAIM (db) -> LIST (db) -> RUNNING (jobs end: MI_EVENT) -> IDLE
+ * The tick timer can fire in any state (a tick still running skips the next one). */
 #include "integrations/mlflow.h"
 
 #include <event2/event.h>
@@ -18,13 +21,17 @@
 #include "app.h"
 #include "auth/tenant.h"
 #include "db/pool.h"
+#include "integrations/mlflow_store.h"
 #include "integrations/mlflow_sync.h"
 #include "jobs/cron.h"
 #include "log.h"
+#include "util/machine.h"
 
 #define SCHED_PARALLEL 4
 
 enum tick_state { TICK_IDLE, TICK_CLAIM, TICK_LIST, TICK_RUNNING };
+static const char *const tick_names[] = {"idle", "claim", "list", "running"};
+static const struct machine_def tick_def = MACHINE_DEF("mlflow schedule", tick_names);
 
 struct sched_tenant {
     char tenant[TENANT_HASH_LEN + 1];
@@ -33,6 +40,7 @@ struct sched_tenant {
 
 static struct {
     struct app *app;
+    struct mlflow_sync_net net;
     struct cron_expr cron;
     struct event *timer;
     time_t next_fire;
@@ -64,6 +72,15 @@ static void arm(void)
     log_debug("mlflow: next scheduled sync in %lld ms", ms);
 }
 
+/* The only writer of sched.state. */
+static void set_state(enum tick_state st)
+{
+    machine_trace(&tick_def, "tick", sched.state, st);
+    sched.state = st;
+}
+
+static void tick_step(const struct machine_input *in);
+
 static void tick_done(void)
 {
     log_fields(LOG_INFO, "mlflow scheduled sync tick finished",
@@ -72,11 +89,16 @@ static void tick_done(void)
     free(sched.tenants);
     sched.tenants = NULL;
     sched.n = sched.pos = 0;
-    sched.state = TICK_IDLE;
+    set_state(TICK_IDLE);
 }
 
-static void job_ended(void *arg);
+static void job_ended(void *arg)
+{
+    (void)arg;
+    tick_step(&(struct machine_input){.kind = MI_EVENT});
+}
 
+/* RUNNING: start syncs up to SCHED_PARALLEL; the tick ends with the last one. */
 static void launch(void)
 {
     while (sched.in_flight < SCHED_PARALLEL && sched.pos < sched.n) {
@@ -84,7 +106,6 @@ static void launch(void)
         if (mlflow_sync_running(t->tenant)) /* a manual sync of this tenant runs here */
             continue;
         struct mlflow_sync_opts o = {
-            .app = sched.app,
             .org_id = t->org,
             .trigger = MLFLOW_TRIGGER_SCHEDULED,
             .ended = job_ended,
@@ -101,16 +122,68 @@ static void launch(void)
         tick_done();
 }
 
-static void job_ended(void *arg)
+static void on_db(const struct db_result *res, void *arg)
 {
     (void)arg;
-    sched.in_flight--;
-    launch();
+    tick_step(&(struct machine_input){.kind = MI_DB, .db = res});
 }
 
-static void on_tenants(const struct db_result *res, void *arg)
+/* Enter the current state: start its one wait. */
+static void enter(void)
 {
-    (void)arg;
+    char q1[MLFLOW_SQL_MAX], q2[MLFLOW_SQL_MAX];
+    switch (sched.state) {
+    case TICK_IDLE:
+        return;
+    case TICK_CLAIM: {
+        char name[64];
+        snprintf(name, sizeof name, "mlflow-schedule:%lld", (long long)sched.tick);
+        const char *params[] = {name, mlflow_instance_id()};
+        if (mlflow_store_sql(q1, sizeof q1, MLFLOW_SQL_SCHED_PURGE, NULL) < 0 ||
+            mlflow_store_sql(q2, sizeof q2, MLFLOW_SQL_SCHED_CLAIM, NULL) < 0)
+            MACHINE_IMPOSSIBLE(&tick_def, sched.state); /* fixed text: cannot fail */
+        const struct db_stmt stmts[] = {{q1, 0, NULL}, {q2, 2, params}};
+        db_submit(sched.app->db, stmts, 2, on_db, NULL);
+        return;
+    }
+    case TICK_LIST:
+        if (mlflow_store_sql(q1, sizeof q1, MLFLOW_SQL_SCHED_TENANTS, NULL) < 0)
+            MACHINE_IMPOSSIBLE(&tick_def, sched.state);
+        db_query(sched.app->db, q1, 0, NULL, on_db, NULL);
+        return;
+    case TICK_RUNNING:
+        launch();
+        return;
+    default:
+        MACHINE_IMPOSSIBLE(&tick_def, sched.state);
+    }
+}
+
+static void go(enum tick_state st)
+{
+    set_state(st);
+    enter();
+}
+
+static void step_claimed(const struct db_result *res)
+{
+    if (res->status != DB_OK) {
+        log_error("mlflow: claiming the scheduled sync failed: %s",
+                  res->status == DB_UNAVAILABLE ? "database unavailable" : res->message);
+        set_state(TICK_IDLE);
+        return;
+    }
+    if (PQntuples(db_last(res)) == 0) {
+        log_info("mlflow: scheduled sync of this tick runs on another instance");
+        set_state(TICK_IDLE);
+        return;
+    }
+    sched.started = 0;
+    go(TICK_LIST);
+}
+
+static void step_listed(const struct db_result *res)
+{
     if (res->status != DB_OK) {
         log_error("mlflow: listing tenants for the scheduled sync failed: %s",
                   res->status == DB_UNAVAILABLE ? "database unavailable" : res->message);
@@ -126,43 +199,21 @@ static void on_tenants(const struct db_result *res, void *arg)
         return;
     }
     for (int i = 0; i < n; i++) {
-        if (!tenant_name_valid(PQgetvalue(pr, i, 0)))
+        const char *schema;
+        long long org;
+        mlflow_store_tenant(pr, i, &schema, &org);
+        if (!tenant_name_valid(schema))
             continue;
         struct sched_tenant *t = &sched.tenants[sched.n++];
-        snprintf(t->tenant, sizeof t->tenant, "%s", PQgetvalue(pr, i, 0));
-        t->org = strtoll(PQgetvalue(pr, i, 1), NULL, 10);
+        snprintf(t->tenant, sizeof t->tenant, "%s", schema);
+        t->org = org;
     }
-    sched.state = TICK_RUNNING;
-    launch();
+    go(TICK_RUNNING);
 }
 
-static void on_claim(const struct db_result *res, void *arg)
+/* The cron timer fired: claim this tick unless one still runs or the database is not ready. */
+static void step_tick(void)
 {
-    (void)arg;
-    if (res->status != DB_OK) {
-        log_error("mlflow: claiming the scheduled sync failed: %s",
-                  res->status == DB_UNAVAILABLE ? "database unavailable" : res->message);
-        sched.state = TICK_IDLE;
-        return;
-    }
-    if (PQntuples(db_last(res)) == 0) {
-        log_info("mlflow: scheduled sync of this tick runs on another instance");
-        sched.state = TICK_IDLE;
-        return;
-    }
-    sched.state = TICK_LIST;
-    sched.started = 0;
-    db_query(sched.app->db,
-             "SELECT schema_name, organization_id FROM public.integration_tenants"
-             " WHERE schema_name ~ '^[A-Za-z0-9]{10}$'"
-             " AND to_regclass(quote_ident(schema_name) || '.mlflow_integrations') IS NOT NULL"
-             " ORDER BY schema_name",
-             0, NULL, on_tenants, NULL);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what, (void)arg;
     time_t tick = sched.next_fire;
     arm();
     struct app *a = sched.app;
@@ -176,18 +227,62 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         log_warn("mlflow: database not ready; this scheduled sync tick is skipped");
         return;
     }
-    sched.state = TICK_CLAIM;
     sched.tick = tick;
-    char name[64];
-    snprintf(name, sizeof name, "mlflow-schedule:%lld", (long long)tick);
-    const char *params[] = {name, mlflow_instance_id()};
-    const struct db_stmt stmts[] = {
-        {"DELETE FROM public.integration_locks WHERE name LIKE 'mlflow-schedule:%' AND expires_at < now()", 0, NULL},
-        {"INSERT INTO public.integration_locks (name, holder, expires_at) VALUES ($1, $2, now() + interval '1 day')"
-         " ON CONFLICT (name) DO NOTHING RETURNING name",
-         2, params},
-    };
-    db_submit(a->db, stmts, 2, on_claim, NULL);
+    go(TICK_CLAIM);
+}
+
+/* The one step function of the tick. */
+static void tick_step(const struct machine_input *in)
+{
+    switch (in->kind) {
+    case MI_TIMER:
+        step_tick(); /* any state: a tick still running skips this one */
+        return;
+    case MI_DB:
+        switch (sched.state) {
+        case TICK_CLAIM:
+            step_claimed(in->db);
+            return;
+        case TICK_LIST:
+            step_listed(in->db);
+            return;
+        default: /* only CLAIM and LIST wait for the database */
+            MACHINE_IMPOSSIBLE(&tick_def, sched.state);
+        }
+    case MI_EVENT: /* a sync of the tick ended */
+        switch (sched.state) {
+        case TICK_RUNNING:
+            sched.in_flight--;
+            launch();
+            return;
+        default: /* syncs are started in RUNNING only, and the tick stays until the last ends */
+            MACHINE_IMPOSSIBLE(&tick_def, sched.state);
+        }
+    case MI_ENTER:
+        enter();
+        return;
+    case MI_FETCH:
+    case MI_CANCEL:
+    default:
+        MACHINE_IMPOSSIBLE(&tick_def, sched.state);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    tick_step(&(struct machine_input){.kind = MI_TIMER});
+}
+
+static void ctx_event(void *arg, const char *type, long long org_id, const char *tenant, long long actor,
+                      json_t *data)
+{
+    app_event(arg, type, org_id, tenant, actor, data);
+}
+
+static void ctx_invalidate(void *arg, const char *tenant)
+{
+    app_cache_invalidate(arg, tenant);
 }
 
 int mlflow_start(struct app *a, char *err, size_t errlen)
@@ -201,11 +296,21 @@ int mlflow_start(struct app *a, char *err, size_t errlen)
         snprintf(err, errlen, "MLFLOW_SYNC_SCHEDULE never matches a date (e.g. February 30)");
         return -1;
     }
-    if (mlflow_sync_init() < 0) {
+    sched.app = a;
+    sched.net = (struct mlflow_sync_net){a->base, a->db, a->fetch};
+    const struct mlflow_sync_ctx ctx = {
+        .secrets = &a->secrets,
+        .budget = {a->cfg.mlflow_page_max_bytes, a->cfg.mlflow_page_max_values, a->cfg.mlflow_page_max_depth},
+        .event = ctx_event,
+        .invalidate = ctx_invalidate,
+        .arg = a,
+        .io = &mlflow_sync_io_default,
+        .io_arg = &sched.net,
+    };
+    if (mlflow_sync_init(&ctx) < 0) {
         snprintf(err, errlen, "cannot generate the instance id (no randomness)");
         return -1;
     }
-    sched.app = a;
     if (!(sched.timer = evtimer_new(a->base, on_timer, NULL))) {
         snprintf(err, errlen, "out of memory");
         return -1;

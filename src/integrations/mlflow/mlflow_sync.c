@@ -3,13 +3,16 @@
  * upserts with change detection, stale marking, the outcome and its records
  * (configuration row, mlflow_sync_history, events), and the list of live jobs.
  *
- * States (one step function, sync_step, takes every input):
+ * States (one step function, mlflow_sync_step, takes every input: util/machine.h):
  *   LOAD -> [SKIP ->] ACQUIRE -> EXPERIMENTS <-> RUNS <-> UPSERT -> MODELS -> VERSIONS <-> UPSERT
  *        -> STALE -> FINISH -> DONE
  * (UPSERT repeats for each slice of UPSERT_SLICE records of one page.)
  * Each state waits for exactly one thing (a query, a call, or a retry timer), so a
- * job is freed only in DONE or by mlflow_sync_stop_all (then the pool and the fetch
- * client drop their callbacks; see app_free's order).
+ * job is freed only in DONE or by a cancel (mlflow_sync_stop_all: the call and the
+ * timers are dropped; the pool drops its callbacks, see app_free's order).
+ * Every wait starts through the context's struct mlflow_sync_io (the real one at the
+ * end of this file), and the job knows the process only through its struct
+ * mlflow_sync_ctx (secrets, page budget, events, cache invalidation): no app.
  * Memory: one page of MLflow objects at a time; each page is mapped, sent as one
  * bound jsonb parameter and freed before the next page is requested. Kept across
  * pages: the aliases of registered models ("name\x1fversion" -> "a,b") and the names
@@ -30,16 +33,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "db/pool.h"
-#include "db/schema.h"
 #include "http/request.h"
 #include "integrations/mlflow_client.h"
 #include "integrations/mlflow_map.h"
+#include "integrations/mlflow_store.h"
 #include "jobs/retry.h"
 #include "log.h"
 #include "net/fetch.h"
 #include "util/clock.h"
+#include "util/machine.h"
 
 #define EXP_PAGE 100            /* experiments per page */
 #define RUN_CHUNK 50            /* experiment ids per runs/search (VerifyWise's chunk) */
@@ -51,13 +54,10 @@
 #define RUN_PAGE 50             /* runs per page (at first) */
 #define MODEL_PAGE 200          /* registered models per page */
 #define VERSION_PAGE 200        /* model versions per page */
-#define STALE_BATCH 1000
 #define UPSERT_SLICE 200        /* records mapped and stored per step: a page holding more
                                  * (a server ignoring max_results) is stored in slices, so
                                  * no loop iteration maps or records an unbounded number */
 #define TOKEN_MAX 4096
-#define LEASE_SECONDS 60
-#define LEASE_INTERVAL "60 seconds" /* = LEASE_SECONDS */
 #define MAX_REQUESTS 200000     /* a server that pages forever is cut off */
 #define RENEW_SECONDS 20
 #define MESSAGE_MAX 1000        /* VerifyWise truncates sync messages to 1000 characters */
@@ -78,14 +78,7 @@ enum mlflow_sync_state {
 
 static const char *const state_names[] = {"load", "skip", "acquire", "experiments", "runs", "upsert",
                                           "models", "versions", "stale", "finish", "done"};
-
-enum sync_input_kind { IN_ENTER, IN_DB, IN_FETCH, IN_TIMER };
-
-struct sync_input {
-    enum sync_input_kind kind;
-    const struct db_result *db;
-    const struct fetch_response *fetch;
-};
+static const struct machine_def sync_def = MACHINE_DEF("mlflow sync", state_names);
 
 struct sync_watch {
     struct sync_watch *next;
@@ -93,12 +86,14 @@ struct sync_watch {
     void *arg;
 };
 
-struct sync_job {
-    struct sync_job *next;
+struct mlflow_sync_job {
+    struct mlflow_sync_job *next;
     struct sync_watch *watchers; /* called once each, then freed */
     struct mlflow_sync_opts o;
     enum mlflow_sync_state state;
     unsigned seq;
+    char who[TENANT_HASH_LEN + 16];    /* "<tenant>/<seq>" in the state log */
+    const char *skip_msg;              /* SKIP: why (a static string) */
     bool gated;                 /* o.gate already called */
     bool leased;
     char holder[64], lock_name[64];
@@ -106,9 +101,9 @@ struct sync_job {
     long long sync_id;
     char test_status[16];
     struct mlflow_conn conn;
-    struct fetch *fetch;
-    struct event *timer;        /* retry wait */
-    struct event *renew;        /* lease renewal */
+    void *call;                 /* the outbound call in flight (io handle) */
+    struct event *timer;        /* retry wait (mlflow_sync_io_default's) */
+    struct event *renew;        /* lease renewal (mlflow_sync_io_default's) */
     int attempt;
     /* experiments and runs */
     json_t *exps;               /* experiments of the current page (owned) */
@@ -139,12 +134,16 @@ struct sync_job {
     int64_t t0_us;
 };
 
-static struct sync_job *jobs;
+static struct mlflow_sync_job *jobs;
 static unsigned job_seq;
 static char instance_id[33];
 static uint64_t rng_state;
+static struct mlflow_sync_ctx ctx;
 
-static void sync_step(struct sync_job *j, const struct sync_input *in);
+static const struct mlflow_sync_io *io(void)
+{
+    return ctx.io ? ctx.io : &mlflow_sync_io_default;
+}
 
 /* ---- small helpers ------------------------------------------------------------- */
 
@@ -156,8 +155,9 @@ static double rand01(void)
     return (double)(rng_state >> 11) / 9007199254740992.0;
 }
 
-int mlflow_sync_init(void)
+int mlflow_sync_init(const struct mlflow_sync_ctx *c)
 {
+    ctx = *c;
     unsigned char b[16];
     if (RAND_bytes(b, sizeof b) != 1)
         return -1;
@@ -176,7 +176,7 @@ const char *mlflow_instance_id(void)
 
 bool mlflow_sync_running(const char *tenant)
 {
-    for (struct sync_job *j = jobs; j; j = j->next)
+    for (struct mlflow_sync_job *j = jobs; j; j = j->next)
         if (strcmp(j->o.tenant, tenant) == 0)
             return true;
     return false;
@@ -185,29 +185,29 @@ bool mlflow_sync_running(const char *tenant)
 int mlflow_sync_count(void)
 {
     int n = 0;
-    for (struct sync_job *j = jobs; j; j = j->next)
+    for (struct mlflow_sync_job *j = jobs; j; j = j->next)
         n++;
     return n;
 }
 
-static const char *trigger_name(const struct sync_job *j)
+static const char *trigger_name(const struct mlflow_sync_job *j)
 {
     return j->o.trigger == MLFLOW_TRIGGER_SCHEDULED ? "scheduled" : "manual";
 }
 
-static int table(const struct sync_job *j, const char *name, char *buf, size_t len)
+/* The only writer of j->state. */
+static void set_state(struct mlflow_sync_job *j, enum mlflow_sync_state s)
 {
-    return db_table(buf, len, j->o.tenant, name);
-}
-
-static void set_state(struct sync_job *j, enum mlflow_sync_state s)
-{
-    if (log_enabled(LOG_DEBUG))
-        log_debug("mlflow sync %s/%u: %s -> %s", j->o.tenant, j->seq, state_names[j->state], state_names[s]);
+    machine_trace(&sync_def, j->who, j->state, s);
     j->state = s;
 }
 
-static void note_failure(struct sync_job *j, const char *msg)
+const char *mlflow_sync_state(const struct mlflow_sync_job *j)
+{
+    return machine_state_name(&sync_def, j->state);
+}
+
+static void note_failure(struct mlflow_sync_job *j, const char *msg)
 {
     j->failures++;
     if (!j->first_error[0])
@@ -221,7 +221,7 @@ static void replace_str(char **dst, const char *src)
 }
 
 /* Tell every watcher (once) and forget them. */
-static void notify_watchers(struct sync_job *j, enum mlflow_sync_gate g, const struct mlflow_sync_result *res)
+static void notify_watchers(struct mlflow_sync_job *j, enum mlflow_sync_gate g, const struct mlflow_sync_result *res)
 {
     struct sync_watch *w = j->watchers;
     j->watchers = NULL;
@@ -233,7 +233,7 @@ static void notify_watchers(struct sync_job *j, enum mlflow_sync_gate g, const s
     }
 }
 
-static int add_watch(struct sync_job *j, mlflow_sync_watch_fn fn, void *arg)
+static int add_watch(struct mlflow_sync_job *j, mlflow_sync_watch_fn fn, void *arg)
 {
     struct sync_watch *w = calloc(1, sizeof *w);
     if (!w)
@@ -247,26 +247,23 @@ static int add_watch(struct sync_job *j, mlflow_sync_watch_fn fn, void *arg)
 
 int mlflow_sync_watch(const char *tenant, mlflow_sync_watch_fn fn, void *arg)
 {
-    for (struct sync_job *j = jobs; j; j = j->next)
+    for (struct mlflow_sync_job *j = jobs; j; j = j->next)
         if (strcmp(j->o.tenant, tenant) == 0 && j->state != SYNC_DONE)
             return add_watch(j, fn, arg);
     return -1;
 }
 
-static void job_free(struct sync_job *j)
+static void job_free(struct mlflow_sync_job *j)
 {
     notify_watchers(j, MLFLOW_GATE_FAILED, NULL);
-    for (struct sync_job **p = &jobs; *p; p = &(*p)->next)
+    for (struct mlflow_sync_job **p = &jobs; *p; p = &(*p)->next)
         if (*p == j) {
             *p = j->next;
             break;
         }
-    if (j->fetch)
-        fetch_cancel(j->fetch);
-    if (j->timer)
-        event_free(j->timer);
-    if (j->renew)
-        event_free(j->renew);
+    if (j->call)
+        io()->cancel(ctx.io_arg, j->call);
+    io()->release(ctx.io_arg, j);
     if (j->o.req)
         http_req_unref(j->o.req);
     mlflow_conn_clear(&j->conn);
@@ -285,7 +282,7 @@ static void job_free(struct sync_job *j)
 
 /* Tell the request how the start went (once), then let go of it unless it waits
  * for the end. */
-static void gate(struct sync_job *j, enum mlflow_sync_gate g)
+static void gate(struct mlflow_sync_job *j, enum mlflow_sync_gate g)
 {
     if (j->gated)
         return;
@@ -301,7 +298,7 @@ static void gate(struct sync_job *j, enum mlflow_sync_gate g)
     }
 }
 
-static void job_end(struct sync_job *j)
+static void job_end(struct mlflow_sync_job *j)
 {
     set_state(j, SYNC_DONE);
     if (!j->gated)
@@ -315,34 +312,30 @@ static void job_end(struct sync_job *j)
 
 /* ---- I/O: every wait of the machine starts here -------------------------------- */
 
-static void on_db(const struct db_result *res, void *arg)
-{
-    struct sync_input in = {IN_DB, res, NULL};
-    sync_step(arg, &in);
-}
-
-static void submit(struct sync_job *j, const struct db_stmt *stmts, int n)
+static void submit(struct mlflow_sync_job *j, const struct db_stmt *stmts, int n)
 {
     j->statements += n;
-    db_submit(j->o.app->db, stmts, n, on_db, j);
+    io()->submit(ctx.io_arg, j, stmts, n);
 }
 
-static struct mlflow_page_budget budget(const struct sync_job *j)
+/* A statement of the store for this job's tenant. The tenant is checked at the start
+ * and every template fits MLFLOW_SQL_MAX (tests/unit/test_mlflow_config.c builds each
+ * one), so a failure here is a bug. */
+static void sql(struct mlflow_sync_job *j, char *buf, size_t len, enum mlflow_sql which)
 {
-    const struct config *cf = &j->o.app->cfg;
-    return (struct mlflow_page_budget){cf->mlflow_page_max_bytes, cf->mlflow_page_max_values,
-                                       cf->mlflow_page_max_depth};
+    if (mlflow_store_sql(buf, len, which, j->o.tenant) < 0) {
+        log_msg(LOG_ERROR, "mlflow sync %s: statement %d cannot be built", j->o.tenant, (int)which);
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
+    }
 }
 
-static void on_fetch(const struct fetch_response *res, void *arg)
+static struct mlflow_page_budget budget(const struct mlflow_sync_job *j)
 {
-    struct sync_job *j = arg;
-    j->fetch = NULL;
-    struct sync_input in = {IN_FETCH, NULL, res};
-    sync_step(j, &in);
+    (void)j;
+    return ctx.budget;
 }
 
-static void call(struct sync_job *j, const char *method, const char *path, const char *query,
+static void call(struct mlflow_sync_job *j, const char *method, const char *path, const char *query,
                  const json_t *body)
 {
     struct mlflow_call c;
@@ -350,43 +343,18 @@ static void call(struct sync_job *j, const char *method, const char *path, const
         /* out of memory: answer like a failed call, from the loop */
         log_error("mlflow sync %s: cannot build a request", j->o.tenant);
         struct fetch_request bad = {.url = "", .target = "mlflow"};
-        j->fetch = fetch_start(j->o.app->fetch, &bad, on_fetch, j);
+        j->call = io()->call(ctx.io_arg, j, &bad);
         return;
     }
     j->requests++;
     c.req.org_id = j->o.org_id;
-    j->fetch = fetch_start(j->o.app->fetch, &c.req, on_fetch, j);
+    j->call = io()->call(ctx.io_arg, j, &c.req);
     mlflow_call_clear(&c);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct sync_input in = {IN_TIMER, NULL, NULL};
-    sync_step(arg, &in);
-}
-
-static void on_renewed(const struct db_result *res, void *arg)
-{
-    (void)arg;
-    if (res->status != DB_OK)
-        log_warn("mlflow sync: renewing a lease failed");
-    else if (PQntuples(db_last(res)) == 0)
-        log_warn("mlflow sync: a lease was lost before it was renewed");
-}
-
-static void on_renew(evutil_socket_t fd, short what, void *arg)
-{
-    struct sync_job *j = arg;
-    const char *params[] = {j->lock_name, j->holder};
-    db_query(j->o.app->db,
-             "UPDATE public.integration_locks SET expires_at = now() + interval '" LEASE_INTERVAL "' "
-             "WHERE name = $1 AND holder = $2 RETURNING name",
-             2, params, on_renewed, NULL);
 }
 
 /* A failed call: schedule another attempt when it is worth one. Returns true when
  * a retry is pending (the state stays). */
-static bool maybe_retry(struct sync_job *j, const struct fetch_response *res)
+static bool maybe_retry(struct mlflow_sync_job *j, const struct fetch_response *res)
 {
     long status = res->outcome == FETCH_OK ? res->status : 0;
     if (!retry_retryable(res->outcome, status))
@@ -397,11 +365,9 @@ static bool maybe_retry(struct sync_job *j, const struct fetch_response *res)
     long delay = retry_delay_ms(&retry_default, j->attempt + 2, after, rand01()); /* attempt = retries so far */
     if (delay < 0)
         return false;
-    if (!j->timer && !(j->timer = evtimer_new(j->o.app->base, on_timer, j)))
+    if (io()->arm(ctx.io_arg, j, MLFLOW_TIMER_RETRY, delay) < 0)
         return false;
     j->attempt++;
-    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-    evtimer_add(j->timer, &tv);
     log_fields(LOG_INFO, "mlflow sync: retrying a request",
                json_pack("{s:s,s:s,s:i,s:I,s:s,s:I}", "tenant", j->o.tenant, "state", state_names[j->state],
                          "attempt", j->attempt, "delay_ms", (json_int_t)delay, "outcome",
@@ -411,7 +377,7 @@ static bool maybe_retry(struct sync_job *j, const struct fetch_response *res)
 
 /* Classify a finished call: returns the parsed body (2xx JSON object), or NULL
  * after recording why (and whether the whole sync must stop). */
-static json_t *call_result(struct sync_job *j, const struct fetch_response *res, bool *retrying)
+static json_t *call_result(struct mlflow_sync_job *j, const struct fetch_response *res, bool *retrying)
 {
     *retrying = false;
     j->over_budget = false;
@@ -451,7 +417,7 @@ static json_t *call_result(struct sync_job *j, const struct fetch_response *res,
 }
 
 /* The next page token of a page, or NULL when it is the last (or the token is absurd). */
-static const char *page_token(struct sync_job *j, const json_t *page)
+static const char *page_token(struct mlflow_sync_job *j, const json_t *page)
 {
     const char *t = mlflow_str(page, "next_page_token");
     if (t && strlen(t) > TOKEN_MAX) {
@@ -467,7 +433,7 @@ static const char *page_token(struct sync_job *j, const json_t *page)
 
 /* ---- experiments and runs --------------------------------------------------------- */
 
-static void issue_experiments(struct sync_job *j)
+static void issue_experiments(struct mlflow_sync_job *j)
 {
     json_t *body = json_pack("{s:i}", "max_results", EXP_PAGE);
     if (j->exp_token)
@@ -476,12 +442,12 @@ static void issue_experiments(struct sync_job *j)
     json_decref(body);
 }
 
-static const char *exp_id_at(const struct sync_job *j, size_t i)
+static const char *exp_id_at(const struct mlflow_sync_job *j, size_t i)
 {
     return mlflow_str(json_array_get(j->exps, i), "experiment_id");
 }
 
-static void issue_runs(struct sync_job *j)
+static void issue_runs(struct mlflow_sync_job *j)
 {
     json_t *ids = json_array();
     if (j->split) {
@@ -504,7 +470,7 @@ static void issue_runs(struct sync_job *j)
 
 /* After the runs of the current chunk (or split element) are done: the next chunk,
  * the next experiments page, or the registry. */
-static enum mlflow_sync_state runs_advance(struct sync_job *j)
+static enum mlflow_sync_state runs_advance(struct mlflow_sync_job *j)
 {
     replace_str(&j->runs_token, NULL);
     if (j->split && ++j->split_pos < j->chunk_len)
@@ -524,7 +490,7 @@ static enum mlflow_sync_state runs_advance(struct sync_job *j)
 }
 
 /* Map elements [from, to) of a page into the batch text. Returns 0 or -1 (out of memory). */
-static int build_batch(struct sync_job *j, const json_t *items, size_t from, size_t to, bool runs)
+static int build_batch(struct mlflow_sync_job *j, const json_t *items, size_t from, size_t to, bool runs)
 {
     json_t *arr = json_array();
     if (!arr)
@@ -572,7 +538,7 @@ static int build_batch(struct sync_job *j, const json_t *items, size_t from, siz
 
 /* The next slice of the page being stored (UPSERT), or, when the page is done, what
  * follows it. */
-static enum mlflow_sync_state next_slice(struct sync_job *j)
+static enum mlflow_sync_state next_slice(struct mlflow_sync_job *j)
 {
     bool runs = j->after_upsert == SYNC_RUNS;
     size_t n = json_array_size(j->items);
@@ -594,7 +560,7 @@ static enum mlflow_sync_state next_slice(struct sync_job *j)
     return j->versions_token ? SYNC_VERSIONS : SYNC_STALE;
 }
 
-static void take_items(struct sync_job *j, json_t *page, const char *key, enum mlflow_sync_state kind)
+static void take_items(struct mlflow_sync_job *j, json_t *page, const char *key, enum mlflow_sync_state kind)
 {
     json_decref(j->items);
     j->items = json_incref(json_object_get(page, key));
@@ -602,7 +568,7 @@ static void take_items(struct sync_job *j, json_t *page, const char *key, enum m
     j->after_upsert = kind;
 }
 
-static enum mlflow_sync_state on_runs_page(struct sync_job *j, json_t *page)
+static enum mlflow_sync_state on_runs_page(struct mlflow_sync_job *j, json_t *page)
 {
     replace_str(&j->runs_token, page_token(j, page));
     take_items(j, page, "runs", SYNC_RUNS);
@@ -611,30 +577,36 @@ static enum mlflow_sync_state on_runs_page(struct sync_job *j, json_t *page)
 
 /* ---- registry ------------------------------------------------------------------- */
 
-static void issue_models(struct sync_job *j)
+/* A GET of one registry page. The token is at most TOKEN_MAX (page_token), so the
+ * query always fits; if it did not, the call is made without a URL and fails like
+ * any failed call (from the loop). */
+static void registry_call(struct mlflow_sync_job *j, const char *path, int page, const char *token)
 {
     char q[TOKEN_MAX * 3 + 64] = "";
     char n[16];
-    snprintf(n, sizeof n, "%d", MODEL_PAGE);
-    mlflow_query_add(q, sizeof q, "max_results", n);
-    if (j->models_token)
-        mlflow_query_add(q, sizeof q, "page_token", j->models_token);
-    call(j, "GET", "/api/2.0/mlflow/registered-models/search", q, NULL);
+    snprintf(n, sizeof n, "%d", page);
+    if (mlflow_query_add(q, sizeof q, "max_results", n) < 0 ||
+        (token && mlflow_query_add(q, sizeof q, "page_token", token) < 0)) {
+        log_error("mlflow sync %s: a page token does not fit the query", j->o.tenant);
+        struct fetch_request bad = {.url = "", .target = "mlflow"};
+        j->call = io()->call(ctx.io_arg, j, &bad);
+        return;
+    }
+    call(j, "GET", path, q, NULL);
 }
 
-static void issue_versions(struct sync_job *j)
+static void issue_models(struct mlflow_sync_job *j)
 {
-    char q[TOKEN_MAX * 3 + 64] = "";
-    char n[16];
-    snprintf(n, sizeof n, "%d", VERSION_PAGE);
-    mlflow_query_add(q, sizeof q, "max_results", n);
-    if (j->versions_token)
-        mlflow_query_add(q, sizeof q, "page_token", j->versions_token);
-    call(j, "GET", "/api/2.0/mlflow/model-versions/search", q, NULL);
+    registry_call(j, "/api/2.0/mlflow/registered-models/search", MODEL_PAGE, j->models_token);
+}
+
+static void issue_versions(struct mlflow_sync_job *j)
+{
+    registry_call(j, "/api/2.0/mlflow/model-versions/search", VERSION_PAGE, j->versions_token);
 }
 
 /* Remember aliases ("name\x1fversion" -> "a,b") and prompt names of one page. */
-static void collect_models(struct sync_job *j, const json_t *page)
+static void collect_models(struct mlflow_sync_job *j, const json_t *page)
 {
     if (!j->aliases)
         j->aliases = json_object();
@@ -663,108 +635,41 @@ static void collect_models(struct sync_job *j, const json_t *page)
     }
 }
 
-static enum mlflow_sync_state on_versions_page(struct sync_job *j, json_t *page)
+static enum mlflow_sync_state on_versions_page(struct mlflow_sync_job *j, json_t *page)
 {
     replace_str(&j->versions_token, page_token(j, page));
     take_items(j, page, "model_versions", SYNC_VERSIONS);
     return next_slice(j);
 }
 
-/* ---- statements ------------------------------------------------------------------ */
+/* ---- statements (their text is mlflow_store's) ----------------------------------- */
 
-#define CONTENT(t)                                                                                  \
-    "(" t ".lifecycle_stage, " t ".run_id, " t ".description, " t ".source, " t ".status, " t           \
-    ".tags, " t ".metrics, " t ".parameters, " t ".experiment_id, " t ".experiment_name, " t           \
-    ".artifact_location, " t ".training_status, " t ".training_started_at, " t ".training_ended_at, " \
-    t ".source_version, " t ".model_created_at, " t ".model_updated_at)"
-#define MS_TS(c) "'epoch'::timestamp + r." c " * interval '1 millisecond' AS " c
-
-static void issue_upsert(struct sync_job *j)
+static void issue_upsert(struct mlflow_sync_job *j)
 {
-    char t[64], k[64], sql[7168];
-    table(j, "mlflow_model_records", t, sizeof t);
-    table(j, "integrationsd_mlflow_model_records", k, sizeof k);
-    snprintf(sql, sizeof sql,
-             "WITH x AS (SELECT DISTINCT ON (model_name, version) * FROM ("
-             " SELECT left(r.model_name, 255) AS model_name, left(r.version, 255) AS version,"
-             " left(r.lifecycle_stage, 255) AS lifecycle_stage, left(r.run_id, 255) AS run_id,"
-             " left(r.description, 65535) AS description, left(r.source, 255) AS source,"
-             " left(r.status, 255) AS status, COALESCE(r.tags, '{}') AS tags,"
-             " COALESCE(r.metrics, '{}') AS metrics, COALESCE(r.parameters, '{}') AS parameters,"
-             " left(r.experiment_id, 255) AS experiment_id, left(r.experiment_name, 255) AS experiment_name,"
-             " left(r.artifact_location, 65535) AS artifact_location,"
-             " left(r.training_status, 255) AS training_status, " MS_TS("training_started_at") ", "
-             MS_TS("training_ended_at") ", left(r.source_version, 255) AS source_version, "
-             MS_TS("model_created_at") ", " MS_TS("model_updated_at") ", left(r.record_kind, 16) AS record_kind"
-             " FROM jsonb_to_recordset($1::jsonb) AS r(record_kind text, model_name text, version text,"
-             " lifecycle_stage text, run_id text, description text, source text, status text,"
-             " experiment_id text, experiment_name text, artifact_location text, training_status text,"
-             " source_version text, tags jsonb, metrics jsonb, parameters jsonb,"
-             " training_started_at bigint, training_ended_at bigint, model_created_at bigint,"
-             " model_updated_at bigint)"
-             " WHERE r.model_name <> '' AND r.version <> '') s ORDER BY model_name, version),"
-             " old AS (SELECT o.*, d.deleted_at FROM %s o JOIN x ON o.model_name = x.model_name"
-             " AND o.version = x.version LEFT JOIN %s d ON d.record_id = o.id),"
-             " up AS (INSERT INTO %s AS t (model_name, version, lifecycle_stage, run_id, description, source,"
-             " status, tags, metrics, parameters, experiment_id, experiment_name, artifact_location,"
-             " training_status, training_started_at, training_ended_at, source_version, model_created_at,"
-             " model_updated_at, last_synced_at, created_at, updated_at)"
-             " SELECT model_name, version, lifecycle_stage, run_id, description, source, status, tags,"
-             " metrics, parameters, experiment_id, experiment_name, artifact_location, training_status,"
-             " training_started_at, training_ended_at, source_version, model_created_at, model_updated_at,"
-             " $2::timestamp, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC' FROM x"
-             " ON CONFLICT (model_name, version) DO UPDATE SET lifecycle_stage = EXCLUDED.lifecycle_stage,"
-             " run_id = EXCLUDED.run_id, description = EXCLUDED.description, source = EXCLUDED.source,"
-             " status = EXCLUDED.status, tags = EXCLUDED.tags, metrics = EXCLUDED.metrics,"
-             " parameters = EXCLUDED.parameters, experiment_id = EXCLUDED.experiment_id,"
-             " experiment_name = EXCLUDED.experiment_name, artifact_location = EXCLUDED.artifact_location,"
-             " training_status = EXCLUDED.training_status, training_started_at = EXCLUDED.training_started_at,"
-             " training_ended_at = EXCLUDED.training_ended_at, source_version = EXCLUDED.source_version,"
-             " model_created_at = EXCLUDED.model_created_at, model_updated_at = EXCLUDED.model_updated_at,"
-             " last_synced_at = EXCLUDED.last_synced_at,"
-             " updated_at = CASE WHEN t.id IN (SELECT id FROM old WHERE deleted_at IS NOT NULL) OR "
-             CONTENT("t") " IS DISTINCT FROM "
-             CONTENT("EXCLUDED") " THEN now() AT TIME ZONE 'UTC' ELSE t.updated_at END"
-             " RETURNING t.*),"
-             /* integrationsd's own columns of each record: its kind, and live again */
-             " kd AS (INSERT INTO %s (record_id, record_kind, deleted_at)"
-             " SELECT u.id, x.record_kind, NULL FROM up u JOIN x ON x.model_name = u.model_name"
-             " AND x.version = u.version ON CONFLICT (record_id) DO UPDATE"
-             " SET record_kind = EXCLUDED.record_kind, deleted_at = NULL)"
-             " SELECT u.model_name, u.version,"
-             " CASE WHEN o.id IS NULL THEN 'new' WHEN o.deleted_at IS NOT NULL OR " CONTENT("o")
-             " IS DISTINCT FROM " CONTENT("u") " THEN 'updated' ELSE 'unchanged' END,"
-             " o.lifecycle_stage IS DISTINCT FROM u.lifecycle_stage,"
-             " (o.tags -> '" MLFLOW_ALIASES_TAG "') IS DISTINCT FROM (u.tags -> '" MLFLOW_ALIASES_TAG "'),"
-             " o.status IS DISTINCT FROM u.status, o.description IS DISTINCT FROM u.description,"
-             " (o.tags - '" MLFLOW_ALIASES_TAG "') IS DISTINCT FROM (u.tags - '" MLFLOW_ALIASES_TAG "'),"
-             " u.lifecycle_stage, u.status, x.record_kind"
-             " FROM up u JOIN x ON x.model_name = u.model_name AND x.version = u.version"
-             " LEFT JOIN old o ON o.model_name = u.model_name AND o.version = u.version",
-             t, k, t, k);
+    char q[MLFLOW_SQL_MAX];
+    sql(j, q, sizeof q, MLFLOW_SQL_SYNC_UPSERT);
     const char *params[] = {j->batch, j->started_at};
-    struct db_stmt s = {sql, 2, params};
+    struct db_stmt s = {q, 2, params};
     submit(j, &s, 1);
     free(j->batch); /* the pool copied it */
     j->batch = NULL;
 }
 
-static json_t *str_or_null(const PGresult *res, int i, int col)
+static json_t *str_or_null(const char *s)
 {
-    return PQgetisnull(res, i, col) ? json_null() : json_string(PQgetvalue(res, i, col));
+    return s ? json_string(s) : json_null();
 }
 
-static void model_event(struct sync_job *j, const PGresult *res, int i, const char *change, json_t *changed,
-                        int stage_col)
+static void model_event(struct mlflow_sync_job *j, const struct mlflow_store_change *c, json_t *changed)
 {
-    app_event(j->o.app, "mlflow.model.changed", j->o.org_id, j->o.tenant, j->o.user_id,
-              json_pack("{s:s,s:s,s:o,s:s,s:o,s:o,s:o,s:I}", "name", PQgetvalue(res, i, 0), "version",
-                        PQgetvalue(res, i, 1), "kind", str_or_null(res, i, stage_col + 2), "change", change,
-                        "changed", changed ? changed : json_array(), "stage", str_or_null(res, i, stage_col),
-                        "status", str_or_null(res, i, stage_col + 1), "syncId", (json_int_t)j->sync_id));
+    ctx.event(ctx.arg, "mlflow.model.changed", j->o.org_id, j->o.tenant, j->o.user_id,
+              json_pack("{s:s,s:s,s:o,s:s,s:o,s:o,s:o,s:I}", "name", c->name, "version", c->version, "kind",
+                        str_or_null(c->record_kind), "change", c->change, "changed",
+                        changed ? changed : json_array(), "stage", str_or_null(c->stage), "status",
+                        str_or_null(c->status), "syncId", (json_int_t)j->sync_id));
 }
 
-static void on_upserted(struct sync_job *j, const struct db_result *res)
+static void on_upserted(struct mlflow_sync_job *j, const struct db_result *res)
 {
     if (res->status != DB_OK) {
         log_error("mlflow sync %s: storing %d record(s) failed: %s (%s)", j->o.tenant, j->batch_n,
@@ -772,95 +677,65 @@ static void on_upserted(struct sync_job *j, const struct db_result *res)
         note_failure(j, "Failed to store model records");
         return;
     }
-    static const char *const fields[] = {"stage", "aliases", "status", "description", "tags"};
+    static const char *const fields[MLFLOW_CHANGED_FIELDS] = {"stage", "aliases", "status", "description", "tags"};
     const PGresult *pr = db_last(res);
     for (int i = 0; i < PQntuples(pr); i++) {
-        const char *kind = PQgetvalue(pr, i, 2);
-        if (strcmp(kind, "unchanged") == 0) {
+        struct mlflow_store_change c;
+        mlflow_store_upserted(pr, i, &c);
+        if (strcmp(c.change, "unchanged") == 0) {
             j->unchanged++;
             continue;
         }
         json_t *changed = json_array();
-        if (kind[0] == 'n') {
+        if (c.change[0] == 'n') {
             j->created++;
         } else {
             j->updated++;
-            for (int f = 0; f < 5; f++)
-                if (PQgetvalue(pr, i, 3 + f)[0] == 't')
+            for (int f = 0; f < MLFLOW_CHANGED_FIELDS; f++)
+                if (c.changed[f])
                     json_array_append_new(changed, json_string(fields[f]));
         }
-        model_event(j, pr, i, kind, changed, 8);
+        model_event(j, &c, changed);
     }
 }
 
-static void issue_stale(struct sync_job *j)
+static void issue_stale(struct mlflow_sync_job *j)
 {
-    char t[64], k[64], sql[1024];
-    table(j, "mlflow_model_records", t, sizeof t);
-    table(j, "integrationsd_mlflow_model_records", k, sizeof k);
-    snprintf(sql, sizeof sql,
-             "WITH s AS (SELECT r.id FROM %s r LEFT JOIN %s d ON d.record_id = r.id WHERE d.deleted_at IS NULL AND"
-             " (r.last_synced_at IS NULL OR r.last_synced_at < $1::timestamp) ORDER BY r.id LIMIT %d),"
-             " m AS (INSERT INTO %s AS d (record_id, deleted_at) SELECT id, now() AT TIME ZONE 'UTC' FROM s"
-             " ON CONFLICT (record_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at"
-             " RETURNING d.record_id, d.record_kind)"
-             " UPDATE %s r SET updated_at = now() AT TIME ZONE 'UTC'"
-             " FROM m WHERE r.id = m.record_id RETURNING r.model_name, r.version, r.lifecycle_stage, r.status,"
-             " m.record_kind",
-             t, k, STALE_BATCH, k, t);
+    char q[MLFLOW_SQL_MAX];
+    sql(j, q, sizeof q, MLFLOW_SQL_SYNC_STALE);
     const char *params[] = {j->started_at};
-    struct db_stmt s = {sql, 1, params};
+    struct db_stmt s = {q, 1, params};
     submit(j, &s, 1);
 }
 
-static void issue_load(struct sync_job *j)
+static void issue_load(struct mlflow_sync_job *j)
 {
-    char sql[1024];
-    mlflow_config_select_sql(sql, sizeof sql, j->o.tenant);
-    submit(j, &(struct db_stmt){sql, 0, NULL}, 1);
+    char q[MLFLOW_SQL_MAX];
+    sql(j, q, sizeof q, MLFLOW_SQL_CONFIG_SELECT);
+    submit(j, &(struct db_stmt){q, 0, NULL}, 1);
 }
 
-static void issue_acquire(struct sync_job *j)
+static void issue_acquire(struct mlflow_sync_job *j)
 {
-    char h[64], sql[1536], user[24];
-    table(j, "mlflow_sync_history", h, sizeof h);
+    char q[MLFLOW_SQL_MAX], user[24];
+    sql(j, q, sizeof q, MLFLOW_SQL_SYNC_ACQUIRE);
     snprintf(user, sizeof user, "%lld", j->o.user_id);
-    snprintf(sql, sizeof sql,
-             "WITH l AS (INSERT INTO public.integration_locks AS k (name, holder, acquired_at, expires_at)"
-             " VALUES ($1, $2, now(), now() + interval '%d seconds')"
-             " ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, acquired_at = now(),"
-             " expires_at = EXCLUDED.expires_at WHERE k.expires_at < now() RETURNING holder),"
-             " c AS (UPDATE %s SET status = 'error', finished_at = now() AT TIME ZONE 'UTC',"
-             " message = 'Interrupted: the instance running this sync stopped'"
-             " WHERE status = 'running' AND EXISTS (SELECT 1 FROM l))"
-             " INSERT INTO %s (trigger_type, status, started_at, triggered_by, instance)"
-             " SELECT $3, 'running', now() AT TIME ZONE 'UTC', NULLIF($4, '0')::int, $5 FROM l"
-             " RETURNING id, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS.US')",
-             LEASE_SECONDS, h, h);
     const char *params[] = {j->lock_name, j->holder, trigger_name(j), user, instance_id};
-    submit(j, &(struct db_stmt){sql, 5, params}, 1);
+    submit(j, &(struct db_stmt){q, 5, params}, 1);
 }
 
-static void issue_skip(struct sync_job *j, const char *msg)
+static void issue_skip(struct mlflow_sync_job *j)
 {
-    char h[64], c[64], sql1[512], sql2[512];
-    table(j, "mlflow_sync_history", h, sizeof h);
-    table(j, "mlflow_integrations", c, sizeof c);
-    snprintf(sql1, sizeof sql1,
-             "INSERT INTO %s (trigger_type, status, started_at, finished_at, message, instance)"
-             " VALUES ('scheduled', 'error', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC', $1, $2)",
-             h);
-    snprintf(sql2, sizeof sql2,
-             "UPDATE %s SET last_synced_at = now() AT TIME ZONE 'UTC', last_sync_status = 'error',"
-             " last_sync_message = $1, updated_at = now() AT TIME ZONE 'UTC' WHERE id = $2::int",
-             c);
-    const char *p1[] = {msg, instance_id}, *p2[] = {msg, j->config_id};
-    const struct db_stmt s[] = {{sql1, 2, p1}, {sql2, 2, p2}};
+    char q1[MLFLOW_SQL_MAX], q2[MLFLOW_SQL_MAX];
+    sql(j, q1, sizeof q1, MLFLOW_SQL_SYNC_SKIP_HISTORY);
+    sql(j, q2, sizeof q2, MLFLOW_SQL_SYNC_SKIP_CONFIG);
+    const char *p1[] = {j->skip_msg, instance_id}, *p2[] = {j->skip_msg, j->config_id};
+    const struct db_stmt s[] = {{q1, 2, p1}, {q2, 2, p2}};
     submit(j, s, 2);
 }
 
 /* The outcome of a sync that got its lease. */
-static void outcome(const struct sync_job *j, const char **status, char *msg, size_t len)
+static void outcome(const struct mlflow_sync_job *j, const char **status, char *msg, size_t len)
 {
     int landed = j->created + j->updated + j->unchanged;
     const char *via = j->o.trigger == MLFLOW_TRIGGER_SCHEDULED ? "scheduled job" : "manual sync";
@@ -884,24 +759,15 @@ static void outcome(const struct sync_job *j, const char **status, char *msg, si
         msg[MESSAGE_MAX] = '\0';
 }
 
-static void issue_finish(struct sync_job *j)
+static void issue_finish(struct mlflow_sync_job *j)
 {
     const char *status;
     char msg[1200];
     outcome(j, &status, msg, sizeof msg);
-    char h[64], c[64], sql1[640], sql2[512];
-    table(j, "mlflow_sync_history", h, sizeof h);
-    table(j, "mlflow_integrations", c, sizeof c);
-    snprintf(sql1, sizeof sql1,
-             "UPDATE %s SET status = $2, finished_at = now() AT TIME ZONE 'UTC', message = $3,"
-             " records_fetched = $4::int, records_new = $5::int, records_updated = $6::int,"
-             " records_unchanged = $7::int, records_stale = $8::int, records_skipped = $9::int,"
-             " failures = $10::int WHERE id = $1::int",
-             h);
-    snprintf(sql2, sizeof sql2,
-             "UPDATE %s SET last_synced_at = now() AT TIME ZONE 'UTC', last_sync_status = $2,"
-             " last_sync_message = $3, updated_at = now() AT TIME ZONE 'UTC' WHERE id = $1::int",
-             c);
+    char q1[MLFLOW_SQL_MAX], q2[MLFLOW_SQL_MAX], q3[MLFLOW_SQL_MAX];
+    sql(j, q1, sizeof q1, MLFLOW_SQL_SYNC_FINISH_HISTORY);
+    sql(j, q2, sizeof q2, MLFLOW_SQL_SYNC_FINISH_CONFIG);
+    sql(j, q3, sizeof q3, MLFLOW_SQL_SYNC_RELEASE);
     char n[7][16];
     int v[7] = {j->fetched, j->created, j->updated, j->unchanged, j->stale, j->skipped, j->failures};
     for (int i = 0; i < 7; i++)
@@ -909,17 +775,13 @@ static void issue_finish(struct sync_job *j)
     const char *p1[] = {j->sync_id_s, status, msg, n[0], n[1], n[2], n[3], n[4], n[5], n[6]};
     const char *p2[] = {j->config_id, status, msg};
     const char *p3[] = {j->lock_name, j->holder};
-    const struct db_stmt s[] = {
-        {sql1, 10, p1},
-        {sql2, 3, p2},
-        {"DELETE FROM public.integration_locks WHERE name = $1 AND holder = $2", 2, p3},
-    };
+    const struct db_stmt s[] = {{q1, 10, p1}, {q2, 3, p2}, {q3, 2, p3}};
     submit(j, s, 3);
 }
 
-static void finished(struct sync_job *j, bool recorded)
+static void finished(struct mlflow_sync_job *j, bool recorded)
 {
-    app_cache_invalidate(j->o.app, j->o.tenant); /* sync-status: before anyone is told */
+    ctx.invalidate(ctx.arg, j->o.tenant); /* sync-status: before anyone is told */
     const char *status;
     char msg[1200];
     outcome(j, &status, msg, sizeof msg);
@@ -936,7 +798,7 @@ static void finished(struct sync_job *j, bool recorded)
                          j->failures, "statements", j->statements, "requests", j->requests, "duration_ms",
                          (json_int_t)(((int64_t)clock_mono_us() - j->t0_us) / 1000), "recorded", recorded));
     if (recorded)
-        app_event(j->o.app, "mlflow.sync.completed", j->o.org_id, j->o.tenant, j->o.user_id,
+        ctx.event(ctx.arg, "mlflow.sync.completed", j->o.org_id, j->o.tenant, j->o.user_id,
                   json_pack("{s:I,s:s,s:s,s:s,s:{s:i,s:i,s:i,s:i,s:i,s:i,s:i}}", "syncId", (json_int_t)j->sync_id,
                             "trigger", trigger_name(j), "status", status, "message", msg, "counts", "fetched",
                             j->fetched, "new", j->created, "updated", j->updated, "unchanged", j->unchanged,
@@ -949,7 +811,7 @@ static void finished(struct sync_job *j, bool recorded)
 /* ---- the state machine ------------------------------------------------------------ */
 
 /* Enter the current state: start its one wait. */
-static void enter(struct sync_job *j)
+static void enter(struct mlflow_sync_job *j)
 {
     switch (j->state) {
     case SYNC_LOAD:
@@ -985,19 +847,23 @@ static void enter(struct sync_job *j)
         issue_finish(j);
         return;
     case SYNC_SKIP:
+        issue_skip(j);
+        return;
     case SYNC_DONE:
         return;
+    default:
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
     }
 }
 
-static void go(struct sync_job *j, enum mlflow_sync_state s)
+static void go(struct mlflow_sync_job *j, enum mlflow_sync_state s)
 {
     set_state(j, s);
     enter(j);
 }
 
 /* Fatal database trouble before the lease: end quietly with the right gate. */
-static void db_gate_failure(struct sync_job *j, const struct db_result *res, const char *what)
+static void db_gate_failure(struct mlflow_sync_job *j, const struct db_result *res, const char *what)
 {
     if (res->status == DB_UNAVAILABLE) {
         gate(j, MLFLOW_GATE_DB_UNAVAILABLE);
@@ -1008,7 +874,7 @@ static void db_gate_failure(struct sync_job *j, const struct db_result *res, con
     job_end(j);
 }
 
-static void step_load(struct sync_job *j, const struct db_result *res)
+static void step_load(struct mlflow_sync_job *j, const struct db_result *res)
 {
     if (res->status == DB_SQL_ERROR && strcmp(res->sqlstate, "42P01") == 0) {
         gate(j, MLFLOW_GATE_NOT_CONFIGURED); /* tenant tables not created by this version yet */
@@ -1020,22 +886,21 @@ static void step_load(struct sync_job *j, const struct db_result *res)
         return;
     }
     const PGresult *pr = db_last(res);
-    if (PQntuples(pr) == 0) {
+    struct mlflow_config_row row;
+    if (!mlflow_store_config_row(pr, &row)) {
         gate(j, MLFLOW_GATE_NOT_CONFIGURED);
         job_end(j);
         return;
     }
-    snprintf(j->config_id, sizeof j->config_id, "%s", PQgetvalue(pr, 0, MC_ID));
-    snprintf(j->test_status, sizeof j->test_status, "%s", PQgetvalue(pr, 0, MC_TEST_STATUS));
+    snprintf(j->config_id, sizeof j->config_id, "%s", row.id);
+    snprintf(j->test_status, sizeof j->test_status, "%s", row.test_status ? row.test_status : "");
     if (j->o.trigger == MLFLOW_TRIGGER_SCHEDULED && strcmp(j->test_status, "success") != 0) {
-        const char *msg = PQgetisnull(pr, 0, MC_TEST_STATUS)
-                              ? "Scheduled sync skipped: run a successful connection test."
-                              : "Scheduled sync skipped: last connection test failed";
-        set_state(j, SYNC_SKIP);
-        issue_skip(j, msg);
+        j->skip_msg = !row.test_status ? "Scheduled sync skipped: run a successful connection test."
+                                       : "Scheduled sync skipped: last connection test failed";
+        go(j, SYNC_SKIP);
         return;
     }
-    if (mlflow_conn_from_row(&j->o.app->secrets, pr, &j->conn) < 0) {
+    if (mlflow_conn_from_row(ctx.secrets, pr, &j->conn) < 0) {
         log_error("mlflow sync %s: stored credentials cannot be decrypted with ENCRYPTION_PASSWORD", j->o.tenant);
         j->conn.url[0] = '\0';
         note_failure(j, "Failed to decrypt the stored MLFlow credentials");
@@ -1044,27 +909,23 @@ static void step_load(struct sync_job *j, const struct db_result *res)
     go(j, SYNC_ACQUIRE);
 }
 
-static void step_acquire(struct sync_job *j, const struct db_result *res)
+static void step_acquire(struct mlflow_sync_job *j, const struct db_result *res)
 {
     if (res->status != DB_OK) {
         db_gate_failure(j, res, "taking the sync lease");
         return;
     }
-    const PGresult *pr = db_last(res);
-    if (PQntuples(pr) == 0) {
+    if (!mlflow_store_acquired(db_last(res), j->sync_id_s, sizeof j->sync_id_s, j->started_at,
+                               sizeof j->started_at)) {
         log_info("mlflow sync %s: a sync is already running (lease held); not starting another", j->o.tenant);
         gate(j, MLFLOW_GATE_BUSY);
         job_end(j);
         return;
     }
     j->leased = true;
-    snprintf(j->sync_id_s, sizeof j->sync_id_s, "%s", PQgetvalue(pr, 0, 0));
     j->sync_id = strtoll(j->sync_id_s, NULL, 10);
-    snprintf(j->started_at, sizeof j->started_at, "%s", PQgetvalue(pr, 0, 1));
-    if ((j->renew = event_new(j->o.app->base, -1, EV_PERSIST, on_renew, j))) {
-        struct timeval tv = {RENEW_SECONDS, 0};
-        event_add(j->renew, &tv);
-    }
+    if (io()->arm(ctx.io_arg, j, MLFLOW_TIMER_RENEW, RENEW_SECONDS * 1000L) < 0)
+        log_warn("mlflow sync %s: cannot arm the lease renewal", j->o.tenant);
     gate(j, MLFLOW_GATE_STARTED);
     log_fields(LOG_INFO, "mlflow sync started",
                json_pack("{s:s,s:I,s:s}", "tenant", j->o.tenant, "sync_id", (json_int_t)j->sync_id, "trigger",
@@ -1072,7 +933,7 @@ static void step_acquire(struct sync_job *j, const struct db_result *res)
     go(j, j->fatal ? SYNC_FINISH : SYNC_EXPERIMENTS);
 }
 
-static void step_experiments(struct sync_job *j, const struct fetch_response *res)
+static void step_experiments(struct mlflow_sync_job *j, const struct fetch_response *res)
 {
     bool retrying;
     json_t *page = call_result(j, res, &retrying);
@@ -1111,7 +972,7 @@ static void step_experiments(struct sync_job *j, const struct fetch_response *re
         go(j, runs_advance(j));
 }
 
-static void step_runs(struct sync_job *j, const struct fetch_response *res)
+static void step_runs(struct mlflow_sync_job *j, const struct fetch_response *res)
 {
     bool retrying;
     int failures_before = j->failures;
@@ -1153,7 +1014,7 @@ static void step_runs(struct sync_job *j, const struct fetch_response *res)
     go(j, next);
 }
 
-static void step_upsert(struct sync_job *j, const struct db_result *res)
+static void step_upsert(struct mlflow_sync_job *j, const struct db_result *res)
 {
     if (res->status == DB_UNAVAILABLE) {
         note_failure(j, "Database unavailable while storing model records");
@@ -1168,7 +1029,7 @@ static void step_upsert(struct sync_job *j, const struct db_result *res)
     go(j, next_slice(j));
 }
 
-static void step_models(struct sync_job *j, const struct fetch_response *res)
+static void step_models(struct mlflow_sync_job *j, const struct fetch_response *res)
 {
     bool retrying;
     json_t *page = call_result(j, res, &retrying);
@@ -1184,7 +1045,7 @@ static void step_models(struct sync_job *j, const struct fetch_response *res)
     go(j, j->models_token ? SYNC_MODELS : SYNC_VERSIONS);
 }
 
-static void step_versions(struct sync_job *j, const struct fetch_response *res)
+static void step_versions(struct mlflow_sync_job *j, const struct fetch_response *res)
 {
     bool retrying;
     json_t *page = call_result(j, res, &retrying);
@@ -1199,7 +1060,7 @@ static void step_versions(struct sync_job *j, const struct fetch_response *res)
     go(j, next);
 }
 
-static void step_stale(struct sync_job *j, const struct db_result *res)
+static void step_stale(struct mlflow_sync_job *j, const struct db_result *res)
 {
     if (res->status != DB_OK) {
         log_error("mlflow sync %s: marking stale records failed: %s", j->o.tenant, res->message);
@@ -1210,13 +1071,15 @@ static void step_stale(struct sync_job *j, const struct db_result *res)
     const PGresult *pr = db_last(res);
     int n = PQntuples(pr);
     for (int i = 0; i < n; i++) {
+        struct mlflow_store_change c;
+        mlflow_store_staled(pr, i, &c);
         j->stale++;
-        model_event(j, pr, i, "stale", NULL, 2);
+        model_event(j, &c, NULL);
     }
-    go(j, n == STALE_BATCH ? SYNC_STALE : SYNC_FINISH);
+    go(j, n == MLFLOW_STALE_BATCH ? SYNC_STALE : SYNC_FINISH);
 }
 
-static void step_finish(struct sync_job *j, const struct db_result *res)
+static void step_finish(struct mlflow_sync_job *j, const struct db_result *res)
 {
     bool ok = res->status == DB_OK;
     if (!ok)
@@ -1226,13 +1089,47 @@ static void step_finish(struct sync_job *j, const struct db_result *res)
     job_end(j);
 }
 
-/* The one step function: every input of a job arrives here. */
-static void sync_step(struct sync_job *j, const struct sync_input *in)
+/* A cancel (shutdown): free the job without telling anyone but its watchers; its
+ * call and timers are dropped, its lease expires on its own. */
+static void cancel(struct mlflow_sync_job *j)
 {
-    if (in->kind == IN_ENTER || in->kind == IN_TIMER) {
-        enter(j);
-        return;
+    if (j->leased)
+        log_warn("mlflow sync %s: stopped while running; its lease expires within %d s", j->o.tenant,
+                 MLFLOW_LEASE_SECONDS);
+    j->o.ended = NULL;
+    set_state(j, SYNC_DONE);
+    job_free(j);
+}
+
+/* Does the state wait for a query (else for a call)? DONE waits for nothing: the job is
+ * freed on reaching it. */
+static bool waits_for_query(const struct mlflow_sync_job *j)
+{
+    switch (j->state) {
+    case SYNC_LOAD:
+    case SYNC_SKIP:
+    case SYNC_ACQUIRE:
+    case SYNC_UPSERT:
+    case SYNC_STALE:
+    case SYNC_FINISH:
+        return true;
+    case SYNC_EXPERIMENTS:
+    case SYNC_RUNS:
+    case SYNC_MODELS:
+    case SYNC_VERSIONS:
+        return false;
+    case SYNC_DONE:
+    default:
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
     }
+}
+
+/* The state's answer (a db result or a call's answer) arrived. */
+static void step_answer(struct mlflow_sync_job *j, const struct machine_input *in)
+{
+    /* each state waits for one kind of answer; no other one is in flight */
+    if (waits_for_query(j) != (in->kind == MI_DB))
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
     switch (j->state) {
     case SYNC_LOAD:
         step_load(j, in->db);
@@ -1268,19 +1165,56 @@ static void sync_step(struct sync_job *j, const struct sync_input *in)
         step_finish(j, in->db);
         return;
     case SYNC_DONE:
+    default:
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
+    }
+}
+
+/* The one step function: every input of a job arrives here. */
+void mlflow_sync_step(struct mlflow_sync_job *j, const struct machine_input *in)
+{
+    switch (in->kind) {
+    case MI_ENTER:
+        enter(j);
         return;
+    case MI_TIMER:
+        /* only a state waiting for a call arms the retry timer, and stays until it fires */
+        switch (j->state) {
+        case SYNC_EXPERIMENTS:
+        case SYNC_RUNS:
+        case SYNC_MODELS:
+        case SYNC_VERSIONS:
+            enter(j);
+            return;
+        default:
+            MACHINE_IMPOSSIBLE(&sync_def, j->state);
+        }
+    case MI_DB:
+        step_answer(j, in);
+        return;
+    case MI_FETCH:
+        j->call = NULL; /* the handle is gone with its answer */
+        step_answer(j, in);
+        return;
+    case MI_CANCEL:
+        cancel(j);
+        return;
+    case MI_EVENT:
+    default:
+        MACHINE_IMPOSSIBLE(&sync_def, j->state);
     }
 }
 
 int mlflow_sync_start(const struct mlflow_sync_opts *o)
 {
-    struct sync_job *j = calloc(1, sizeof *j);
+    if (!tenant_name_valid(o->tenant))
+        return -1;
+    struct mlflow_sync_job *j = calloc(1, sizeof *j);
     if (!j)
         return -1;
-    j->o = *o;
-    j->seq = ++job_seq;
-    j->run_page = RUN_PAGE;
+    *j = (struct mlflow_sync_job){.o = *o, .state = SYNC_LOAD, .seq = ++job_seq, .run_page = RUN_PAGE};
     j->t0_us = (int64_t)clock_mono_us();
+    snprintf(j->who, sizeof j->who, "%s/%u", o->tenant, j->seq);
     snprintf(j->holder, sizeof j->holder, "%s:%u", instance_id, j->seq);
     snprintf(j->lock_name, sizeof j->lock_name, "mlflow-sync:%s", o->tenant);
     if (o->watch && add_watch(j, o->watch, o->watch_arg) < 0) {
@@ -1291,20 +1225,102 @@ int mlflow_sync_start(const struct mlflow_sync_opts *o)
         http_req_ref(o->req);
     j->next = jobs;
     jobs = j;
-    j->state = SYNC_LOAD;
-    struct sync_input in = {IN_ENTER, NULL, NULL};
-    sync_step(j, &in);
+    mlflow_sync_step(j, &(struct machine_input){.kind = MI_ENTER});
     return 0;
 }
 
 void mlflow_sync_stop_all(void)
 {
-    while (jobs) {
-        struct sync_job *j = jobs;
-        if (j->state != SYNC_DONE && j->leased)
-            log_warn("mlflow sync %s: stopped while running; its lease expires within %d s", j->o.tenant,
-                     LEASE_SECONDS);
-        j->o.ended = NULL;
-        job_free(j);
-    }
+    while (jobs)
+        mlflow_sync_step(jobs, &(struct machine_input){.kind = MI_CANCEL});
 }
+
+/* ---- the real I/O: the pool, the fetch client, libevent timers ---------------------- */
+
+static void on_db(const struct db_result *res, void *arg)
+{
+    mlflow_sync_step(arg, &(struct machine_input){.kind = MI_DB, .db = res});
+}
+
+static void on_fetch(const struct fetch_response *res, void *arg)
+{
+    mlflow_sync_step(arg, &(struct machine_input){.kind = MI_FETCH, .fetch = res});
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    mlflow_sync_step(arg, &(struct machine_input){.kind = MI_TIMER});
+}
+
+static void on_renewed(const struct db_result *res, void *arg)
+{
+    (void)arg;
+    if (res->status != DB_OK)
+        log_warn("mlflow sync: renewing a lease failed");
+    else if (PQntuples(db_last(res)) == 0)
+        log_warn("mlflow sync: a lease was lost before it was renewed");
+}
+
+/* The lease renewal is housekeeping beside the machine: its answer is only logged. */
+static void on_renew(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct mlflow_sync_job *j = arg;
+    const struct mlflow_sync_net *net = ctx.io_arg;
+    char q[MLFLOW_SQL_MAX];
+    if (mlflow_store_sql(q, sizeof q, MLFLOW_SQL_SYNC_RENEW, NULL) < 0)
+        return;
+    const char *params[] = {j->lock_name, j->holder};
+    db_query(net->db, q, 2, params, on_renewed, NULL);
+}
+
+static void net_submit(void *io_arg, struct mlflow_sync_job *j, const struct db_stmt *stmts, int n)
+{
+    const struct mlflow_sync_net *net = io_arg;
+    db_submit(net->db, stmts, n, on_db, j);
+}
+
+static void *net_call(void *io_arg, struct mlflow_sync_job *j, const struct fetch_request *req)
+{
+    const struct mlflow_sync_net *net = io_arg;
+    return fetch_start(net->fetch, req, on_fetch, j);
+}
+
+static void net_cancel(void *io_arg, void *f)
+{
+    (void)io_arg;
+    fetch_cancel(f);
+}
+
+static int net_arm(void *io_arg, struct mlflow_sync_job *j, enum mlflow_sync_timer t, long ms)
+{
+    const struct mlflow_sync_net *net = io_arg;
+    struct event **ev = t == MLFLOW_TIMER_RENEW ? &j->renew : &j->timer;
+    if (!*ev) {
+        *ev = t == MLFLOW_TIMER_RENEW ? event_new(net->base, -1, EV_PERSIST, on_renew, j)
+                                      : evtimer_new(net->base, on_timer, j);
+        if (!*ev)
+            return -1;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return event_add(*ev, &tv) < 0 ? -1 : 0;
+}
+
+static void net_release(void *io_arg, struct mlflow_sync_job *j)
+{
+    (void)io_arg;
+    if (j->timer)
+        event_free(j->timer);
+    if (j->renew)
+        event_free(j->renew);
+    j->timer = j->renew = NULL;
+}
+
+const struct mlflow_sync_io mlflow_sync_io_default = {
+    .submit = net_submit,
+    .call = net_call,
+    .cancel = net_cancel,
+    .arm = net_arm,
+    .release = net_release,
+};
