@@ -51,7 +51,7 @@ struct github_token_input {
 /* Format check of a trimmed token (len bytes, not necessarily NUL-terminated). */
 enum github_err github_token_check_format(const char *tok, size_t len) MUSTCHECK;
 /* The same as a message: NULL when acceptable. */
-const char *github_token_format_error(const char *tok, size_t len);
+const char *github_token_format_error(const char *tok, size_t len) MUSTCHECK;
 
 /* POST /token: token, then token_name. On GITHUB_OK *out holds them; else zeroed. */
 enum github_err github_check_save_body(const json_t *body, struct github_token_input *out) MUSTCHECK;

@@ -21,7 +21,7 @@ void llm_keys_delete(struct http_req *r);
 void llm_keys_verify(struct http_req *r);
 
 /* The fixed provider table: url for a provider name, or NULL if unknown. */
-const char *llm_provider_url(const char *name);
+const char *llm_provider_url(const char *name) MUSTCHECK;
 
 #define LLM_KEY_MAX_CHARS 512   /* key, in code points */
 #define LLM_MODEL_MAX_CHARS 255 /* model, in code points */

@@ -67,7 +67,8 @@ int slack_parse_id(struct http_req *r, char buf[24]) MUSTCHECK;
 
 /* Visibility of a row to the caller, given its organization and owner columns:
  * 0 visible, 403 same organization but not the caller's (and not an Admin), 404. */
-int slack_webhook_access(const struct http_req *r, const PGresult *res, int row, int org_col, int user_col);
+int slack_webhook_access(const struct http_req *r, const PGresult *res, int row, int org_col, int user_col)
+    MUSTCHECK;
 
 /* Parameters $1 id, $2 reason: set inactive with that reason, RETURNING the columns. */
 #define SLACK_SQL_DEACTIVATE                                                                       \

@@ -28,14 +28,14 @@ void slack_webhooks_store_delete(struct http_req *r, const char *id, app_query_d
 /* The outcome of an update or delete unit: SLACK_WH_OK (the changed row is the last
  * result's row 0), _FORBIDDEN, _NOT_FOUND, or _INTERNAL for a result without its two
  * statements. */
-enum slack_wh_err slack_webhooks_unit_outcome(const struct http_req *r, const struct db_result *res);
+enum slack_wh_err slack_webhooks_unit_outcome(const struct http_req *r, const struct db_result *res) MUSTCHECK;
 /* The visibility of row 0 of slack_webhooks_store_get: SLACK_WH_OK, _FORBIDDEN, _NOT_FOUND. */
-enum slack_wh_err slack_webhooks_get_outcome(const struct http_req *r, const PGresult *res);
+enum slack_wh_err slack_webhooks_get_outcome(const struct http_req *r, const PGresult *res) MUSTCHECK;
 /* All rows as reference webhook objects. */
 json_t *slack_webhooks_rows_json(const PGresult *res);
 /* The data of slack.webhook.deleted from a delete unit's last result. */
 json_t *slack_webhooks_deleted_event(const PGresult *res);
 /* The organization of a deactivated row (SLACK_SQL_DEACTIVATE's result), 0 when none. */
-long long slack_webhooks_row_org(const PGresult *res, int row);
+long long slack_webhooks_row_org(const PGresult *res, int row) MUSTCHECK;
 
 #endif
