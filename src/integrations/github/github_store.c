@@ -50,7 +50,8 @@ static const char SQL_STORED[] = "SELECT id, encrypted_token FROM %s ORDER BY cr
 /* %s: tokens; $1 id */
 static const char SQL_TOUCH[] = "UPDATE %s SET last_used_at = NOW(), updated_at = NOW() WHERE id = $1::int";
 
-/* Format a template into sql; replies 500 and returns -1 when it does not fit. */
+/* Format a template into sql; returns -1 when it does not fit, after replying 500 to r
+ * (when there is one to answer). */
 static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
     __attribute__((format(printf, 4, 5)));
 static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
@@ -61,7 +62,8 @@ static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmp
     va_end(ap);
     if (n < 0 || (size_t)n >= len) {
         log_error("github: statement does not fit");
-        reply_internal(r);
+        if (r)
+            reply_internal(r);
         return -1;
     }
     return 0;
@@ -117,13 +119,10 @@ static void on_touched(const struct db_result *res, void *arg)
 void github_store_touch(struct http_req *r, const char *id)
 {
     char t[64], sql[160];
-    if (db_table(t, sizeof t, r->auth.tenant, TOKENS) < 0) /* the request is answered elsewhere */
+    if (db_table(t, sizeof t, r->auth.tenant, TOKENS) < 0) /* no reply here: the caller answers r */
         return;
-    int n = snprintf(sql, sizeof sql, SQL_TOUCH, t);
-    if (n < 0 || (size_t)n >= sizeof sql) {
-        log_error("github: statement does not fit");
+    if (format_sql(NULL, sql, sizeof sql, SQL_TOUCH, t) < 0)
         return;
-    }
     const char *params[] = {id};
     db_query(r->app->db, sql, 1, params, on_touched, NULL);
 }
