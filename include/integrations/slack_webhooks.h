@@ -4,7 +4,7 @@
  * Admin; another organization's are 404), and the helpers the other Slack modules
  * share: the routing types, the id parameter, the row shape, the visibility check
  * and the deactivation statement. Tokens and URLs are never returned. The checks of a
- * request (id, channel, PATCH body) are pure, with one table of refusals. */
+ * request (id, channel, create and PATCH bodies) are pure, with one table of refusals. */
 #ifndef IDX_INTEGRATIONS_SLACK_WEBHOOKS_H
 #define IDX_INTEGRATIONS_SLACK_WEBHOOKS_H
 #include <jansson.h>
@@ -85,6 +85,10 @@ int slack_webhook_access(const struct http_req *r, const PGresult *res, int row,
 enum slack_wh_err {
     SLACK_WH_OK = 0,
     SLACK_WH_ERR_BAD_ID,           /* the :id path parameter */
+    SLACK_WH_ERR_USER_ID,          /* create: userId present, not null, not an integer >= 1 */
+    SLACK_WH_ERR_CODE_TYPE,        /* create: code not a string, or with a NUL */
+    SLACK_WH_ERR_CODE_REQUIRED,    /* create: code missing, null or empty */
+    SLACK_WH_ERR_CODE_TOO_LONG,    /* create: code over SLACK_CODE_MAX bytes */
     SLACK_WH_ERR_CHANNEL_TOO_LONG, /* the list's channel filter */
     SLACK_WH_ERR_ACTIVE_TYPE,      /* PATCH: is_active not a boolean */
     SLACK_WH_ERR_ROUTING_SHAPE,    /* PATCH: routing_type not an array of strings, or too long */
@@ -100,6 +104,12 @@ const char *slack_webhooks_err_message(enum slack_wh_err e);
 
 #define SLACK_CHANNEL_MAX 255      /* channel filter, in code points */
 #define SLACK_ROUTING_MAX_ITEMS 32 /* routing_type entries in a PATCH */
+#define SLACK_CODE_MAX 512         /* the OAuth code of a create, in bytes */
+
+/* Check a create (POST /api/slack-webhooks) body: userId, then the OAuth code. On
+ * SLACK_WH_OK *code points into the body (*len bytes, no NUL inside); otherwise
+ * *code is NULL. A userId other than the caller's is accepted (and ignored). */
+enum slack_wh_err slack_webhooks_check_create(const json_t *body, const char **code, size_t *len) MUSTCHECK;
 
 /* The list's channel filter (len bytes of valid UTF-8). */
 enum slack_wh_err slack_webhooks_check_channel(const char *channel, size_t len) MUSTCHECK;

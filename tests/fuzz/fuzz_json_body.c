@@ -2,7 +2,8 @@
  * then the very checks the routes that take a body run: llm_keys_check_body (POST/PATCH
  * /api/llm-keys; then scheme B encryption and the fingerprint of an accepted key),
  * github_check_save_body / github_check_test_body (POST /api/integrations/github/token
- * and /token/test), slack_webhooks_check_patch (PATCH /api/slack-webhooks/:id) and
+ * and /token/test), slack_webhooks_check_create / slack_webhooks_check_patch (POST
+ * /api/slack-webhooks, PATCH /api/slack-webhooks/:id) and
  * mlflow_url_normalize, mlflow_auth_parse (POST /api/integrations/mlflow/configure|test).
  * Properties: JSON_BODY_OK gives an object no deeper than JSON_MAX_DEPTH, anything else
  * gives NULL; an accepted body dumped and parsed again is accepted and equal; a refusal
@@ -149,9 +150,20 @@ static void github_fields(const json_t *j)
     }
 }
 
-/* PATCH /api/slack-webhooks/:id. */
+/* POST and PATCH /api/slack-webhooks[/:id]. */
 static void slack_webhook_fields(const json_t *j)
 {
+    const char *code = (const char *)1;
+    size_t clen = 1;
+    enum slack_wh_err ce = slack_webhooks_check_create(j, &code, &clen);
+    if (ce == SLACK_WH_OK) {
+        FUZZ_ASSERT(code && clen > 0 && clen <= SLACK_CODE_MAX && !memchr(code, '\0', clen));
+    } else {
+        FUZZ_ASSERT(ce == SLACK_WH_ERR_USER_ID || ce == SLACK_WH_ERR_CODE_TYPE || ce == SLACK_WH_ERR_CODE_REQUIRED ||
+                    ce == SLACK_WH_ERR_CODE_TOO_LONG);
+        FUZZ_ASSERT(slack_webhooks_err_status(ce) == 400 && slack_webhooks_err_message(ce) && !code && !clen);
+    }
+
     struct slack_webhook_patch p;
     memset(&p, 0xa5, sizeof p);
     enum slack_wh_err e = slack_webhooks_check_patch(j, &p);

@@ -1,5 +1,6 @@
 /* Unit tests for integrations/slack_webhooks_check: the routing types, the list's
- * channel filter from both sides of its bound, a PATCH body (types, the routing list's
+ * channel filter from both sides of its bound, a create body (userId, the OAuth code
+ * and its byte bound), a PATCH body (types, the routing list's
  * size bound, duplicates, what is required, the order the checks run in) and the one
  * table of statuses and VerifyWise messages. */
 #include <setjmp.h>
@@ -134,12 +135,69 @@ static void patch_routing(void **state)
     assert_int_equal(SLACK_ROUTING_MAX_ITEMS, 32);
 }
 
+static enum slack_wh_err create(const char *text, const char **code, size_t *len)
+{
+    json_t *j = json_loads(text, JSON_ALLOW_NUL, NULL);
+    assert_non_null(j);
+    enum slack_wh_err e = slack_webhooks_check_create(j, code, len);
+    json_decref(j);
+    return e;
+}
+
+static void create_body(void **state)
+{
+    (void)state;
+    const char *code;
+    size_t len;
+    static const char *const user_id[] = {"{\"code\":\"c\",\"userId\":0}", "{\"code\":\"c\",\"userId\":-3}",
+                                          "{\"code\":\"c\",\"userId\":\"1\"}", "{\"code\":\"c\",\"userId\":1.5}",
+                                          "{\"userId\":true}"};
+    for (size_t i = 0; i < sizeof user_id / sizeof user_id[0]; i++) {
+        assert_int_equal(create(user_id[i], &code, &len), SLACK_WH_ERR_USER_ID);
+        assert_null(code);
+    }
+    assert_int_equal(create("{\"code\":5}", &code, &len), SLACK_WH_ERR_CODE_TYPE);
+    assert_int_equal(create("{\"code\":[\"c\"]}", &code, &len), SLACK_WH_ERR_CODE_TYPE);
+    assert_int_equal(create("{\"code\":\"a\\u0000b\"}", &code, &len), SLACK_WH_ERR_CODE_TYPE);
+    assert_int_equal(create("{}", &code, &len), SLACK_WH_ERR_CODE_REQUIRED);
+    assert_int_equal(create("{\"code\":null,\"userId\":null}", &code, &len), SLACK_WH_ERR_CODE_REQUIRED);
+    assert_int_equal(create("{\"code\":\"\",\"userId\":7}", &code, &len), SLACK_WH_ERR_CODE_REQUIRED);
+    json_t *j = json_loads("{\"code\":\"abc\",\"userId\":1}", 0, NULL);
+    assert_int_equal(slack_webhooks_check_create(j, &code, &len), SLACK_WH_OK);
+    assert_ptr_equal(code, json_string_value(json_object_get(j, "code")));
+    assert_int_equal(len, 3);
+    json_decref(j);
+    /* the bound counts bytes: 512 pass, 513 do not (two-byte characters too) */
+    for (size_t n = SLACK_CODE_MAX - 1; n <= SLACK_CODE_MAX + 1; n++) {
+        char *s = malloc(n + 1);
+        assert_non_null(s);
+        memset(s, 'x', n);
+        if (n % 2 == 0)
+            for (size_t i = 0; i < n; i += 2)
+                s[i] = (char)0xc3, s[i + 1] = (char)0xa9;
+        s[n] = '\0';
+        json_t *j = json_pack("{s:s}", "code", s);
+        assert_non_null(j);
+        enum slack_wh_err e = slack_webhooks_check_create(j, &code, &len);
+        assert_int_equal(e, n <= SLACK_CODE_MAX ? SLACK_WH_OK : SLACK_WH_ERR_CODE_TOO_LONG);
+        if (e == SLACK_WH_OK)
+            assert_int_equal(len, n);
+        json_decref(j);
+        free(s);
+    }
+    assert_int_equal(SLACK_CODE_MAX, 512);
+}
+
 static void error_table(void **state)
 {
     (void)state;
     static const int status[SLACK_WH_ERR_COUNT] = {
         [SLACK_WH_OK] = 200,
         [SLACK_WH_ERR_BAD_ID] = 400,
+        [SLACK_WH_ERR_USER_ID] = 400,
+        [SLACK_WH_ERR_CODE_TYPE] = 400,
+        [SLACK_WH_ERR_CODE_REQUIRED] = 400,
+        [SLACK_WH_ERR_CODE_TOO_LONG] = 400,
         [SLACK_WH_ERR_CHANNEL_TOO_LONG] = 400,
         [SLACK_WH_ERR_ACTIVE_TYPE] = 400,
         [SLACK_WH_ERR_ROUTING_SHAPE] = 400,
@@ -158,6 +216,10 @@ static void error_table(void **state)
     assert_int_equal(slack_webhooks_err_status(SLACK_WH_ERR_COUNT), 500);
     assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_BAD_ID), "Valid ID is required (must be >= 1)");
     assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_NOT_FOUND), "Slack Webhook not found");
+    assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_USER_ID), "Valid User ID is required (must be >= 1)");
+    assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_CODE_REQUIRED), "Slack OAuth code is required");
+    assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_CODE_TOO_LONG),
+                        "Slack OAuth code must be at most 512 characters");
     assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_FORBIDDEN), "Unauthorized");
     assert_string_equal(slack_webhooks_err_message(SLACK_WH_ERR_ROUTING_VALUE),
                         "Invalid routing type. Must be one of: Membership and roles, Projects and organizations, "
@@ -168,7 +230,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routing_types), cmocka_unit_test(channel), cmocka_unit_test(patch_active),
-        cmocka_unit_test(patch_routing), cmocka_unit_test(error_table),
+        cmocka_unit_test(patch_routing), cmocka_unit_test(create_body),   cmocka_unit_test(error_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

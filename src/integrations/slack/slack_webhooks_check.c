@@ -1,6 +1,7 @@
 /* integrations/slack_webhooks_check: owns the rules of the webhook requests (the five
  * routing types, the channel filter, a PATCH body) and the one table mapping each
- * refusal to its status and VerifyWise message. Pure: no request, no database. */
+ * refusal to its status and VerifyWise message. slack_webhooks_check_create states
+ * the rule of the create body (the OAuth installation, slack_oauth.c). Pure: no request, no database. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,10 @@ static const struct {
 } errors[SLACK_WH_ERR_COUNT] = {
     [SLACK_WH_OK] = {200, ""},
     [SLACK_WH_ERR_BAD_ID] = {400, SLACK_MSG_BAD_ID},
+    [SLACK_WH_ERR_USER_ID] = {400, "Valid User ID is required (must be >= 1)"},
+    [SLACK_WH_ERR_CODE_TYPE] = {400, "code must be a string"},
+    [SLACK_WH_ERR_CODE_REQUIRED] = {400, "Slack OAuth code is required"},
+    [SLACK_WH_ERR_CODE_TOO_LONG] = {400, "Slack OAuth code must be at most 512 characters"},
     [SLACK_WH_ERR_CHANNEL_TOO_LONG] = {400, "channel must be at most 255 characters"},
     [SLACK_WH_ERR_ACTIVE_TYPE] = {400, "is_active must be a boolean"},
     [SLACK_WH_ERR_ROUTING_SHAPE] = {400, "routing_type must be an array of routing types"},
@@ -49,6 +54,27 @@ bool slack_routing_type_valid(const char *s, size_t len)
 enum slack_wh_err slack_webhooks_check_channel(const char *channel, size_t len)
 {
     return utf8_length(channel, len) > SLACK_CHANNEL_MAX ? SLACK_WH_ERR_CHANNEL_TOO_LONG : SLACK_WH_OK;
+}
+
+enum slack_wh_err slack_webhooks_check_create(const json_t *body, const char **code, size_t *len)
+{
+    *code = NULL;
+    *len = 0;
+    const json_t *uid = json_object_get(body, "userId");
+    if (uid && !json_is_null(uid) && (!json_is_integer(uid) || json_integer_value(uid) < 1))
+        return SLACK_WH_ERR_USER_ID;
+    const char *s;
+    size_t n;
+    int g = json_get_string(body, "code", &s, &n);
+    if (g < 0 || (g == 1 && memchr(s, '\0', n)))
+        return SLACK_WH_ERR_CODE_TYPE;
+    if (g == 0 || n == 0)
+        return SLACK_WH_ERR_CODE_REQUIRED;
+    if (n > SLACK_CODE_MAX)
+        return SLACK_WH_ERR_CODE_TOO_LONG;
+    *code = s;
+    *len = n;
+    return SLACK_WH_OK;
 }
 
 /* routing_type v (present) as a JSON array text, validated, duplicates dropped. */
