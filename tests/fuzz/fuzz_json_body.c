@@ -1,12 +1,15 @@
 /* tests/fuzz/fuzz_json_body: json_parse_body (every JSON route's body) on arbitrary bytes,
- * then the field checks of the routes that take a body, as far as public functions
- * reach them: POST/PATCH /api/llm-keys (name, key, model; scheme B encryption and the
- * fingerprint of an accepted key), POST /api/integrations/github/token[/test] (token
- * trimming and github_token_format_error, token_name) and POST
- * /api/integrations/mlflow/configure|test (mlflow_url_normalize, mlflow_auth_parse).
+ * then the very checks the routes that take a body run: llm_keys_check_body (POST/PATCH
+ * /api/llm-keys; then scheme B encryption and the fingerprint of an accepted key),
+ * github_check_save_body / github_check_test_body (POST /api/integrations/github/token
+ * and /token/test), slack_webhooks_check_create / slack_webhooks_check_patch (POST
+ * /api/slack-webhooks, PATCH /api/slack-webhooks/:id) and
+ * mlflow_url_normalize, mlflow_auth_parse (POST /api/integrations/mlflow/configure|test).
  * Properties: JSON_BODY_OK gives an object no deeper than JSON_MAX_DEPTH, anything else
- * gives NULL; an accepted body dumped and parsed again is accepted and equal; an accepted
- * key decrypts back to itself; a normalized URL is an http(s) URL of at most
+ * gives NULL; an accepted body dumped and parsed again is accepted and equal; a refusal
+ * has a status and a message in its integration's table and leaves the output empty;
+ * what a check accepts is within the limits its header states (no copy of them here);
+ * an accepted key decrypts back to itself; a normalized URL is an http(s) URL of at most
  * MLFLOW_URL_MAX characters. Nothing may leak. */
 #include "fuzz.h"
 
@@ -17,11 +20,8 @@
 #include "integrations/github.h"
 #include "integrations/llm_keys.h"
 #include "integrations/mlflow_client.h"
+#include "integrations/slack_webhooks.h"
 #include "util/json.h"
-
-#define KEY_MAX_CHARS 512     /* src/integrations/llm_keys.c */
-#define MODEL_MAX_CHARS 255
-#define NAME_MAX_CHARS 100    /* src/integrations/github.c */
 
 static struct secrets keys;   /* set once, read-only afterwards */
 
@@ -70,61 +70,127 @@ static void store_secret(const char *s, size_t n)
     free(enc);
 }
 
+/* A string field a check accepted: n bytes, no NUL, at most max code points. */
+static void accepted_string(const char *s, size_t n, size_t max)
+{
+    FUZZ_ASSERT(s != NULL && n > 0 && strlen(s) == n && utf8_length(s, n) <= max);
+}
+
 /* POST /api/llm-keys (create) and PATCH /api/llm-keys/:id (patch). */
 static void llm_key_fields(const json_t *j, bool patch)
 {
-    const char *name = NULL, *key = NULL, *model = NULL;
-    size_t nlen = 0, klen = 0, mlen = 0;
-    int gn = json_get_string(j, "name", &name, &nlen);
-    int gk = json_get_string(j, "key", &key, &klen);
-    int gm = json_get_string(j, "model", &model, &mlen);
-    FUZZ_ASSERT(gn >= -1 && gn <= 1 && gk >= -1 && gk <= 1 && gm >= -1 && gm <= 1);
-    if (patch) {
-        if (gn < 0 || gk < 0 || gm < 0)
-            return;
-        if (gn == 0 || nlen == 0)
-            name = NULL;
-        if (gk == 0 || klen == 0)
-            key = NULL;
-        if (gm == 0 || mlen == 0)
-            model = NULL;
-        if (!name && !key && !model)
-            return;
-    } else if (gn != 1 || nlen == 0 || gk != 1 || klen == 0 || gm != 1 || mlen == 0) {
+    struct llm_key_input in;
+    memset(&in, 0xa5, sizeof in);
+    enum llm_key_err e = llm_keys_check_body(j, patch, &in);
+    FUZZ_ASSERT(e >= LLM_KEY_OK && e < LLM_KEY_ERR_COUNT);
+    if (e != LLM_KEY_OK) {
+        FUZZ_ASSERT(llm_keys_err_status(e) == 400 && *llm_keys_err_message(e));
+        FUZZ_ASSERT(!in.name && !in.url && !in.key && !in.model && !in.klen && !in.mlen);
         return;
     }
-    if (name) {
-        const char *url = llm_provider_url(name);
-        if (!url || strlen(name) != nlen)
-            return;
-        FUZZ_ASSERT(strncmp(url, "https://", 8) == 0);
+    if (!patch)
+        FUZZ_ASSERT(in.name && in.key && in.model && !llm_key_looks_masked(in.key, in.klen));
+    else
+        FUZZ_ASSERT(in.name || in.key || in.model);
+    if (in.name) {
+        FUZZ_ASSERT(in.url && in.url == llm_provider_url(in.name));
+        FUZZ_ASSERT(strncmp(in.url, "https://", 8) == 0);
+    } else {
+        FUZZ_ASSERT(in.url == NULL);
     }
-    if (key && (utf8_length(key, klen) > KEY_MAX_CHARS || strlen(key) != klen))
-        return;
-    if (model && (utf8_length(model, mlen) > MODEL_MAX_CHARS || strlen(model) != mlen))
-        return;
-    if (key)
-        store_secret(key, klen);
+    if (in.model)
+        accepted_string(in.model, in.mlen, LLM_MODEL_MAX_CHARS);
+    if (in.key) {
+        accepted_string(in.key, in.klen, LLM_KEY_MAX_CHARS);
+        store_secret(in.key, in.klen);
+    }
+}
+
+/* A token a GitHub check accepted: trimmed, no NUL, of a known shape. */
+static void accepted_token(const struct github_token_input *in)
+{
+    FUZZ_ASSERT(in->token && in->len > 0 && in->len <= GITHUB_TOKEN_MAX);
+    FUZZ_ASSERT(!memchr(in->token, '\0', in->len));
+    FUZZ_ASSERT(!isspace((unsigned char)in->token[0]) && !isspace((unsigned char)in->token[in->len - 1]));
+    FUZZ_ASSERT(github_token_check_format(in->token, in->len) == GITHUB_OK);
+    FUZZ_ASSERT(github_token_format_error(in->token, in->len) == NULL);
+}
+
+static void github_refused(enum github_err e, const struct github_token_input *in)
+{
+    FUZZ_ASSERT(e > GITHUB_OK && e < GITHUB_ERR_COUNT && e != GITHUB_ERR_NOT_FOUND);
+    FUZZ_ASSERT(github_err_status(e) == 400 && *github_err_message(e));
+    FUZZ_ASSERT(!in->token && !in->len && !in->name && !in->stored);
 }
 
 /* POST /api/integrations/github/token and /token/test. */
 static void github_fields(const json_t *j)
 {
-    const char *s, *name;
-    size_t n, nlen;
-    if (json_get_string(j, "token", &s, &n) == 1 && n > 0) {
-        while (n && isspace((unsigned char)*s))
-            s++, n--;
-        while (n && isspace((unsigned char)s[n - 1]))
-            n--;
-        const char *err = memchr(s, '\0', n) ? "nul" : github_token_format_error(s, n);
-        if (!err) {
-            FUZZ_ASSERT(n > 0 && n <= 255);
-            store_secret(s, n);
-        }
+    struct github_token_input in;
+    memset(&in, 0xa5, sizeof in);
+    enum github_err e = github_check_save_body(j, &in);
+    if (e != GITHUB_OK) {
+        github_refused(e, &in);
+    } else {
+        accepted_token(&in);
+        FUZZ_ASSERT(!in.stored);
+        if (in.name)
+            accepted_string(in.name, strlen(in.name), GITHUB_NAME_MAX_CHARS);
+        store_secret(in.token, in.len);
     }
-    if (json_get_string(j, "token_name", &name, &nlen) == 1 && nlen > 0)
-        (void)(utf8_length(name, nlen) > NAME_MAX_CHARS || strlen(name) != nlen);
+    memset(&in, 0xa5, sizeof in);
+    e = github_check_test_body(j, &in);
+    if (e != GITHUB_OK) {
+        github_refused(e, &in);
+        FUZZ_ASSERT(json_object_get(j, "token") != NULL);
+    } else if (in.stored) {
+        FUZZ_ASSERT(json_object_get(j, "token") == NULL && !in.token);
+    } else {
+        accepted_token(&in);
+    }
+}
+
+/* POST and PATCH /api/slack-webhooks[/:id]. */
+static void slack_webhook_fields(const json_t *j)
+{
+    const char *code = (const char *)1;
+    size_t clen = 1;
+    enum slack_wh_err ce = slack_webhooks_check_create(j, &code, &clen);
+    if (ce == SLACK_WH_OK) {
+        FUZZ_ASSERT(code && clen > 0 && clen <= SLACK_CODE_MAX && !memchr(code, '\0', clen));
+    } else {
+        FUZZ_ASSERT(ce == SLACK_WH_ERR_USER_ID || ce == SLACK_WH_ERR_CODE_TYPE || ce == SLACK_WH_ERR_CODE_REQUIRED ||
+                    ce == SLACK_WH_ERR_CODE_TOO_LONG);
+        FUZZ_ASSERT(slack_webhooks_err_status(ce) == 400 && slack_webhooks_err_message(ce) && !code && !clen);
+    }
+
+    struct slack_webhook_patch p;
+    memset(&p, 0xa5, sizeof p);
+    enum slack_wh_err e = slack_webhooks_check_patch(j, &p);
+    if (e != SLACK_WH_OK) {
+        FUZZ_ASSERT(e == SLACK_WH_ERR_ACTIVE_TYPE || e == SLACK_WH_ERR_ROUTING_SHAPE ||
+                    e == SLACK_WH_ERR_ROUTING_VALUE || e == SLACK_WH_ERR_NOTHING);
+        FUZZ_ASSERT(slack_webhooks_err_status(e) == 400 && slack_webhooks_err_message(e));
+        FUZZ_ASSERT(!p.active && !p.routing);
+        return;
+    }
+    FUZZ_ASSERT(p.active || p.routing);
+    if (p.active)
+        FUZZ_ASSERT(strcmp(p.active, "true") == 0 || strcmp(p.active, "false") == 0);
+    if (p.routing) { /* a JSON array of distinct routing types */
+        json_error_t je;
+        json_t *list = json_loads(p.routing, 0, &je);
+        FUZZ_ASSERT(json_is_array(list) && json_array_size(list) <= SLACK_ROUTING_TYPES);
+        size_t i, k;
+        json_t *it, *other;
+        json_array_foreach(list, i, it) {
+            FUZZ_ASSERT(slack_routing_type_valid(json_string_value(it), json_string_length(it)));
+            json_array_foreach(list, k, other) FUZZ_ASSERT(k == i || !json_equal(it, other));
+        }
+        json_decref(list);
+    }
+    slack_webhook_patch_clear(&p);
+    FUZZ_ASSERT(!p.active && !p.routing);
 }
 
 /* POST /api/integrations/mlflow/configure and /test. */
@@ -191,6 +257,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     llm_key_fields(j, false);
     llm_key_fields(j, true);
     github_fields(j);
+    slack_webhook_fields(j);
     mlflow_fields(j);
     json_decref(j);
     return 0;

@@ -118,6 +118,13 @@ def json_body():
                                    "apiToken": "t0k3n", "timeout": 300},
         "mlflow-configure-bad": {"trackingServerUrl": "ftp://user@host?x#y", "authMethod": "Basic",
                                  "timeout": 1.5, "verifySsl": "yes"},
+        "slack-create": {"code": "1234.5678.abcdef", "userId": 3},
+        "slack-create-bad": {"code": "x" * 513, "userId": 0},
+        "slack-patch": {"is_active": False, "routing_type": ["Membership and roles", "Projects and organizations",
+                                                             "Membership and roles"]},
+        "slack-patch-routing": {"routing_type": ["Policy reminders and status", "Evidence and task alerts",
+                                                 "Control or policy changes"]},
+        "slack-patch-bad": {"is_active": "yes", "routing_type": ["membership and roles", 5]},
         "empty-object": {},
     }
     for name, b in bodies.items():

@@ -1,5 +1,5 @@
 /* integrations/llm_keys: owns the LLM provider key routes:
- * validate -> statement(s) -> shape the row (masked key) -> envelope.
+ * check (llm_keys_check.c) -> statement(s) (llm_keys_store.c) -> event -> reply.
  * The plaintext key lives only in the request body and in short-lived buffers.
  * Duplicate keys are refused through HMAC fingerprints kept in integrationsd's own
  * table (<tenant>.integrationsd_llm_key_fingerprints), so VerifyWise's llm_keys keeps
@@ -16,143 +16,23 @@
 #include "app.h"
 #include "crypto/secrets.h"
 #include "db/pool.h"
-#include "db/schema.h"
 #include "http/reply.h"
+#include "integrations/handler.h"
+#include "integrations/llm_keys_store.h"
 #include "log.h"
 #include "net/fetch.h"
 #include "util/json.h"
 
-#define KEY_MAX_CHARS 512
-#define MODEL_MAX_CHARS 255
 #define VERIFY_TIMEOUT_MS 10000
 
-static const struct {
-    const char *name;
-    const char *url;
-} providers[] = {
-    {"Anthropic", "https://api.anthropic.com/v1"},
-    {"OpenAI", "https://api.openai.com/v1/"},
-    {"OpenRouter", "https://openrouter.ai/api/v1/"},
-};
-
-static const char MSG_BAD_PROVIDER[] = "Invalid provider name. Must be one of: Anthropic, OpenAI, OpenRouter";
-static const char MSG_DUP_CREATE[] =
-    "This API key is already configured. Please use a different API key or edit the existing entry.";
-static const char MSG_DUP_UPDATE[] = "This API key is already configured. Please use a different API key.";
-static const char MSG_MASKED[] = "Key looks masked: type the full key to change it";
-
-/* Rows without a fingerprint looked at per create / key change (VerifyWise-written). */
-#define BACKFILL_MAX 1000
-
-/* Columns every row-returning statement selects, in this order. */
-#define ROW_COLS                                                                                   \
-    "id, name, url, model, "                                                                       \
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), key"
-
-const char *llm_provider_url(const char *name)
+static void reply_err(struct http_req *r, enum llm_key_err e)
 {
-    for (size_t i = 0; i < sizeof providers / sizeof providers[0]; i++)
-        if (strcmp(providers[i].name, name) == 0)
-            return providers[i].url;
-    return NULL;
+    reply_text(r, llm_keys_err_status(e), llm_keys_err_message(e));
 }
 
-/* Mask of a stored key: scheme B ciphertext, or a legacy plaintext row. */
-static void mask_stored(const struct app *a, const char *stored, char out[SECRETS_MASK_MAX])
+static void reply_failure(struct http_req *r, const struct db_result *res, const char *what)
 {
-    char *pt = NULL;
-    size_t len = 0;
-    if (secrets_b_decrypt(&a->secrets, stored, &pt, &len) == 0) {
-        secrets_mask(pt, len, out);
-        secrets_free_plain(pt, len);
-        return;
-    }
-    if (strchr(stored, ':') == NULL) { /* VerifyWise stored keys in plaintext */
-        secrets_mask(stored, strlen(stored), out);
-        return;
-    }
-    log_warn("llm key cannot be decrypted with ENCRYPTION_KEY; masking it fully");
-    snprintf(out, SECRETS_MASK_MAX, "****");
-}
-
-static json_t *row_json(const struct app *a, const PGresult *res, int i)
-{
-    char mask[SECRETS_MASK_MAX];
-    mask_stored(a, PQgetvalue(res, i, 5), mask);
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(strtoll(PQgetvalue(res, i, 0), NULL, 10)));
-    json_object_set_new(o, "key", json_string(mask));
-    json_object_set_new(o, "name", json_string(PQgetvalue(res, i, 1)));
-    json_object_set_new(o, "url", PQgetisnull(res, i, 2) ? json_null() : json_string(PQgetvalue(res, i, 2)));
-    json_object_set_new(o, "model", json_string(PQgetvalue(res, i, 3)));
-    json_object_set_new(o, "created_at", json_string(PQgetvalue(res, i, 4)));
-    return o;
-}
-
-/* llm_key.created / updated: the row without any part of the key. */
-static void key_event(struct http_req *r, const char *type, const PGresult *res)
-{
-    app_event(r->app, type, r->auth.org_id, r->auth.tenant, r->auth.user_id,
-              json_pack("{s:I,s:s,s:s}", "id", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-                        "provider", PQgetvalue(res, 0, 1), "model", PQgetvalue(res, 0, 3)));
-}
-
-static json_t *rows_json(const struct app *a, const PGresult *res)
-{
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(res); i++)
-        json_array_append_new(arr, row_json(a, res, i));
-    return arr;
-}
-
-static int table(struct http_req *r, char *buf, size_t len)
-{
-    if (db_table(buf, len, r->auth.tenant, "llm_keys") < 0) {
-        reply_internal(r);
-        return -1;
-    }
-    return 0;
-}
-
-static int fp_table(struct http_req *r, char *buf, size_t len)
-{
-    if (db_table(buf, len, r->auth.tenant, "integrationsd_llm_key_fingerprints") < 0) {
-        reply_internal(r);
-        return -1;
-    }
-    return 0;
-}
-
-/* A value the list could have shown: the form secrets_mask produces, or anything
- * else starting with its "****". */
-static bool looks_masked(const char *key, size_t len)
-{
-    return len >= 4 && memcmp(key, "****", 4) == 0;
-}
-
-/* Positive int4 id from the path, as canonical text in buf; -1 if invalid. */
-static long long parse_id(struct http_req *r, char buf[24])
-{
-    const char *v;
-    int len = route_param(&r->params, "id", &v);
-    if (len < 1 || len > 10 || v[0] == '0')
-        return -1;
-    long long id = 0;
-    for (int i = 0; i < len; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -1;
-        id = id * 10 + (v[i] - '0');
-    }
-    if (id > 2147483647LL)
-        return -1;
-    snprintf(buf, 24, "%lld", id);
-    return id;
-}
-
-static void reply_sql_failure(struct http_req *r, const struct db_result *res, const char *what)
-{
-    log_error("llm keys: %s failed: %s (%s)", what, res->message, res->sqlstate);
-    reply_internal(r);
+    reply_sql_failure(r, res, "llm keys", what);
 }
 
 /* ---- GET /api/llm-keys, GET /api/llm-keys/:name ---------------------------- */
@@ -160,19 +40,15 @@ static void reply_sql_failure(struct http_req *r, const struct db_result *res, c
 static void on_rows(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, "list");
+        reply_failure(r, res, "list");
         return;
     }
-    reply_data(r, 200, rows_json(r->app, db_last(res)));
+    reply_data(r, 200, llm_keys_rows_json(&r->app->secrets, db_last(res)));
 }
 
 void llm_keys_list(struct http_req *r)
 {
-    char t[64], sql[256];
-    if (table(r, t, sizeof t) < 0)
-        return;
-    snprintf(sql, sizeof sql, "SELECT " ROW_COLS " FROM %s ORDER BY created_at DESC, id DESC", t);
-    app_query(r, sql, 0, NULL, on_rows);
+    llm_keys_store_list(r, NULL, on_rows);
 }
 
 void llm_keys_by_name(struct http_req *r)
@@ -181,24 +57,16 @@ void llm_keys_by_name(struct http_req *r)
     int len = route_param(&r->params, "name", &v);
     char name[16];
     if (len < 1 || (size_t)len >= sizeof name) {
-        reply_text(r, 400, MSG_BAD_PROVIDER);
+        reply_err(r, LLM_KEY_ERR_PROVIDER);
         return;
     }
     memcpy(name, v, (size_t)len);
     name[len] = '\0';
     if (!llm_provider_url(name)) {
-        reply_text(r, 400, MSG_BAD_PROVIDER);
+        reply_err(r, LLM_KEY_ERR_PROVIDER);
         return;
     }
-    char t[64], sql[320];
-    if (table(r, t, sizeof t) < 0)
-        return;
-    snprintf(sql, sizeof sql,
-             "SELECT " ROW_COLS " FROM %s WHERE name = $1::public.enum_llm_keys_provider "
-             "ORDER BY created_at DESC, id DESC",
-             t);
-    const char *params[] = {name};
-    app_query(r, sql, 1, params, on_rows);
+    llm_keys_store_list(r, name, on_rows);
 }
 
 /* ---- GET /api/llm-keys/status ---------------------------------------------- */
@@ -206,50 +74,25 @@ void llm_keys_by_name(struct http_req *r)
 static void on_status(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, "status");
+        reply_failure(r, res, "status");
         return;
     }
-    const PGresult *pr = db_last(res);
-    json_t *provs = json_array();
-    long long total = 0;
-    for (int i = 0; i < PQntuples(pr); i++) {
-        json_array_append_new(provs, json_string(PQgetvalue(pr, i, 0)));
-        total += strtoll(PQgetvalue(pr, i, 1), NULL, 10);
-    }
-    reply_data(r, 200, json_pack("{s:b,s:I,s:o}", "hasKeys", total > 0, "keyCount",
-                                 (json_int_t)total, "providers", provs));
+    reply_data(r, 200, llm_keys_status_json(db_last(res)));
 }
 
 void llm_keys_status(struct http_req *r)
 {
-    char t[64], sql[256];
-    if (table(r, t, sizeof t) < 0)
-        return;
-    snprintf(sql, sizeof sql,
-             "SELECT name::text, count(*) FROM %s GROUP BY name ORDER BY name::text", t);
-    app_query(r, sql, 0, NULL, on_status);
+    llm_keys_store_status(r, on_status);
 }
 
 /* ---- POST /api/llm-keys, PATCH /api/llm-keys/:id ------------------------------ */
 
-/* Shared field checks; returns the error message or NULL. */
-static const char *check_lengths(const char *key, size_t klen, const char *model, size_t mlen)
-{
-    if (key && utf8_length(key, klen) > KEY_MAX_CHARS)
-        return "Key must be at most 512 characters";
-    if (model && utf8_length(model, mlen) > MODEL_MAX_CHARS)
-        return "Model must be at most 255 characters";
-    return NULL;
-}
-
-/* A validated create or PATCH, kept by the request between its statements. Strings
+/* A checked create or PATCH, kept by the request between its statements. Strings
  * point into r->json (alive as long as the request). */
 struct key_write {
     bool patch;
-    bool noop;                  /* PATCH that changes nothing: no event */
-    char id[24];                /* PATCH: the id from the path */
-    const char *name, *url, *key, *model;
-    size_t klen;
+    char id[HANDLER_ID_TEXT];   /* PATCH: the id from the path */
+    struct llm_key_input in;
 };
 
 static void free_key_write(void *p)
@@ -261,11 +104,11 @@ static void on_written(struct http_req *r, const struct db_result *res)
 {
     const struct key_write *w = r->handler_state;
     if (db_is_unique_violation(res)) {
-        reply_text(r, 400, w->patch ? MSG_DUP_UPDATE : MSG_DUP_CREATE);
+        reply_err(r, w->patch ? LLM_KEY_ERR_DUP_UPDATE : LLM_KEY_ERR_DUP_CREATE);
         return;
     }
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, w->patch ? "update" : "create");
+        reply_failure(r, res, w->patch ? "update" : "create");
         return;
     }
     const PGresult *pr = db_last(res);
@@ -273,17 +116,11 @@ static void on_written(struct http_req *r, const struct db_result *res)
         reply_data(r, 404, NULL);
         return;
     }
-    if (!w->noop)
-        key_event(r, w->patch ? "llm_key.updated" : "llm_key.created", pr);
-    reply_data(r, w->patch ? 200 : 201, row_json(r->app, pr, 0));
-}
-
-/* Append ", <frag>" (or "<frag>" first) to set; -1 when it does not fit. */
-static int set_add(char *set, size_t size, const char *frag)
-{
-    size_t used = strlen(set);
-    int n = snprintf(set + used, size - used, "%s%s", used ? ", " : "", frag);
-    return n < 0 || (size_t)n >= size - used ? -1 : 0;
+    bool noop = !w->in.name && !w->in.key && !w->in.model; /* PATCH of the unchanged key only */
+    if (!noop)
+        app_event(r->app, w->patch ? "llm_key.updated" : "llm_key.created", r->auth.org_id, r->auth.tenant,
+                  r->auth.user_id, llm_keys_row_event(pr, 0));
+    reply_data(r, w->patch ? 200 : 201, llm_keys_row_json(&r->app->secrets, pr, 0));
 }
 
 /* The write itself, one statement: the row and its fingerprint. A fingerprint already
@@ -293,77 +130,17 @@ static void write_key(struct http_req *r)
     struct key_write *w = r->handler_state;
     struct app *a = r->app;
     char *enc = NULL, fp[65];
-    if (w->key && (secrets_b_encrypt(&a->secrets, w->key, w->klen, &enc) < 0 ||
-                   secrets_fingerprint(&a->secrets, w->key, w->klen, fp) < 0)) {
+    if (w->in.key && (secrets_b_encrypt(&a->secrets, w->in.key, w->in.klen, &enc) < 0 ||
+                      secrets_fingerprint(&a->secrets, w->in.key, w->in.klen, fp) < 0)) {
         free(enc);
         log_error("llm keys: encryption failed");
         reply_internal(r);
         return;
     }
-    char t[64], f[96], sql[1024];
-    if (table(r, t, sizeof t) < 0 || fp_table(r, f, sizeof f) < 0) {
-        free(enc);
-        return;
-    }
-    const char *params[6];
-    int n = 0, len;
-    if (!w->patch) {
-        params[n++] = enc;
-        params[n++] = w->name;
-        params[n++] = w->url;
-        params[n++] = w->model;
-        params[n++] = fp;
-        len = snprintf(sql, sizeof sql,
-                       "WITH k AS (INSERT INTO %s (key, name, url, model)"
-                       " VALUES ($1, $2::public.enum_llm_keys_provider, $3, $4) RETURNING " ROW_COLS "),"
-                       " f AS (INSERT INTO %s (key_id, fingerprint) SELECT id, $5 FROM k)"
-                       " SELECT * FROM k",
-                       t, f);
-    } else {
-        /* The statement is assembled from constant fragments only; values are bound. */
-        char set[256] = "", frag[96];
-        int bad = 0;
-        params[n++] = w->id;
-        if (w->name) {
-            params[n++] = w->name;
-            params[n++] = w->url;
-            snprintf(frag, sizeof frag, "name = $%d::public.enum_llm_keys_provider, url = $%d", n - 1, n);
-            bad |= set_add(set, sizeof set, frag);
-        }
-        if (w->key) {
-            params[n++] = enc;
-            snprintf(frag, sizeof frag, "key = $%d", n);
-            bad |= set_add(set, sizeof set, frag);
-        }
-        if (w->model) {
-            params[n++] = w->model;
-            snprintf(frag, sizeof frag, "model = $%d", n);
-            bad |= set_add(set, sizeof set, frag);
-        }
-        if (w->key) {
-            params[n++] = fp;
-            len = snprintf(sql, sizeof sql,
-                           "WITH k AS (UPDATE %s SET %s WHERE id = $1::int RETURNING " ROW_COLS "),"
-                           " f AS (INSERT INTO %s (key_id, fingerprint) SELECT id, $%d FROM k"
-                           " ON CONFLICT (key_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint)"
-                           " SELECT * FROM k",
-                           t, set, f, n);
-        } else if (*set) {
-            len = snprintf(sql, sizeof sql, "UPDATE %s SET %s WHERE id = $1::int RETURNING " ROW_COLS, t, set);
-        } else { /* only the unchanged (masked) key: the row as it is */
-            w->noop = true;
-            len = snprintf(sql, sizeof sql, "SELECT " ROW_COLS " FROM %s WHERE id = $1::int", t);
-        }
-        if (bad)
-            len = -1;
-    }
-    if (len < 0 || (size_t)len >= sizeof sql) {
-        free(enc);
-        log_error("llm keys: statement does not fit");
-        reply_internal(r);
-        return;
-    }
-    app_query(r, sql, n, params, on_written);
+    if (w->patch)
+        llm_keys_store_update(r, w->id, &w->in, enc, w->in.key ? fp : NULL, on_written);
+    else
+        llm_keys_store_insert(r, &w->in, enc, fp, on_written);
     if (enc)
         secrets_free_plain(enc, strlen(enc));
 }
@@ -389,13 +166,11 @@ static void on_backfilled(struct http_req *r, const struct db_result *res)
 {
     const struct key_write *w = r->handler_state;
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, w->patch ? "update" : "create");
+        reply_failure(r, res, w->patch ? "update" : "create");
         return;
     }
     write_key(r);
 }
-
-enum { PRE_ID, PRE_KEY, PRE_TARGET, PRE_NEEDS_FP };
 
 /* The rows without a fingerprint (and, for a PATCH with a masked key, the target row):
  * fingerprint them, settle the masked key, then write. */
@@ -403,7 +178,7 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
 {
     struct key_write *w = r->handler_state;
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, w->patch ? "update" : "create");
+        reply_failure(r, res, w->patch ? "update" : "create");
         return;
     }
     const PGresult *pr = db_last(res);
@@ -412,39 +187,40 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
     size_t idl = 0, fpl = 0;
     bool found = !w->patch;
     for (int i = 0; i < PQntuples(pr); i++) {
-        const char *stored = PQgetvalue(pr, i, PRE_KEY);
+        struct llm_key_prerow row;
+        llm_keys_prerow(pr, i, &row);
         char *pt = NULL;
         size_t len = 0;
         bool plain = false;
-        if (secrets_b_decrypt(&a->secrets, stored, &pt, &len) < 0) {
-            if (strchr(stored, ':'))
+        if (secrets_b_decrypt(&a->secrets, row.key, &pt, &len) < 0) {
+            if (strchr(row.key, ':'))
                 continue; /* not ours to read: no fingerprint */
-            pt = (char *)stored; /* a plaintext row (VerifyWise) */
-            len = strlen(stored);
+            pt = (char *)row.key; /* a plaintext row (VerifyWise) */
+            len = strlen(row.key);
             plain = true;
         }
-        if (strcmp(PQgetvalue(pr, i, PRE_TARGET), "t") == 0) {
+        if (row.target) {
             found = true;
             char mask[SECRETS_MASK_MAX];
             secrets_mask(pt, len, mask);
-            if (w->key && looks_masked(w->key, w->klen)) {
-                if (strlen(mask) != w->klen || memcmp(mask, w->key, w->klen) != 0) {
+            if (w->in.key && llm_key_looks_masked(w->in.key, w->in.klen)) {
+                if (strlen(mask) != w->in.klen || memcmp(mask, w->in.key, w->in.klen) != 0) {
                     if (!plain)
                         secrets_free_plain(pt, len);
                     free(ids);
                     free(fps);
-                    reply_text(r, 400, MSG_MASKED);
+                    reply_err(r, LLM_KEY_ERR_MASKED);
                     return;
                 }
-                w->key = NULL; /* its own mask: unchanged */
-                w->klen = 0;
+                w->in.key = NULL; /* its own mask: unchanged */
+                w->in.klen = 0;
             }
         }
         char fp[65];
         int rc = 0;
-        if (strcmp(PQgetvalue(pr, i, PRE_NEEDS_FP), "t") == 0) {
+        if (row.needs_fp) {
             rc = secrets_fingerprint(&a->secrets, pt, len, fp);
-            if (rc == 0 && (lit_add(&ids, &idl, PQgetvalue(pr, i, PRE_ID)) < 0 || lit_add(&fps, &fpl, fp) < 0))
+            if (rc == 0 && (lit_add(&ids, &idl, row.id) < 0 || lit_add(&fps, &fpl, fp) < 0))
                 rc = -1;
         }
         if (!plain)
@@ -463,51 +239,19 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
         reply_data(r, 404, NULL);
         return;
     }
-    if (w->key && looks_masked(w->key, w->klen)) { /* the target row cannot be read */
+    if (w->in.key && llm_key_looks_masked(w->in.key, w->in.klen)) { /* the target row cannot be read */
         free(ids);
         free(fps);
-        reply_text(r, 400, MSG_MASKED);
+        reply_err(r, LLM_KEY_ERR_MASKED);
         return;
     }
     if (!ids) {
         write_key(r);
         return;
     }
-    /* The older rows' fingerprints are kept whatever the write then finds. */
-    char f[96], sql[256];
-    if (fp_table(r, f, sizeof f) < 0) {
-        free(ids);
-        free(fps);
-        return;
-    }
-    snprintf(sql, sizeof sql,
-             "INSERT INTO %s (key_id, fingerprint) SELECT * FROM unnest($1::int[], $2::text[])"
-             " ON CONFLICT DO NOTHING",
-             f);
-    const char *params[] = {ids, fps};
-    app_query(r, sql, 2, params, on_backfilled);
+    llm_keys_store_backfill(r, ids, fps, on_backfilled);
     free(ids);
     free(fps);
-}
-
-/* Look at the rows without a fingerprint (and the PATCH target), then write. */
-static void prequery(struct http_req *r)
-{
-    struct key_write *w = r->handler_state;
-    char t[64], f[96], sql[512];
-    if (table(r, t, sizeof t) < 0 || fp_table(r, f, sizeof f) < 0)
-        return;
-    int n = snprintf(sql, sizeof sql,
-                     "SELECT k.id, k.key, k.id = $1::int, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id)"
-                     " FROM %s k WHERE k.id = $1::int OR NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id)"
-                     " ORDER BY k.id = $1::int DESC, k.id LIMIT %d",
-                     f, t, f, BACKFILL_MAX);
-    if (n < 0 || (size_t)n >= sizeof sql) {
-        reply_internal(r);
-        return;
-    }
-    const char *params[] = {w->patch ? w->id : "0"};
-    app_query(r, sql, 1, params, on_prequery);
 }
 
 static struct key_write *new_key_write(struct http_req *r)
@@ -524,87 +268,40 @@ static struct key_write *new_key_write(struct http_req *r)
 
 void llm_keys_create(struct http_req *r)
 {
-    const char *name = NULL, *key = NULL, *model = NULL;
-    size_t nlen = 0, klen = 0, mlen = 0;
-    if (json_get_string(r->json, "name", &name, &nlen) != 1 || nlen == 0 ||
-        json_get_string(r->json, "key", &key, &klen) != 1 || klen == 0) {
-        reply_text(r, 400, "Name and key are required");
-        return;
-    }
-    const char *url = llm_provider_url(name);
-    if (!url || strlen(name) != nlen) {
-        reply_text(r, 400, MSG_BAD_PROVIDER);
-        return;
-    }
-    if (json_get_string(r->json, "model", &model, &mlen) != 1 || mlen == 0) {
-        reply_text(r, 400, "Model is required");
-        return;
-    }
-    const char *err = check_lengths(key, klen, model, mlen);
-    if (err || strlen(key) != klen || strlen(model) != mlen) {
-        reply_text(r, 400, err ? err : "Key and model must not contain NUL characters");
-        return;
-    }
-    if (looks_masked(key, klen)) {
-        reply_text(r, 400, MSG_MASKED);
+    struct llm_key_input in;
+    enum llm_key_err e = llm_keys_check_body(r->json, false, &in);
+    if (e != LLM_KEY_OK) {
+        reply_err(r, e);
         return;
     }
     struct key_write *w = new_key_write(r);
     if (!w)
         return;
-    *w = (struct key_write){.name = name, .url = url, .key = key, .klen = klen, .model = model};
-    prequery(r);
-}
-
-/* A PATCH field: absent, null and "" are dropped; another type is an error. */
-static int patch_field(struct http_req *r, const char *field, const char **s, size_t *len)
-{
-    int g = json_get_string(r->json, field, s, len);
-    if (g < 0) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "%s must be a string", field);
-        reply_text(r, 400, msg);
-        return -1;
-    }
-    if (g == 0 || *len == 0)
-        *s = NULL;
-    return 0;
+    w->in = in;
+    llm_keys_store_prequery(r, "0", on_prequery); /* fingerprints to settle */
 }
 
 void llm_keys_update(struct http_req *r)
 {
-    char idbuf[24];
-    if (parse_id(r, idbuf) < 0) {
-        reply_text(r, 400, "Invalid id");
+    char idbuf[HANDLER_ID_TEXT];
+    if (handler_id_param(r, "id", idbuf) < 0) {
+        reply_err(r, LLM_KEY_ERR_BAD_ID);
         return;
     }
-    const char *name, *key, *model;
-    size_t nlen, klen, mlen;
-    if (patch_field(r, "name", &name, &nlen) < 0 || patch_field(r, "key", &key, &klen) < 0 ||
-        patch_field(r, "model", &model, &mlen) < 0)
-        return;
-    if (!name && !key && !model) {
-        reply_text(r, 400, "No fields to update");
-        return;
-    }
-    const char *url = NULL;
-    if (name && (!(url = llm_provider_url(name)) || strlen(name) != nlen)) {
-        reply_text(r, 400, MSG_BAD_PROVIDER);
-        return;
-    }
-    const char *err = check_lengths(key, klen, model, mlen);
-    if (err || (key && strlen(key) != klen) || (model && strlen(model) != mlen)) {
-        reply_text(r, 400, err ? err : "Key and model must not contain NUL characters");
+    struct llm_key_input in;
+    enum llm_key_err e = llm_keys_check_body(r->json, true, &in);
+    if (e != LLM_KEY_OK) {
+        reply_err(r, e);
         return;
     }
     struct key_write *w = new_key_write(r);
     if (!w)
         return;
-    *w = (struct key_write){.patch = true, .name = name, .url = url, .key = key, .klen = key ? klen : 0,
-                            .model = model};
+    w->patch = true;
+    w->in = in;
     memcpy(w->id, idbuf, sizeof w->id);
-    if (key)
-        prequery(r); /* fingerprints to settle, or a masked key to compare */
+    if (in.key)
+        llm_keys_store_prequery(r, w->id, on_prequery); /* fingerprints to settle, or a masked key to compare */
     else
         write_key(r);
 }
@@ -614,7 +311,7 @@ void llm_keys_update(struct http_req *r)
 static void on_deleted(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, "delete");
+        reply_failure(r, res, "delete");
         return;
     }
     const PGresult *pr = db_last(res);
@@ -623,29 +320,18 @@ static void on_deleted(struct http_req *r, const struct db_result *res)
         return;
     }
     app_event(r->app, "llm_key.deleted", r->auth.org_id, r->auth.tenant, r->auth.user_id,
-              json_pack("{s:I}", "id", (json_int_t)strtoll(PQgetvalue(pr, 0, 0), NULL, 10)));
+              json_pack("{s:I}", "id", (json_int_t)llm_keys_deleted_id(pr, 0)));
     reply_data_message(r, 200, "LLM Key deleted successfully");
-}
-
-/* Run "<head><table><tail>" with $1 = the id from the path, for the :id routes. */
-static void query_by_id(struct http_req *r, const char *head, const char *tail, app_query_done done)
-{
-    char idbuf[24];
-    if (parse_id(r, idbuf) < 0) {
-        reply_text(r, 400, "Invalid id");
-        return;
-    }
-    char t[64], sql[256];
-    if (table(r, t, sizeof t) < 0)
-        return;
-    snprintf(sql, sizeof sql, "%s%s%s", head, t, tail);
-    const char *params[] = {idbuf};
-    app_query(r, sql, 1, params, done);
 }
 
 void llm_keys_delete(struct http_req *r)
 {
-    query_by_id(r, "DELETE FROM ", " WHERE id = $1::int RETURNING id", on_deleted);
+    char idbuf[HANDLER_ID_TEXT];
+    if (handler_id_param(r, "id", idbuf) < 0) {
+        reply_err(r, LLM_KEY_ERR_BAD_ID);
+        return;
+    }
+    llm_keys_store_delete(r, idbuf, on_deleted);
 }
 
 /* ---- POST /api/llm-keys/:id/verify ----------------------------------------- */
@@ -687,7 +373,7 @@ static void on_provider(struct http_req *r, const struct fetch_response *res)
 static void on_key_for_verify(struct http_req *r, const struct db_result *res)
 {
     if (res->status != DB_OK) {
-        reply_sql_failure(r, res, "verify");
+        reply_failure(r, res, "verify");
         return;
     }
     const PGresult *pr = db_last(res);
@@ -696,7 +382,8 @@ static void on_key_for_verify(struct http_req *r, const struct db_result *res)
         return;
     }
     struct app *a = r->app;
-    const char *stored = PQgetvalue(pr, 0, 1);
+    const char *provider, *stored;
+    llm_keys_key_row(pr, 0, &provider, &stored);
     char *key = NULL;
     size_t klen = 0;
     if (secrets_b_decrypt(&a->secrets, stored, &key, &klen) < 0) {
@@ -717,7 +404,7 @@ static void on_key_for_verify(struct http_req *r, const struct db_result *res)
         reply_internal(r);
         return;
     }
-    snprintf(vs->provider, sizeof vs->provider, "%s", PQgetvalue(pr, 0, 0));
+    snprintf(vs->provider, sizeof vs->provider, "%s", provider);
     r->handler_state = vs;
     r->handler_state_free = free_verify;
 
@@ -759,5 +446,10 @@ static void on_key_for_verify(struct http_req *r, const struct db_result *res)
 
 void llm_keys_verify(struct http_req *r)
 {
-    query_by_id(r, "SELECT name::text, key FROM ", " WHERE id = $1::int", on_key_for_verify);
+    char idbuf[HANDLER_ID_TEXT];
+    if (handler_id_param(r, "id", idbuf) < 0) {
+        reply_err(r, LLM_KEY_ERR_BAD_ID);
+        return;
+    }
+    llm_keys_store_get_key(r, idbuf, on_key_for_verify);
 }
