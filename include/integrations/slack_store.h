@@ -17,28 +17,14 @@ struct secrets;
 #define SLACK_DELIVERY_LEASE "15 seconds"
 #define SLACK_IDEM_MAX 255
 
-/* The columns of SLACK_WEBHOOK_COLS (slack_webhooks.h), in its order. */
-enum slack_webhook_col {
-    SLACK_WH_COL_ID,
-    SLACK_WH_COL_SCOPE,
-    SLACK_WH_COL_USER_ID,
-    SLACK_WH_COL_TEAM_NAME,
-    SLACK_WH_COL_TEAM_ID,
-    SLACK_WH_COL_CHANNEL,
-    SLACK_WH_COL_CHANNEL_ID,
-    SLACK_WH_COL_CREATED_AT,
-    SLACK_WH_COL_IS_ACTIVE,
-    SLACK_WH_COL_ROUTING_TYPE,
-    SLACK_WH_COL_ORG,
-    SLACK_WH_NCOLS
-};
+/* The webhook columns come first in several SELECTs: enum slack_webhook_col (slack_webhooks.h). */
 
 /* ---- statements ------------------------------------------------------------------ */
 
 /* $1 id, $2 org: the webhook columns, then enum slack_send_col. */
 extern const char SLACK_SQL_SEND_LOAD[];
 enum slack_send_col {
-    SLACK_SEND_COL_TOKEN = SLACK_WH_NCOLS,
+    SLACK_SEND_COL_TOKEN = SLACK_WEBHOOK_NCOLS,
     SLACK_SEND_COL_TOKEN_IV,
     SLACK_SEND_COL_URL,
     SLACK_SEND_COL_URL_IV,

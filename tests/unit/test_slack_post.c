@@ -208,7 +208,7 @@ static void feed(struct slack_post *j, enum machine_input_kind k)
 }
 
 /* The webhook row SLACK_SQL_REFRESH_SAVE / SLACK_SQL_DEACTIVATE return. */
-static const char *const WEBHOOK_ROW[SLACK_WH_NCOLS] = {"7", "incoming-webhook", "2", "Team", "T1", "#alerts", "C1",
+static const char *const WEBHOOK_ROW[SLACK_WEBHOOK_NCOLS] = {"7", "incoming-webhook", "2", "Team", "T1", "#alerts", "C1",
                                                         "2026-01-01T00:00:00.000Z", "t", NULL, "1"};
 
 /* ---- fixtures ----------------------------------------------------------------------- */
@@ -361,7 +361,7 @@ static void expired_refresh_retry_sent(void **state)
     assert_string_equal(pt, "xoxe.xoxb-new");
     secrets_free_plain(pt, len);
     assert_null(strstr(R.param[2][1], "xoxb-new"));   /* stored encrypted */
-    feed_rows(j, SLACK_WH_NCOLS, WEBHOOK_ROW, 1);
+    feed_rows(j, SLACK_WEBHOOK_NCOLS, WEBHOOK_ROW, 1);
     assert_int_equal(R.nrotated, 1);
     assert_int_equal(slack_post_state(j), SLACK_POST_RETRY);
     assert_int_equal(R.nfetch, 3);
@@ -442,7 +442,7 @@ static void retry_refused_falls_back_once(void **state)
     (void)state;
     struct slack_post *j = at_refresh();
     feed_fetch(j, FETCH_OK, 200, "{\"ok\":true,\"access_token\":\"xoxb-new3\"}");
-    feed_rows(j, SLACK_WH_NCOLS, WEBHOOK_ROW, 1);
+    feed_rows(j, SLACK_WEBHOOK_NCOLS, WEBHOOK_ROW, 1);
     assert_int_equal(slack_post_state(j), SLACK_POST_RETRY);
     feed_fetch(j, FETCH_OK, 200, "{\"ok\":false,\"error\":\"token_expired\"}");
     /* one refresh only: the retry's refusal goes to the webhook */
@@ -530,7 +530,7 @@ static void api_channel_gone_deactivates(void **state)
     assert_string_equal(R.sql[1], SLACK_SQL_DEACTIVATE);
     assert_string_equal(R.param[1][0], "7");
     assert_string_equal(R.param[1][1], "Slack answered is_archived");
-    feed_rows(j, SLACK_WH_NCOLS, WEBHOOK_ROW, 1);
+    feed_rows(j, SLACK_WEBHOOK_NCOLS, WEBHOOK_ROW, 1);
     assert_int_equal(R.ndeactivated, 1);
     assert_string_equal(R.reason, "Slack answered is_archived");
     assert_int_equal(R.end, SLACK_POST_END_DEACTIVATED);

@@ -42,7 +42,6 @@
 #include "util/json.h"
 #include "util/machine.h"
 
-#define CODE_MAX 512
 #define FIELD_MAX 255             /* VARCHAR(255) columns */
 #define SECRET_MAX 2048           /* bot token, refresh token, webhook URL */
 #define REFRESH_TICK_MS 5000
@@ -337,23 +336,13 @@ static void oauth_validate(struct http_req *r)
         oauth_done(r);
         return;
     }
-    const char *msg = NULL;
-    json_t *uid = json_object_get(r->json, "userId");
-    const char *code;
-    size_t n = 0;
-    int g = json_get_string(r->json, "code", &code, &n);
-    if (uid && !json_is_null(uid) && (!json_is_integer(uid) || json_integer_value(uid) < 1))
-        msg = "Valid User ID is required (must be >= 1)";
     /* A userId other than the caller's is ignored: the owner is the caller. */
-    else if (g < 0 || (g == 1 && memchr(code, '\0', n)))
-        msg = "code must be a string";
-    else if (g == 0 || n == 0)
-        msg = "Slack OAuth code is required";
-    else if (n > CODE_MAX)
-        msg = "Slack OAuth code must be at most 512 characters";
-    if (msg) {
+    const char *code;
+    size_t n;
+    enum slack_wh_err e = slack_webhooks_check_create(r->json, &code, &n);
+    if (e != SLACK_WH_OK) {
         oauth_done(r);
-        reply_text(r, 400, msg);
+        reply_text(r, slack_webhooks_err_status(e), slack_webhooks_err_message(e));
         return;
     }
     oauth_go(r, OAUTH_EXCHANGE);

@@ -10,7 +10,6 @@
 
 #include "crypto/secrets.h"
 
-_Static_assert(SLACK_WH_NCOLS == SLACK_WEBHOOK_NCOLS, "SLACK_WEBHOOK_COLS and enum slack_webhook_col differ");
 
 /* Does the webhook (column w.id) have a refresh token, i.e. a rotating bot token? */
 #define HAS_REFRESH(w)                                                                                  \
