@@ -23,6 +23,12 @@ struct config {
     char *database_url;
     char *db_host, *db_port, *db_name, *db_user, *db_password;
     int db_pool_size;
+    int db_pipeline_depth;       /* statements in flight on one connection (pipeline mode) */
+    int db_max_queue;            /* statement units waiting for a connection; past it 503 */
+    int db_connect_timeout_ms;   /* one connection attempt (pool and LISTEN) */
+    int db_stall_timeout_ms;     /* an answer overdue this long: the connection is dropped */
+    int db_statement_timeout_ms; /* the server's statement_timeout for our sessions */
+    int db_idle_in_transaction_timeout_ms; /* the server's idle_in_transaction_session_timeout */
 
     char *redis_url;             /* "" = run without Redis */
     char *redis_channel_prefix;
@@ -58,6 +64,11 @@ struct config {
     size_t max_buffered_header_bytes; /* incomplete header blocks held at once, all connections */
     int http_max_headers;          /* header lines of one request */
     int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
+    int http_max_connections;    /* open client connections; past it new ones are closed */
+    int http_request_timeout_s;  /* an answer owed later than this: 503 */
+    int shutdown_drain_ms;       /* SIGTERM: how long requests in flight may still finish */
+    int events_max_queue;        /* events kept while Redis is down (oldest dropped) */
+    int auth_cache_entries;      /* slots of the public.users lookup cache */
     enum log_level log_level;
     enum log_format log_format;
 };

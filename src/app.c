@@ -546,8 +546,9 @@ static int conninfo_build(struct conninfo *ci, const struct config *c, char *err
     }
     const char *opts = ci_get(ci, "options");
     char *merged = NULL;
-    if (asprintf(&merged, "%s%s-c statement_timeout=5000 -c idle_in_transaction_session_timeout=10000",
-                 opts ? opts : "", opts ? " " : "") < 0)
+    if (asprintf(&merged, "%s%s-c statement_timeout=%d -c idle_in_transaction_session_timeout=%d",
+                 opts ? opts : "", opts ? " " : "", c->db_statement_timeout_ms,
+                 c->db_idle_in_transaction_timeout_ms) < 0)
         return -1;
     ci_set(ci, "options", keep(ci, merged));
     if (!ci_get(ci, "application_name"))
@@ -665,7 +666,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     a->nroutes = sizeof routes / sizeof routes[0];
     if (cors_init(a, err, errlen) < 0)
         return -1;
-    if (!(a->members = member_cache_new(4096, a->cfg.auth_cache_ms)) ||
+    if (!(a->members = member_cache_new((unsigned)a->cfg.auth_cache_entries, a->cfg.auth_cache_ms)) ||
         !(a->cache = read_cache_new(a->cfg.cache_bytes)) ||
         !(a->tenants = tenant_set_new()) || !(schema_retry = evtimer_new(base, schema_retry_cb, a))) {
         snprintf(err, errlen, "out of memory");
@@ -679,10 +680,10 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .keywords = conninfo.kw,
         .values = conninfo.val,
         .size = a->cfg.db_pool_size,
-        .max_depth = 64,
-        .max_queue = 8192,
-        .connect_timeout_ms = 5000,
-        .stall_timeout_ms = 15000,
+        .max_depth = a->cfg.db_pipeline_depth,
+        .max_queue = a->cfg.db_max_queue,
+        .connect_timeout_ms = a->cfg.db_connect_timeout_ms,
+        .stall_timeout_ms = a->cfg.db_stall_timeout_ms,
         .resolver = a->resolver,
         .on_live_change = on_live_change,
         .arg = a,
@@ -695,7 +696,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     struct listener_opts lo = {
         .params = listen_params,
         .channel = "integrationsd_cache",
-        .connect_timeout_ms = 5000,
+        .connect_timeout_ms = a->cfg.db_connect_timeout_ms,
         .on_notify = on_cache_notify,
         .on_state = on_listen_state,
         .arg = a,
@@ -708,8 +709,8 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .bind_address = a->cfg.bind_address,
         .port = a->cfg.port,
         .max_body_bytes = a->cfg.max_body_bytes,
-        .max_connections = 10000,
-        .request_timeout_s = 30,
+        .max_connections = a->cfg.http_max_connections,
+        .request_timeout_s = a->cfg.http_request_timeout_s,
         .idle_timeout_s = a->cfg.http_idle_timeout_s,
         .max_header_bytes = a->cfg.http_max_header_bytes,
         .max_headers = a->cfg.http_max_headers,
@@ -725,7 +726,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     struct events_opts eo = {
         .redis_url = a->cfg.redis_url,
         .prefix = a->cfg.redis_channel_prefix,
-        .max_queue = 10000,
+        .max_queue = (size_t)a->cfg.events_max_queue,
         .sentinels = a->cfg.redis_sentinels,
         .sentinel_master = a->cfg.redis_sentinel_master,
         .resolver = a->resolver,

@@ -23,8 +23,6 @@
 
 #include "autoconfig.h"
 
-#define DRAIN_LIMIT_MS 10000
-
 static struct app app;
 static struct event *drain_tick;
 static int drain_waited_ms;
@@ -92,7 +90,7 @@ static void drain_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     drain_waited_ms += 50;
     int pending = http_server_pending(app.http);
-    if (pending == 0 || drain_waited_ms >= DRAIN_LIMIT_MS) {
+    if (pending == 0 || drain_waited_ms >= app.cfg.shutdown_drain_ms) {
         if (pending)
             log_warn("shutdown: %d request(s) still pending after %d ms; closing", pending, drain_waited_ms);
         event_base_loopbreak(app.base);
