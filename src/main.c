@@ -14,7 +14,6 @@
 #include "app.h"
 #include "config.h"
 #include "http/server.h"
-#include "integrations/slack.h"
 #include "jobs/cron.h"
 #include "log.h"
 #include "net/cidr.h"
@@ -168,13 +167,8 @@ int main(int argc, char **argv)
     /* Before app_init, so the watchdog also covers start-up; logs its own error. */
     if (sdnotify_init(app.base) < 0)
         goto out;
-    app.on_notify = slack_on_notify;
-    if (app_init(&app, app.base, err, sizeof err) < 0) {
+    if (app_init(&app, app.base, err, sizeof err) < 0) { /* the modules, then the integrations */
         log_error("start-up failed: %s", err);
-        goto out;
-    }
-    if (slack_start(&app) < 0) {
-        log_error("start-up failed: cannot start the Slack background work");
         goto out;
     }
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, NULL);
@@ -200,8 +194,7 @@ out:
     if (drain_tick)
         event_free(drain_tick);
     sdnotify_free();   /* its timer belongs to app.base: before event_base_free */
-    slack_stop();   /* before app_free: cancels its transfers, frees its queues */
-    app_free(&app);
+    app_free(&app); /* the integrations first, then the modules, in reverse order */
     log_detach();   /* its event belongs to app.base */
     if (app.base)
         event_base_free(app.base);

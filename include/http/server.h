@@ -27,6 +27,10 @@ struct http_server_opts {
      * token), before the body is read. A reply from it (r->early is set) closes the
      * connection; r is thrown away either way, and dispatch later sees a new one. */
     void (*precheck)(struct http_req *r);
+    /* Told of every answer (route name, "rejected" for one decided before routing, NULL
+     * when unmatched; status, 499 for a client gone; time since the request began):
+     * app wires it to /metrics (http/ knows no ops/). NULL: nobody listens. */
+    void (*on_answer)(const char *route, int status, uint64_t duration_us);
 };
 
 typedef void (*http_dispatch_fn)(struct http_req *r);

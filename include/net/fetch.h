@@ -86,6 +86,10 @@ int fetch_in_flight(const struct fetch_client *c);
 /* At most max_total transfers in flight, and max_per_org for one organization
  * (0 = no limit). Past either, fetch_start completes with FETCH_BUSY. */
 void fetch_client_set_limits(struct fetch_client *c, int max_total, int max_per_org);
+/* Told of every finished call: its target ("github", ...; "other" when unnamed) and
+ * fetch_outcome_name of its outcome. Set by app to feed /metrics (net/ knows no ops/). */
+typedef void (*fetch_observer_fn)(const char *target, const char *outcome);
+void fetch_client_set_observer(struct fetch_client *c, fetch_observer_fn fn);
 /* Would a transfer for org_id be admitted now? */
 bool fetch_admits(const struct fetch_client *c, long long org_id);
 

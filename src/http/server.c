@@ -31,7 +31,6 @@
 #include "app.h"
 #include "http/reply.h"
 #include "log.h"
-#include "ops/metrics.h"
 #include "util/clock.h"
 
 #define URI_MAX 2048
@@ -223,7 +222,8 @@ static void reject_raw(struct conn_track *t, int status, const char *reason, con
                status == 431 ? "request rejected: header fields too large"
                              : "request rejected: too many request headers buffered",
                f);
-    metrics_observe_request("rejected", status, 0);
+    if (t->srv->opts.on_answer)
+        t->srv->opts.on_answer("rejected", status, 0);
 }
 
 /* libevhtp 1.2.18 corrupts the URI path when the request line arrives in more than one
@@ -397,8 +397,9 @@ static evhtp_res early_reply(evhtp_request_t *req, int status, const char *body,
     json_t *f = json_pack("{s:s,s:s,s:i}", "method", htparser_get_methodstr_m(req->method),
                           "path", "(rejected)", "status", status);
     log_fields(LOG_INFO, "request rejected", f);
-    metrics_observe_request("rejected", status, 0);
     struct conn_track *t = track_of(req->conn);
+    if (t && t->srv->opts.on_answer)
+        t->srv->opts.on_answer("rejected", status, 0);
     if (t)
         conn_close_after_flush(t);
     return EVHTP_RES_PAUSE;
@@ -793,7 +794,8 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
         conn_wait_arm(t); /* the next request on this connection */
     s->pending--;
     log_request(r, status);
-    metrics_observe_request(r->route ? r->route->name : NULL, status, clock_mono_us() - r->start_us);
+    if (s->opts.on_answer)
+        s->opts.on_answer(r->route ? r->route->name : NULL, status, clock_mono_us() - r->start_us);
     if (r->early) {
         /* Decided on the headers (precheck_refused): the body is never read. */
         evhtp_kv_t *e = evhtp_kvs_find_kv(req->headers_in, "Expect");
@@ -900,7 +902,8 @@ static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
         s->pending--;
         r->status = 499;
         log_request(r, 499);
-        metrics_observe_request(r->route ? r->route->name : NULL, 499, clock_mono_us() - r->start_us);
+        if (s->opts.on_answer)
+            s->opts.on_answer(r->route ? r->route->name : NULL, 499, clock_mono_us() - r->start_us);
         abandon(r);
     }
     if (r->deadline)

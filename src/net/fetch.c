@@ -48,7 +48,6 @@
 #include <time.h>
 
 #include "log.h"
-#include "ops/metrics.h"
 #include "net/cidr.h"
 
 #define FETCH_DEFAULT_TIMEOUT_MS 30000L
@@ -141,6 +140,7 @@ struct fetch_client {
     bool closing;       /* inside fetch_client_free */
     bool *freed_flag;   /* set while on_deliver runs user callbacks */
     bool curl_global;   /* we hold a curl_global_init reference */
+    fetch_observer_fn observe; /* told of every finished call (metrics), or NULL */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -566,10 +566,8 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
 
 static void log_done(const struct fetch *f)
 {
-    char labels[128];
-    snprintf(labels, sizeof labels, "target=\"%s\",result=\"%s\"", f->target ? f->target : "other",
-             fetch_outcome_name(f->res.outcome));
-    metrics_inc("integrationsd_outbound_requests_total", labels, 1);
+    if (f->c->observe)
+        f->c->observe(f->target ? f->target : "other", fetch_outcome_name(f->res.outcome));
     enum log_level lvl = f->res.outcome == FETCH_DENIED ? LOG_WARN : LOG_DEBUG;
     if (!log_enabled(lvl))
         return;
@@ -929,6 +927,11 @@ void fetch_client_set_limits(struct fetch_client *c, int max_total, int max_per_
 {
     c->max_total = max_total > 0 ? max_total : 0;
     c->max_per_org = max_per_org > 0 ? max_per_org : 0;
+}
+
+void fetch_client_set_observer(struct fetch_client *c, fetch_observer_fn fn)
+{
+    c->observe = fn;
 }
 
 bool fetch_admits(const struct fetch_client *c, long long org_id)
