@@ -67,7 +67,7 @@ void app_free(struct app *a);
 
 /* Parse the request body into r->json (a JSON object; empty = {}). Returns 0, or -1
  * after answering 400 ("Invalid JSON body" / "Request body must be a JSON object"). */
-int app_parse_body(struct http_req *r);
+MUSTCHECK int app_parse_body(struct http_req *r);
 
 /* The request pipeline: routing, CORS, authentication, body parsing, handler. */
 void app_dispatch(struct http_req *r);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "net/proxy.h"
+#include "util/compiler.h"
 
 /* The default outbound deny list: loopback, "this network", cloud metadata
  * addresses and link-local; private ranges stay reachable (self-hosted MLflow). */
@@ -79,13 +80,13 @@ typedef const char *(*config_getenv_fn)(const char *name, void *arg);
 /* Fill *c from the lookup. On error returns -1 and writes a one-line reason
  * naming the variable into err (never its value). On success returns 0; free
  * with config_free. */
-int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
+MUSTCHECK int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
 void config_free(struct config *c);
 
 /* --check-config: calls report once per problem (a line naming the variable, never its
  * value) and returns how many there were; 0 means config_load would succeed. */
 typedef void (*config_report_fn)(const char *problem, void *arg);
-int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg);
+MUSTCHECK int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg);
 
 /* Names of every variable the service reads (NULL-terminated), for docs checks. */
 const char *const *config_variable_names(void);

@@ -53,8 +53,7 @@ static int check_config(void)
 {
     int n = 0;
     char err[256];
-    config_check(env_get, NULL, print_problem, &n);
-    if (n == 0 && config_load(&app.cfg, env_get, NULL, err, sizeof err) == 0) {
+    if (config_check(env_get, NULL, print_problem, &n) == 0 && config_load(&app.cfg, env_get, NULL, err, sizeof err) == 0) {
         if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0)
             print_problem("ENCRYPTION_KEY must be ASCII (its first 32 characters are the AES key)", &n);
         secrets_clear(&app.secrets);

@@ -9,6 +9,7 @@
 #define IDX_AUTH_MEMBER_CACHE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 enum member_state {
     MEMBER_ROW = 1,      /* the user row exists: org_id/role_id valid (0 = NULL) */
@@ -27,7 +28,7 @@ struct member_entry {
 struct member_cache;
 
 /* slots is rounded up to a power of two; ttl_ms 0 disables caching. */
-struct member_cache *member_cache_new(unsigned slots, int64_t ttl_ms);
+MUSTCHECK struct member_cache *member_cache_new(unsigned slots, int64_t ttl_ms);
 void member_cache_free(struct member_cache *c);
 /* Returns true and fills *out when a live entry exists. */
 bool member_cache_get(const struct member_cache *c, long long user_id, int64_t now_ms,

@@ -42,12 +42,12 @@ void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long or
 
 /* Tenants known to be ready in this process: an open-addressing set. */
 struct tenant_set;
-struct tenant_set *tenant_set_new(void);
+MUSTCHECK struct tenant_set *tenant_set_new(void);
 void tenant_set_free(struct tenant_set *s);
 bool tenant_set_has(const struct tenant_set *s, const char *tenant);
-int tenant_set_add(struct tenant_set *s, const char *tenant); /* 0 or -1 (OOM) */
+MUSTCHECK int tenant_set_add(struct tenant_set *s, const char *tenant); /* 0 or -1 (OOM) */
 
 /* Build "\"<tenant>\".<table>" into buf; -1 if tenant is not a valid name or buf is short. */
-int db_table(char *buf, size_t len, const char *tenant, const char *table);
+MUSTCHECK int db_table(char *buf, size_t len, const char *tenant, const char *table);
 
 #endif

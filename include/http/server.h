@@ -7,6 +7,7 @@
 #define IDX_HTTP_SERVER_H
 #include <stddef.h>
 #include "http/request.h"
+#include "util/compiler.h"
 
 struct event_base;
 struct http_server;
@@ -36,7 +37,7 @@ struct http_server_opts {
 typedef void (*http_dispatch_fn)(struct http_req *r);
 
 /* Bind and start accepting. Returns NULL and a reason in err on failure. */
-struct http_server *http_server_new(struct event_base *base, struct app *app,
+MUSTCHECK struct http_server *http_server_new(struct event_base *base, struct app *app,
                                     const struct http_server_opts *opts,
                                     http_dispatch_fn dispatch, char *err, size_t errlen);
 int http_server_port(const struct http_server *s);

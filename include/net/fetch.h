@@ -16,6 +16,7 @@
 #define IDX_NET_FETCH_H
 #include <stdbool.h>
 #include <stddef.h>
+#include "util/compiler.h"
 
 struct event_base;
 struct fetch_client;
@@ -67,7 +68,7 @@ typedef void (*fetch_cb)(const struct fetch_response *res, void *arg);
 
 /* deny_cidrs: comma-separated IPv4/IPv6 CIDRs ("169.254.0.0/16,fe80::/10"), may be "".
  * Returns NULL with a reason in err (e.g. a malformed CIDR, naming it). */
-struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_cidrs,
+MUSTCHECK struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_cidrs,
                                       const char *user_agent, char *err, size_t errlen);
 /* Cancels every transfer (no callbacks) and frees the client. */
 void fetch_client_free(struct fetch_client *c);
