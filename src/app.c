@@ -314,7 +314,7 @@ static void on_schema_ready(void *arg)
     struct app *a = arg;
     a->schema_ready = true;
     log_fields(LOG_INFO, "start-up: database schema ready",
-               json_pack("{s:s,s:f}", "version", db_schema_version(), "after_ms", app_uptime_us(a) / 1000.0));
+               json_pack("{s:s,s:f}", "version", db_schema_version(), "after_ms", (double)app_uptime_us(a) / 1000.0));
 }
 
 static bool app_stopping(void *arg)

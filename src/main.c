@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     log_fields(LOG_INFO, "listening",
                json_pack("{s:s,s:i,s:s,s:f}", "address", app.cfg.bind_address, "port",
                          http_server_port(app.http), "version", PACKAGE_VERSION, "after_ms",
-                         app_uptime_us(&app) / 1000.0));
+                         (double)app_uptime_us(&app) / 1000.0));
     sdnotify_ready();
     event_base_dispatch(app.base);
     log_info("stopped");

@@ -109,7 +109,7 @@ static const char *http_date(void)
 
 static void add_header(evhtp_request_t *req, const char *k, const char *v, int copy_value)
 {
-    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, copy_value));
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, (char)copy_value));
 }
 
 static void add_standard_headers_ct(evhtp_request_t *req, const char *content_type)
