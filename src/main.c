@@ -135,6 +135,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_setup(app.cfg.log_level, app.cfg.log_format);
+    log_capture_libevent();
     if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0) {
         fprintf(stderr, "integrationsd: configuration error: ENCRYPTION_KEY must be ASCII "
                         "(its first 32 characters are the AES key)\n");
