@@ -22,7 +22,7 @@ struct member_entry {
     long long org_id;
     long long role_id;
     int64_t expires_ms;
-    enum member_state state;
+    enum member_state found;     /* what the lookup found (a value, not a machine); 0: empty slot */
 };
 
 struct member_cache;
