@@ -16,6 +16,7 @@
 
 struct app;
 struct event;
+struct http_server;
 
 struct auth_identity {
     long long user_id;
@@ -28,7 +29,8 @@ struct auth_identity {
 struct http_req {
     int refs;
     void *ev;                    /* evhtp_request_t *; NULL once the HTTP side is gone */
-    struct app *app;
+    struct app *app;             /* opaque here: what handlers reach the service through */
+    struct http_server *server;  /* the server that made it (http/server) */
     unsigned method;
     char *path;                  /* raw path (not percent-decoded), no query */
     char *query;                 /* raw query string or NULL */

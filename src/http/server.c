@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "http/reply.h"
 #include "log.h"
 #include "util/clock.h"
@@ -436,6 +435,7 @@ static bool precheck_refused(struct http_server *s, evhtp_request_t *req)
     r->refs = 1;
     r->ev = req;
     r->app = s->app;
+    r->server = s;
     r->early = true;
     r->start_us = clock_mono_us();
     r->method = method_of(req);
@@ -746,7 +746,7 @@ void http_req_peer(const struct http_req *r, char *buf, size_t len)
 
 static struct http_server *server_of(const struct http_req *r)
 {
-    return r->app->http;
+    return r->server;
 }
 
 static void log_request(struct http_req *r, int status)
@@ -943,6 +943,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     r->refs = 1; /* held by the HTTP side until on_request_fini */
     r->ev = req;
     r->app = s->app;
+    r->server = s;
     r->start_us = clock_mono_us();
     r->method = method_of(req);
     if (t) {
