@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "auth/member_cache.h"
 #include "auth/middleware.h"
@@ -27,18 +26,17 @@
 #include "integration.h"
 #include "log.h"
 #include "app_metrics.h"
-#include "ops/metrics.h"
 #include "net/fetch.h"
 #include "net/resolve.h"
 #include "ops/looplag.h"
+#include "ops/metrics.h"
 #include "routes.h"
+#include "util/clock.h"
 #include "util/json.h"
 
 int64_t app_uptime_us(const struct app *a)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - a->started_us;
+    return (int64_t)clock_mono_us() - a->started_us;
 }
 
 /* ---- the request pipeline ---------------------------------------------------- */

@@ -1,7 +1,8 @@
-/* main: command line, start-up order, signals and graceful shutdown.
- * Start: config -> logs -> secrets -> loop -> pool + HTTP listener -> dispatch.
- * SIGTERM/SIGINT: stop accepting, let answered-later requests finish (bounded),
- * then free everything and exit 0. */
+/* main: command line, the process around the app, signals and graceful shutdown.
+ * Start: config -> logs (libevent's too) -> secrets -> loop -> log flush event -> sd_notify
+ * watchdog -> app_init (the modules in order, then the integrations) -> signals -> dispatch.
+ * SIGTERM/SIGINT: stop accepting, let answered-later requests finish (SHUTDOWN_DRAIN_MS),
+ * then undo the start in reverse (app_free: integrations, then modules) and exit 0. */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <jansson.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app.h"
 #include "config.h"
@@ -19,6 +19,7 @@
 #include "net/cidr.h"
 #include "ops/metrics.h"
 #include "ops/sdnotify.h"
+#include "util/clock.h"
 
 #include "autoconfig.h"
 
@@ -109,9 +110,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    struct timespec ts0;
-    clock_gettime(CLOCK_MONOTONIC, &ts0);
-    app.started_us = (int64_t)ts0.tv_sec * 1000000 + ts0.tv_nsec / 1000;
+    app.started_us = (int64_t)clock_mono_us();
     bool check_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--check-config") == 0) {
