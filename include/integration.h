@@ -24,7 +24,7 @@ struct integration {
 };
 
 /* Start every integration in table order; on a failure stop those already started (in
- * reverse) and return -1 with err set ("<name>: <reason>" is the caller's to log). */
+ * reverse) and return -1 with the failing one's reason in err. */
 MUSTCHECK int integrations_start(struct app *a, char *err, size_t errlen);
 /* Stop the started ones in reverse order (idempotent). */
 void integrations_stop(struct app *a);

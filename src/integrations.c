@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "integrations/mlflow.h"
+#include "log.h"
 #include "integrations/slack.h"
 
 static int slack_start_entry(struct app *a, char *err, size_t errlen)
@@ -41,6 +42,7 @@ int integrations_start(struct app *a, char *err, size_t errlen)
             return -1;
         }
         started[i] = true;
+        log_debug("integration %s started", table[i].name);
     }
     return 0;
 }
@@ -53,6 +55,7 @@ void integrations_stop(struct app *a)
         started[i] = false;
         if (table[i].stop)
             table[i].stop(a);
+        log_debug("integration %s stopped", table[i].name);
     }
 }
 
