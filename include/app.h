@@ -10,6 +10,8 @@
 #include "config.h"
 #include "crypto/secrets.h"
 #include "http/router.h"
+#include "routes.h"
+#include "util/compiler.h"
 
 struct event_base;
 struct db_pool;
@@ -21,6 +23,9 @@ struct resolver;
 struct events;
 struct looplag;
 struct notify_msg;
+struct db_conninfo;
+struct db_schema_keeper;
+struct cors;
 
 struct app {
     struct config cfg;
@@ -32,19 +37,16 @@ struct app {
     struct events *events;       /* Redis pub/sub */
     struct resolver *resolver;   /* asynchronous name lookups (database, Redis) */
     struct looplag *looplag;     /* event-loop lag timer (ops/looplag) */
-    /* Called for each valid message on <prefix>notify (set before app_init). */
-    void (*on_notify)(const struct notify_msg *m, void *app);
     struct tenant_set *tenants;
     struct member_cache *members; /* public.users lookups, AUTH_CACHE_MS */
     struct read_cache *cache;    /* read answers per tenant, CACHE_BYTES */
     struct listener *listener;   /* LISTEN integrationsd_cache: keeps both caches coherent */
+    struct db_conninfo *conninfo; /* libpq settings of the pool and the LISTEN connection */
+    struct db_schema_keeper *schema; /* creates the public objects, retrying */
     bool schema_ready;           /* public objects created */
-    bool schema_running;
-    const struct route *routes;
+    const struct route *routes;  /* src/routes.c */
     size_t nroutes;
-    /* CORS: allowed origins (exact "scheme://host[:port]"), plus the localhost rule. */
-    char **origins;
-    size_t norigins;
+    struct cors *cors;           /* allowed origins (http/cors) */
     bool stopping;
     int64_t started_us;          /* when main() began (CLOCK_MONOTONIC), for start-up logs */
 };
@@ -57,15 +59,15 @@ int64_t app_uptime_us(const struct app *a);
  * tenant's cached answers now. */
 void app_cache_invalidate(struct app *a, const char *tenant);
 
-/* Build the route table, CORS list and the modules. Returns 0 or -1 with err set. */
-int app_init(struct app *a, struct event_base *base, char *err, size_t errlen);
+/* Create the modules in order, then start the integrations (src/integrations.c).
+ * Returns 0 or -1 with err set; either way app_free undoes what was done. */
+MUSTCHECK int app_init(struct app *a, struct event_base *base, char *err, size_t errlen);
+/* Stop the integrations (reverse order), then free the modules in reverse order. */
 void app_free(struct app *a);
-/* The route table (read-only; *n gets its length), for tests and fuzzing. */
-const struct route *app_routes(size_t *n);
 
 /* Parse the request body into r->json (a JSON object; empty = {}). Returns 0, or -1
  * after answering 400 ("Invalid JSON body" / "Request body must be a JSON object"). */
-int app_parse_body(struct http_req *r);
+MUSTCHECK int app_parse_body(struct http_req *r);
 
 /* The request pipeline: routing, CORS, authentication, body parsing, handler. */
 void app_dispatch(struct http_req *r);

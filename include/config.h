@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "net/proxy.h"
+#include "util/compiler.h"
 
 /* The default outbound deny list: loopback, "this network", cloud metadata
  * addresses and link-local; private ranges stay reachable (self-hosted MLflow). */
@@ -23,6 +24,12 @@ struct config {
     char *database_url;
     char *db_host, *db_port, *db_name, *db_user, *db_password;
     int db_pool_size;
+    int db_pipeline_depth;       /* statements in flight on one connection (pipeline mode) */
+    int db_max_queue;            /* statement units waiting for a connection; past it 503 */
+    int db_connect_timeout_ms;   /* one connection attempt (pool and LISTEN) */
+    int db_stall_timeout_ms;     /* an answer overdue this long: the connection is dropped */
+    int db_statement_timeout_ms; /* the server's statement_timeout for our sessions */
+    int db_idle_in_transaction_timeout_ms; /* the server's idle_in_transaction_session_timeout */
 
     char *redis_url;             /* "" = run without Redis */
     char *redis_channel_prefix;
@@ -58,6 +65,11 @@ struct config {
     size_t max_buffered_header_bytes; /* incomplete header blocks held at once, all connections */
     int http_max_headers;          /* header lines of one request */
     int http_idle_timeout_s;     /* a complete request must arrive within this; idle keep-alive too */
+    int http_max_connections;    /* open client connections; past it new ones are closed */
+    int http_request_timeout_s;  /* an answer owed later than this: 503 */
+    int shutdown_drain_ms;       /* SIGTERM: how long requests in flight may still finish */
+    int events_max_queue;        /* events kept while Redis is down (oldest dropped) */
+    int auth_cache_entries;      /* slots of the public.users lookup cache */
     enum log_level log_level;
     enum log_format log_format;
 };
@@ -68,13 +80,13 @@ typedef const char *(*config_getenv_fn)(const char *name, void *arg);
 /* Fill *c from the lookup. On error returns -1 and writes a one-line reason
  * naming the variable into err (never its value). On success returns 0; free
  * with config_free. */
-int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
+MUSTCHECK int config_load(struct config *c, config_getenv_fn get, void *arg, char *err, size_t errlen);
 void config_free(struct config *c);
 
 /* --check-config: calls report once per problem (a line naming the variable, never its
  * value) and returns how many there were; 0 means config_load would succeed. */
 typedef void (*config_report_fn)(const char *problem, void *arg);
-int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg);
+MUSTCHECK int config_check(config_getenv_fn get, void *arg, config_report_fn report, void *rarg);
 
 /* Names of every variable the service reads (NULL-terminated), for docs checks. */
 const char *const *config_variable_names(void);

@@ -4,11 +4,16 @@
 #define IDX_LOG_H
 #include <jansson.h>
 #include "config.h"
+#include "util/compiler.h"
 
 void log_setup(enum log_level min, enum log_format fmt);
 /* Gather lines and write them once per loop iteration (see log.c). 0 or -1. */
 struct event_base;
-int log_attach(struct event_base *base);
+MUSTCHECK int log_attach(struct event_base *base);
+/* Route libevent's own log messages through here (debug, msg, warn, err -> debug, info,
+ * warn, error), marked "source":"libevent". Call once, before the loop is created.
+ * (libevhtp has no log hook: its errors reach us as return values.) */
+void log_capture_libevent(void);
 /* Write what is gathered; then one write per line again. */
 void log_detach(void);
 void log_flush(void);

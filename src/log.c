@@ -3,7 +3,7 @@
  * are gathered and written with one write() per loop iteration (an event made active on
  * the first line runs after the iteration's other callbacks); warn and error lines, a
  * full buffer, log_flush() and log_detach() write at once. Without a loop, one write()
- * per line. */
+ * per line. libevent's own log goes through here too (log_capture_libevent). */
 #include "log.h"
 
 #include <stdarg.h>
@@ -46,6 +46,7 @@ static char pending[LOG_BUF_MAX];
 static size_t used;
 static struct event *flush_ev;
 static int flush_scheduled;
+static int direct; /* inside libevent's log callback: no libevent call (event_active) allowed */
 
 static void write_all(const char *s, size_t n)
 {
@@ -91,7 +92,7 @@ void log_detach(void)
 /* One line: buffered while attached (whole lines only), else one write(). */
 static void write_line(const char *s, size_t n, enum log_level lvl)
 {
-    if (!flush_ev || n + 1 > LOG_BUF_MAX) {
+    if (!flush_ev || direct || n + 1 > LOG_BUF_MAX) {
         log_flush();
         char *line = malloc(n + 1);
         if (!line)
@@ -165,4 +166,34 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     log_fields(lvl, buf, NULL);
+}
+
+/* libevent's own messages (its warnings about descriptors, backends, DNS...), as our lines
+ * with "source":"libevent". libevent forbids calling it from this callback, so the line is
+ * written at once, never through the flush event. */
+static void on_libevent_log(int severity, const char *msg)
+{
+    enum log_level lvl;
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        lvl = LOG_DEBUG;
+        break;
+    case EVENT_LOG_MSG:
+        lvl = LOG_INFO;
+        break;
+    case EVENT_LOG_WARN:
+        lvl = LOG_WARN;
+        break;
+    default:
+        lvl = LOG_ERROR;
+        break;
+    }
+    direct++;
+    log_fields(lvl, msg ? msg : "", json_pack("{s:s}", "source", "libevent"));
+    direct--;
+}
+
+void log_capture_libevent(void)
+{
+    event_set_log_callback(on_libevent_log);
 }

@@ -1,7 +1,8 @@
-/* main: command line, start-up order, signals and graceful shutdown.
- * Start: config -> logs -> secrets -> loop -> pool + HTTP listener -> dispatch.
- * SIGTERM/SIGINT: stop accepting, let answered-later requests finish (bounded),
- * then free everything and exit 0. */
+/* main: command line, the process around the app, signals and graceful shutdown.
+ * Start: config -> logs (libevent's too) -> secrets -> loop -> log flush event -> sd_notify
+ * watchdog -> app_init (the modules in order, then the integrations) -> signals -> dispatch.
+ * SIGTERM/SIGINT: stop accepting, let answered-later requests finish (SHUTDOWN_DRAIN_MS),
+ * then undo the start in reverse (app_free: integrations, then modules) and exit 0. */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <jansson.h>
@@ -9,21 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app.h"
 #include "config.h"
 #include "http/server.h"
-#include "integrations/slack.h"
 #include "jobs/cron.h"
 #include "log.h"
 #include "net/cidr.h"
 #include "ops/metrics.h"
 #include "ops/sdnotify.h"
+#include "util/clock.h"
 
 #include "autoconfig.h"
-
-#define DRAIN_LIMIT_MS 10000
 
 static struct app app;
 static struct event *drain_tick;
@@ -56,8 +54,7 @@ static int check_config(void)
 {
     int n = 0;
     char err[256];
-    config_check(env_get, NULL, print_problem, &n);
-    if (n == 0 && config_load(&app.cfg, env_get, NULL, err, sizeof err) == 0) {
+    if (config_check(env_get, NULL, print_problem, &n) == 0 && config_load(&app.cfg, env_get, NULL, err, sizeof err) == 0) {
         if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0)
             print_problem("ENCRYPTION_KEY must be ASCII (its first 32 characters are the AES key)", &n);
         secrets_clear(&app.secrets);
@@ -92,7 +89,7 @@ static void drain_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     drain_waited_ms += 50;
     int pending = http_server_pending(app.http);
-    if (pending == 0 || drain_waited_ms >= DRAIN_LIMIT_MS) {
+    if (pending == 0 || drain_waited_ms >= app.cfg.shutdown_drain_ms) {
         if (pending)
             log_warn("shutdown: %d request(s) still pending after %d ms; closing", pending, drain_waited_ms);
         event_base_loopbreak(app.base);
@@ -113,9 +110,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    struct timespec ts0;
-    clock_gettime(CLOCK_MONOTONIC, &ts0);
-    app.started_us = (int64_t)ts0.tv_sec * 1000000 + ts0.tv_nsec / 1000;
+    app.started_us = (int64_t)clock_mono_us();
     bool check_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--check-config") == 0) {
@@ -139,6 +134,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_setup(app.cfg.log_level, app.cfg.log_format);
+    log_capture_libevent();
     if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0) {
         fprintf(stderr, "integrationsd: configuration error: ENCRYPTION_KEY must be ASCII "
                         "(its first 32 characters are the AES key)\n");
@@ -170,13 +166,8 @@ int main(int argc, char **argv)
     /* Before app_init, so the watchdog also covers start-up; logs its own error. */
     if (sdnotify_init(app.base) < 0)
         goto out;
-    app.on_notify = slack_on_notify;
-    if (app_init(&app, app.base, err, sizeof err) < 0) {
+    if (app_init(&app, app.base, err, sizeof err) < 0) { /* the modules, then the integrations */
         log_error("start-up failed: %s", err);
-        goto out;
-    }
-    if (slack_start(&app) < 0) {
-        log_error("start-up failed: cannot start the Slack background work");
         goto out;
     }
     sigterm = evsignal_new(app.base, SIGTERM, on_signal, NULL);
@@ -189,7 +180,7 @@ int main(int argc, char **argv)
     log_fields(LOG_INFO, "listening",
                json_pack("{s:s,s:i,s:s,s:f}", "address", app.cfg.bind_address, "port",
                          http_server_port(app.http), "version", PACKAGE_VERSION, "after_ms",
-                         app_uptime_us(&app) / 1000.0));
+                         (double)app_uptime_us(&app) / 1000.0));
     sdnotify_ready();
     event_base_dispatch(app.base);
     log_info("stopped");
@@ -202,8 +193,7 @@ out:
     if (drain_tick)
         event_free(drain_tick);
     sdnotify_free();   /* its timer belongs to app.base: before event_base_free */
-    slack_stop();   /* before app_free: cancels its transfers, frees its queues */
-    app_free(&app);
+    app_free(&app); /* the integrations first, then the modules, in reverse order */
     log_detach();   /* its event belongs to app.base */
     if (app.base)
         event_base_free(app.base);

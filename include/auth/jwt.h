@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 #define JWT_MAX_LEN 8192
 
@@ -35,13 +36,13 @@ struct jwt_claims {
  * object with alg exactly "HS256" (typ absent or "JWT", no crit), HMAC-SHA256
  * over the received "h.p" bytes compared with CRYPTO_memcmp on 32 bytes, payload
  * a JSON object with a numeric `expire`; then expiry. */
-enum jwt_status jwt_verify_hs256(const char *token, size_t len,
+MUSTCHECK enum jwt_status jwt_verify_hs256(const char *token, size_t len,
                                  const unsigned char *secret, size_t secret_len,
                                  int64_t now_ms, struct jwt_claims *out);
 
 /* Sign payload_json (a JSON object text) as an HS256 token. Returns a malloc'd
  * NUL-terminated token or NULL on allocation failure. Used by tests and the
  * demo-token printer. */
-char *jwt_sign_hs256(const char *payload_json, const unsigned char *secret, size_t secret_len);
+MUSTCHECK char *jwt_sign_hs256(const char *payload_json, const unsigned char *secret, size_t secret_len);
 
 #endif

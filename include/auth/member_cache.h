@@ -9,6 +9,7 @@
 #define IDX_AUTH_MEMBER_CACHE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 enum member_state {
     MEMBER_ROW = 1,      /* the user row exists: org_id/role_id valid (0 = NULL) */
@@ -21,13 +22,13 @@ struct member_entry {
     long long org_id;
     long long role_id;
     int64_t expires_ms;
-    enum member_state state;
+    enum member_state found;     /* what the lookup found (a value, not a machine); 0: empty slot */
 };
 
 struct member_cache;
 
 /* slots is rounded up to a power of two; ttl_ms 0 disables caching. */
-struct member_cache *member_cache_new(unsigned slots, int64_t ttl_ms);
+MUSTCHECK struct member_cache *member_cache_new(unsigned slots, int64_t ttl_ms);
 void member_cache_free(struct member_cache *c);
 /* Returns true and fills *out when a live entry exists. */
 bool member_cache_get(const struct member_cache *c, long long user_id, int64_t now_ms,

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 struct read_cache;
 
@@ -26,7 +27,7 @@ struct read_cache_stats {
 };
 
 /* budget: bytes of keys + bodies + bookkeeping (0 disables for good). NULL on ENOMEM. */
-struct read_cache *read_cache_new(size_t budget);
+MUSTCHECK struct read_cache *read_cache_new(size_t budget);
 void read_cache_free(struct read_cache *c);
 
 /* Disabled: every lookup misses and nothing is stored. Enabling or disabling empties it. */

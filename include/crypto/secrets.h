@@ -7,6 +7,7 @@
 #ifndef IDX_CRYPTO_SECRETS_H
 #define IDX_CRYPTO_SECRETS_H
 #include <stddef.h>
+#include "util/compiler.h"
 
 struct secrets_a_job;
 
@@ -25,30 +26,30 @@ struct secrets {
  * (or here when no thread can be started). password and key are NUL-terminated.
  * Returns 0, or -1 when a derivation fails or the first 32 bytes of key are not
  * all ASCII (Node throws "Invalid key length" for those keys). */
-int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key);
+MUSTCHECK int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key);
 /* Wipe the keys (joins the scrypt thread first). */
 void secrets_clear(struct secrets *s);
 /* Wait for scheme A's key; 0 when ready, -1 when its derivation failed. */
-int secrets_a_wait(const struct secrets *s);
+MUSTCHECK int secrets_a_wait(const struct secrets *s);
 
 /* Scheme A. encrypt: random IV; *hex_out is malloc'd lowercase hex of the
  * ciphertext, iv_hex gets 32 hex chars + NUL. Returns 0 or -1. */
-int secrets_a_encrypt(const struct secrets *s, const char *pt, size_t len,
+MUSTCHECK int secrets_a_encrypt(const struct secrets *s, const char *pt, size_t len,
                       char **hex_out, char iv_hex[33]);
 /* Same with a caller-chosen 16-byte IV (test vectors). */
-int secrets_a_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
+MUSTCHECK int secrets_a_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
                          const unsigned char iv[16], char **hex_out, char iv_hex[33]);
 /* decrypt: *pt_out is malloc'd, NUL-terminated, length in *len_out.
  * Returns 0, or -1 for bad hex, bad IV length, bad padding or a bad key. */
-int secrets_a_decrypt(const struct secrets *s, const char *hex, const char *iv_hex,
+MUSTCHECK int secrets_a_decrypt(const struct secrets *s, const char *hex, const char *iv_hex,
                       char **pt_out, size_t *len_out);
 
 /* Scheme B. An empty plaintext is refused (-1), as in VerifyWise. *out is malloc'd. */
-int secrets_b_encrypt(const struct secrets *s, const char *pt, size_t len, char **out);
-int secrets_b_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
+MUSTCHECK int secrets_b_encrypt(const struct secrets *s, const char *pt, size_t len, char **out);
+MUSTCHECK int secrets_b_encrypt_iv(const struct secrets *s, const char *pt, size_t len,
                          const unsigned char iv[16], char **out);
 /* Rejects anything that is not exactly "hex:hex" with a 16-byte IV. */
-int secrets_b_decrypt(const struct secrets *s, const char *in, char **pt_out, size_t *len_out);
+MUSTCHECK int secrets_b_decrypt(const struct secrets *s, const char *in, char **pt_out, size_t *len_out);
 
 /* "****..." + the last 4 characters (UTF-8 code points), or "****" when the
  * secret has fewer than 4. out holds at least SECRETS_MASK_MAX bytes. */
@@ -56,7 +57,7 @@ int secrets_b_decrypt(const struct secrets *s, const char *in, char **pt_out, si
 void secrets_mask(const char *pt, size_t len, char out[SECRETS_MASK_MAX]);
 
 /* HMAC-SHA256(key_fp, pt) as 64 lowercase hex chars + NUL. Returns 0 or -1. */
-int secrets_fingerprint(const struct secrets *s, const char *pt, size_t len, char out[65]);
+MUSTCHECK int secrets_fingerprint(const struct secrets *s, const char *pt, size_t len, char out[65]);
 
 /* Free a plaintext returned by a decrypt function after wiping it. NULL is fine. */
 void secrets_free_plain(char *pt, size_t len);

@@ -9,6 +9,7 @@
 #ifndef IDX_DB_LISTENER_H
 #define IDX_DB_LISTENER_H
 #include <stdbool.h>
+#include "util/compiler.h"
 
 struct event_base;
 struct listener;
@@ -25,7 +26,7 @@ struct listener_opts {
 };
 
 /* Starts connecting at once. NULL when out of memory or the channel is not a plain name. */
-struct listener *listener_new(struct event_base *base, const struct listener_opts *o);
+MUSTCHECK struct listener *listener_new(struct event_base *base, const struct listener_opts *o);
 void listener_free(struct listener *l);
 bool listener_listening(const struct listener *l);
 /* Times the connection entered LISTENING after having left it (reconnects). */

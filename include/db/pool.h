@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 struct event_base;
 struct resolver;
@@ -53,7 +54,7 @@ struct db_pool_opts {
 
 /* The keywords may name several hosts (host=a,b with port=p or p1,p2, hostaddr
  * optional, as libpq reads them); NULL with a reason in err when they do not fit. */
-struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts, char *err,
+MUSTCHECK struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *opts, char *err,
                             size_t errlen);
 void db_pool_free(struct db_pool *p);   /* fails nothing: callbacks are dropped */
 
@@ -79,7 +80,7 @@ const char *db_pool_server(const struct db_pool *p);
  * numeric address (nothing left to resolve), for a connection outside the pool
  * (db/listener): it follows the pool across failovers. Valid until the next call or the
  * pool's next connection. -1 before the pool has connected. */
-int db_pool_server_params(struct db_pool *p, const char *const **kw, const char *const **vals);
+MUSTCHECK int db_pool_server_params(struct db_pool *p, const char *const **kw, const char *const **vals);
 /* Times a new connection landed on another server than the previous one. */
 uint64_t db_pool_failovers(const struct db_pool *p);
 

@@ -6,12 +6,13 @@
 #include <stdint.h>
 
 #include "events/events.h"
+#include "util/compiler.h"
 
 #define NOTIFY_MAX_BYTES (64 * 1024)
 
 /* Encode the event map described in events.h into a malloc'd buffer (*out, *len).
  * Returns 0 or -1 (allocation failure, or data not an object / too deep). */
-int event_encode(const char *type, const char *id, int64_t time_ms, long long organization_id,
+MUSTCHECK int event_encode(const char *type, const char *id, int64_t time_ms, long long organization_id,
                  const char *tenant, long long actor_user_id, const json_t *data, char **out,
                  size_t *len);
 
@@ -27,7 +28,7 @@ struct notify_decoded {
  * nil); unknown keys ignored; duplicate keys, trailing bytes, truncation, wrong
  * types, containers claiming more elements than bytes remain, and inputs over
  * NOTIFY_MAX_BYTES are rejected. Returns 0, or -1 with a reason in err. */
-int notify_decode(const char *buf, size_t len, struct notify_decoded *out, char *err, size_t errlen);
+MUSTCHECK int notify_decode(const char *buf, size_t len, struct notify_decoded *out, char *err, size_t errlen);
 void notify_decoded_free(struct notify_decoded *d);
 
 #endif

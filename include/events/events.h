@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 struct event_base;
 struct events;
@@ -51,7 +52,7 @@ struct events_stats {
 /* Returns NULL with a reason in err (e.g. an unparsable REDIS_URL or REDIS_SENTINELS,
  * naming the variable but not the password). Host names are resolved asynchronously
  * before every connection attempt; an unresolvable name is retried, not an error. */
-struct events *events_new(struct event_base *base, const struct events_opts *opts, char *err,
+MUSTCHECK struct events *events_new(struct event_base *base, const struct events_opts *opts, char *err,
                           size_t errlen);
 void events_free(struct events *e);
 
@@ -71,7 +72,7 @@ void events_publish(struct events *e, const char *type, long long organization_i
  * loop, or from events_free with ok false). Returns 0, or -1 when out of memory (cb
  * will not run). */
 typedef void (*events_incr_cb)(long long count, long long ttl_ms, bool ok, void *arg);
-int events_incr(struct events *e, const char *key, long long ttl_ms, events_incr_cb cb, void *arg);
+MUSTCHECK int events_incr(struct events *e, const char *key, long long ttl_ms, events_incr_cb cb, void *arg);
 
 /* "disabled", "connecting", "up" or "down" (for /readyz), for the publisher link. */
 const char *events_state(const struct events *e);

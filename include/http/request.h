@@ -12,9 +12,11 @@
 
 #include "auth/tenant.h"
 #include "http/router.h"
+#include "util/compiler.h"
 
 struct app;
 struct event;
+struct http_server;
 
 struct auth_identity {
     long long user_id;
@@ -27,7 +29,8 @@ struct auth_identity {
 struct http_req {
     int refs;
     void *ev;                    /* evhtp_request_t *; NULL once the HTTP side is gone */
-    struct app *app;
+    struct app *app;             /* opaque here: what handlers reach the service through */
+    struct http_server *server;  /* the server that made it (http/server) */
     unsigned method;
     char *path;                  /* raw path (not percent-decoded), no query */
     char *query;                 /* raw query string or NULL */
@@ -63,12 +66,12 @@ bool http_req_alive(const struct http_req *r);
 const char *http_req_header(const struct http_req *r, const char *name);
 /* Every value of header `name`, in order, joined with commas into buf. Returns 1, 0
  * when absent, -1 when they do not fit (buf then holds what fitted, whole values). */
-int http_req_header_all(const struct http_req *r, const char *name, char *buf, size_t len);
+MUSTCHECK int http_req_header_all(const struct http_req *r, const char *name, char *buf, size_t len);
 /* Body bytes (not NUL-terminated) and length; NULL/0 when empty. */
 const unsigned char *http_req_body(struct http_req *r, size_t *len);
 /* Query parameter, percent-decoded into buf (NUL-terminated). Returns its length,
  * or -1 when absent or longer than buflen-1. */
-int http_req_query(const struct http_req *r, const char *key, char *buf, size_t buflen);
+MUSTCHECK int http_req_query(const struct http_req *r, const char *key, char *buf, size_t buflen);
 /* Peer address as text. */
 void http_req_peer(const struct http_req *r, char *buf, size_t len);
 

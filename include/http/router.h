@@ -4,6 +4,7 @@
 #ifndef IDX_HTTP_ROUTER_H
 #define IDX_HTTP_ROUTER_H
 #include <stddef.h>
+#include "util/compiler.h"
 
 enum http_method {
     HTTP_GET = 1 << 0,
@@ -52,12 +53,12 @@ enum route_result { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_METHOD_NOT_ALLOWED };
 /* Match `path` (no query string, NUL-terminated) against n routes. On ROUTE_FOUND
  * *out and *params are set; on ROUTE_METHOD_NOT_ALLOWED *allowed holds the union of
  * the methods of every route whose path matched. */
-enum route_result router_match(const struct route *routes, size_t n, unsigned method,
+MUSTCHECK enum route_result router_match(const struct route *routes, size_t n, unsigned method,
                                const char *path, const struct route **out,
                                struct route_params *params, unsigned *allowed);
 
 /* Find a parameter by name; returns its value length or -1 when absent. */
-int route_param(const struct route_params *params, const char *name, const char **value);
+MUSTCHECK int route_param(const struct route_params *params, const char *name, const char **value);
 
 /* "GET, POST, ..." for an Allow header. Returns the length written. */
 size_t router_allow_header(unsigned methods, char *buf, size_t len);
@@ -65,7 +66,7 @@ size_t router_allow_header(unsigned methods, char *buf, size_t len);
 /* Look up key in a raw query string ("a=1&b=x%20y"), percent-decoding the value
  * ('+' is a space) into buf. Returns the value length, or -1 when the key is
  * absent, malformed (bad escape, NUL) or longer than buflen-1. */
-int url_query_get(const char *query, const char *key, char *buf, size_t buflen);
+MUSTCHECK int url_query_get(const char *query, const char *key, char *buf, size_t buflen);
 
 /* Method bit for a method name ("GET"...); HTTP_OTHER when unknown. */
 unsigned http_method_from_name(const char *name);

@@ -7,6 +7,7 @@
 #define IDX_HTTP_SERVER_H
 #include <stddef.h>
 #include "http/request.h"
+#include "util/compiler.h"
 
 struct event_base;
 struct http_server;
@@ -27,12 +28,16 @@ struct http_server_opts {
      * token), before the body is read. A reply from it (r->early is set) closes the
      * connection; r is thrown away either way, and dispatch later sees a new one. */
     void (*precheck)(struct http_req *r);
+    /* Told of every answer (route name, "rejected" for one decided before routing, NULL
+     * when unmatched; status, 499 for a client gone; time since the request began):
+     * app wires it to /metrics (http/ knows no ops/). NULL: nobody listens. */
+    void (*on_answer)(const char *route, int status, uint64_t duration_us);
 };
 
 typedef void (*http_dispatch_fn)(struct http_req *r);
 
 /* Bind and start accepting. Returns NULL and a reason in err on failure. */
-struct http_server *http_server_new(struct event_base *base, struct app *app,
+MUSTCHECK struct http_server *http_server_new(struct event_base *base, struct app *app,
                                     const struct http_server_opts *opts,
                                     http_dispatch_fn dispatch, char *err, size_t errlen);
 int http_server_port(const struct http_server *s);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+#include "util/compiler.h"
 
 struct cron_expr {
     uint64_t minutes;   /* bit m for minute 0..59 */
@@ -21,7 +22,7 @@ struct cron_expr {
 
 /* Parse `text`. Returns 0, or -1 with a short reason in err (never longer than
  * errlen-1) such as "field 2 (hour): 24 is out of range 0-23". */
-int cron_parse(struct cron_expr *c, const char *text, char *err, size_t errlen);
+MUSTCHECK int cron_parse(struct cron_expr *c, const char *text, char *err, size_t errlen);
 
 /* The first matching minute strictly after `after` (UTC, seconds since the epoch).
  * Returns -1 when none exists within 8 years (e.g. "0 0 30 2 *"). */

@@ -3,6 +3,7 @@
 #define IDX_NET_CIDR_H
 #include <stdbool.h>
 #include <stddef.h>
+#include "util/compiler.h"
 
 struct cidr {
     int family;                /* AF_INET or AF_INET6 */
@@ -17,7 +18,7 @@ struct cidr_list {
 
 /* Parse "a.b.c.d/n, x:y::/m" (spaces and empty items ignored; a bare address is a
  * /32 or /128). Returns 0, or -1 with the offending item quoted in err. */
-int cidr_list_parse(struct cidr_list *out, const char *text, char *err, size_t errlen);
+MUSTCHECK int cidr_list_parse(struct cidr_list *out, const char *text, char *err, size_t errlen);
 void cidr_list_free(struct cidr_list *l);
 /* Does the textual address ip (as libcurl reports it; IPv4-mapped IPv6 counts as
  * IPv4) fall in any range? An unparsable address counts as a match (fail closed). */

@@ -16,6 +16,7 @@
 #define IDX_NET_FETCH_H
 #include <stdbool.h>
 #include <stddef.h>
+#include "util/compiler.h"
 
 struct event_base;
 struct fetch_client;
@@ -67,7 +68,7 @@ typedef void (*fetch_cb)(const struct fetch_response *res, void *arg);
 
 /* deny_cidrs: comma-separated IPv4/IPv6 CIDRs ("169.254.0.0/16,fe80::/10"), may be "".
  * Returns NULL with a reason in err (e.g. a malformed CIDR, naming it). */
-struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_cidrs,
+MUSTCHECK struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_cidrs,
                                       const char *user_agent, char *err, size_t errlen);
 /* Cancels every transfer (no callbacks) and frees the client. */
 void fetch_client_free(struct fetch_client *c);
@@ -86,6 +87,10 @@ int fetch_in_flight(const struct fetch_client *c);
 /* At most max_total transfers in flight, and max_per_org for one organization
  * (0 = no limit). Past either, fetch_start completes with FETCH_BUSY. */
 void fetch_client_set_limits(struct fetch_client *c, int max_total, int max_per_org);
+/* Told of every finished call: its target ("github", ...; "other" when unnamed) and
+ * fetch_outcome_name of its outcome. Set by app to feed /metrics (net/ knows no ops/). */
+typedef void (*fetch_observer_fn)(const char *target, const char *outcome);
+void fetch_client_set_observer(struct fetch_client *c, fetch_observer_fn fn);
 /* Would a transfer for org_id be admitted now? */
 bool fetch_admits(const struct fetch_client *c, long long org_id);
 

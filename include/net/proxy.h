@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "net/cidr.h"
+#include "util/compiler.h"
 
 struct proxy_trust {
     int hops;                /* trust this many hops from the right (0: TRUST_PROXY off) */
@@ -14,7 +15,7 @@ struct proxy_trust {
 /* Parse TRUST_PROXY: "false"/"0"/"" (off), "true" (one hop: the right-most address), a
  * hop count, or a comma-separated list of proxy addresses/CIDRs, which may use Express's
  * names loopback, linklocal and uniquelocal. Returns 0, or -1 with a reason in err. */
-int proxy_trust_parse(struct proxy_trust *t, const char *text, char *err, size_t errlen);
+MUSTCHECK int proxy_trust_parse(struct proxy_trust *t, const char *text, char *err, size_t errlen);
 void proxy_trust_free(struct proxy_trust *t);
 
 /* The client address: walk [peer, X-Forwarded-For entries from right to left] and take

@@ -16,6 +16,7 @@
 #define IDX_NET_RESOLVE_H
 #include <netinet/in.h>
 #include <stddef.h>
+#include "util/compiler.h"
 
 #define RESOLVE_MAX_ADDRS 16
 #define RESOLVE_ADDRSTRLEN 46   /* INET6_ADDRSTRLEN */
@@ -35,7 +36,7 @@ typedef void (*resolve_cb)(const struct resolve_addr *addrs, int n, const char *
 
 /* hosts_file NULL or "" means /etc/hosts. A missing hosts file is not an error (it is
  * read again later). Returns NULL with a reason in err. */
-struct resolver *resolver_new(struct event_base *base, const char *hosts_file, char *err, size_t errlen);
+MUSTCHECK struct resolver *resolver_new(struct event_base *base, const char *hosts_file, char *err, size_t errlen);
 /* Cancels every pending request (their callbacks never run). When evdns still owes an
  * answer to a cancelled DNS lookup, what remains is freed from the loop once it comes
  * (libevent delivers it in the next loop iteration). */
@@ -43,7 +44,7 @@ void resolver_free(struct resolver *r);
 
 /* Start resolving `name`. Returns the request handle (valid until its callback has
  * returned or it is cancelled), or NULL when out of memory (cb never runs). */
-struct resolve_req *resolve_start(struct resolver *r, const char *name, resolve_cb cb, void *arg);
+MUSTCHECK struct resolve_req *resolve_start(struct resolver *r, const char *name, resolve_cb cb, void *arg);
 /* The callback will not run. q may be NULL. Never call it for a request whose
  * callback has already started. */
 void resolve_cancel(struct resolve_req *q);

@@ -5,6 +5,7 @@
 #define IDX_OPS_LOOPLAG_H
 #include <stdbool.h>
 #include <stdint.h>
+#include "util/compiler.h"
 
 #define LOOPLAG_PERIOD_MS 50
 #define LOOPLAG_WARN_MS 100
@@ -12,7 +13,7 @@
 struct event_base;
 struct looplag;
 
-struct looplag *looplag_start(struct event_base *base);
+MUSTCHECK struct looplag *looplag_start(struct event_base *base);
 void looplag_free(struct looplag *l);
 
 /* One sample (pure, for tests): records lag_us; true when it deserves a warning

@@ -4,6 +4,7 @@
  * Sends never block the loop; a failed send is logged once and otherwise ignored. */
 #ifndef IDX_OPS_SDNOTIFY_H
 #define IDX_OPS_SDNOTIFY_H
+#include "util/compiler.h"
 
 struct event_base;
 
@@ -14,7 +15,7 @@ struct event_base;
  * Returns 0 on success and when NOTIFY_SOCKET is unset or empty (then everything
  * is a no-op); -1 (logged) when NOTIFY_SOCKET or WATCHDOG_USEC is malformed or the
  * socket or timer cannot be created. Calling it again first releases the old state. */
-int sdnotify_init(struct event_base *base) __attribute__((warn_unused_result));
+MUSTCHECK int sdnotify_init(struct event_base *base);
 
 /* READY=1 with a STATUS line: call once the listener accepts connections. */
 void sdnotify_ready(void);

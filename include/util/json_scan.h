@@ -8,6 +8,7 @@
 #ifndef IDX_UTIL_JSON_SCAN_H
 #define IDX_UTIL_JSON_SCAN_H
 #include <stddef.h>
+#include "util/compiler.h"
 
 #define JSON_SCAN_DEPTH_LIMIT 256    /* the most max_depth may be */
 
@@ -19,7 +20,7 @@ struct json_scan_stats {
 /* Returns 0 when buf[0..len) holds at most max_values values nested at most
  * max_depth deep (1 = a flat object or array); else -1 with a reason in err.
  * stats may be NULL. */
-int json_scan(const char *buf, size_t len, size_t max_values, int max_depth, struct json_scan_stats *stats,
+MUSTCHECK int json_scan(const char *buf, size_t len, size_t max_values, int max_depth, struct json_scan_stats *stats,
               char *err, size_t errlen);
 
 #endif

@@ -50,7 +50,7 @@ bool member_cache_get(const struct member_cache *c, long long user_id, int64_t n
     if (!c->slots || !c->enabled)
         return false;
     const struct member_entry *e = &c->slots[slot_of(c, user_id)];
-    if (!e->state || e->user_id != user_id || e->expires_ms <= now_ms)
+    if (!e->found || e->user_id != user_id || e->expires_ms <= now_ms)
         return false;
     *out = *e;
     return true;
@@ -68,7 +68,7 @@ void member_cache_drop(struct member_cache *c, long long user_id)
         return;
     struct member_entry *e = &c->slots[slot_of(c, user_id)];
     if (e->user_id == user_id)
-        e->state = 0;
+        e->found = 0;
 }
 
 void member_cache_set_enabled(struct member_cache *c, bool on)
@@ -88,6 +88,6 @@ void member_cache_put(struct member_cache *c, uint64_t gen, long long user_id, e
     e->user_id = user_id;
     e->org_id = org_id;
     e->role_id = role_id;
-    e->state = st;
+    e->found = st;
     e->expires_ms = now_ms + c->ttl_ms;
 }

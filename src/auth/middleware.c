@@ -104,11 +104,11 @@ static void check_tenant(struct auth_job *j)
 static void check_member(struct auth_job *j, const struct member_entry *e)
 {
     struct http_req *r = j->r;
-    if (e->state == MEMBER_NO_TABLE) { /* no public.users: the check is skipped */
+    if (e->found == MEMBER_NO_TABLE) { /* no public.users: the check is skipped */
         check_tenant(j);
         return;
     }
-    if (e->state != MEMBER_ROW || e->org_id != j->claims.organization_id) {
+    if (e->found != MEMBER_ROW || e->org_id != j->claims.organization_id) {
         reply_bare_message(r, 403, "User does not belong to this organization");
         job_end(j);
         return;
@@ -143,16 +143,16 @@ static void on_membership(const struct db_result *res, void *arg)
             job_end(j);
             return;
         }
-        e.state = MEMBER_NO_TABLE;
+        e.found = MEMBER_NO_TABLE;
     } else {
         const PGresult *pr = db_last(res);
-        e.state = PQntuples(pr) == 1 ? MEMBER_ROW : MEMBER_NO_ROW;
-        if (e.state == MEMBER_ROW) {
+        e.found = PQntuples(pr) == 1 ? MEMBER_ROW : MEMBER_NO_ROW;
+        if (e.found == MEMBER_ROW) {
             e.org_id = PQgetisnull(pr, 0, 0) ? 0 : strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
             e.role_id = PQgetisnull(pr, 0, 1) ? 0 : strtoll(PQgetvalue(pr, 0, 1), NULL, 10);
         }
     }
-    member_cache_put(r->app->members, j->member_gen, e.user_id, e.state, e.org_id, e.role_id, (int64_t)clock_real_ms());
+    member_cache_put(r->app->members, j->member_gen, e.user_id, e.found, e.org_id, e.role_id, (int64_t)clock_real_ms());
     check_member(j, &e);
 }
 

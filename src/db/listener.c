@@ -10,12 +10,14 @@
 #include <string.h>
 
 #include "log.h"
+#include "util/machine.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
 enum lstate { L_DOWN, L_CONNECTING, L_SUBSCRIBING, L_LISTENING, L_BACKOFF };
 static const char *const lstate_names[] = {"down", "connecting", "subscribing", "listening", "backoff"};
+static const struct machine_def listener_def = MACHINE_DEF("listener", lstate_names);
 
 struct listener {
     struct event_base *base;
@@ -191,8 +193,9 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
     case L_DOWN:
     case L_BACKOFF:
         return; /* a stale event: nothing to read */
+    default:
+        MACHINE_IMPOSSIBLE(&listener_def, l->state);
     }
-    abort(); /* not a state */
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -210,8 +213,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     case L_LISTENING:
         return;
+    default:
+        MACHINE_IMPOSSIBLE(&listener_def, l->state);
     }
-    abort(); /* not a state */
 }
 
 static void start_connect(struct listener *l)

@@ -7,10 +7,13 @@
  * VerifyWise's tables; they are moved here, in place, and dropped). */
 #include "db/schema.h"
 
+#include <event2/event.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "log.h"
 
 /* The version of the tenant DDL below: bump it whenever that DDL changes, so that
  * start-up applies it to every known tenant. 2: integrationsd's columns moved out of
@@ -579,4 +582,74 @@ int tenant_set_add(struct tenant_set *s, const char *t)
     put(s->slots, s->cap, t);
     s->used++;
     return 0;
+}
+
+/* ---- the bootstrap kept trying ---------------------------------------------- */
+
+#define SCHEMA_RETRY_MS 2000
+
+struct db_schema_keeper {
+    struct db_schema_keeper_opts o;
+    struct event *retry;
+    struct db_pool *pool;
+    bool ready, running;
+};
+
+static void keeper_run(struct db_schema_keeper *k);
+
+static void keeper_done(const struct db_result *res, void *arg)
+{
+    struct db_schema_keeper *k = arg;
+    k->running = false;
+    if (res->status == DB_OK) {
+        k->ready = true;
+        k->o.on_ready(k->o.arg);
+        return;
+    }
+    if (res->status == DB_SQL_ERROR)
+        log_error("creating the public schema objects failed: %s (%s); retrying", res->message,
+                  res->sqlstate);
+    struct timeval tv = {SCHEMA_RETRY_MS / 1000, (SCHEMA_RETRY_MS % 1000) * 1000};
+    if (!k->o.stopping(k->o.arg) && evtimer_add(k->retry, &tv) < 0)
+        log_error("cannot arm the schema retry timer");
+}
+
+static void keeper_run(struct db_schema_keeper *k)
+{
+    if (k->ready || k->running || !k->pool || k->o.stopping(k->o.arg) || db_pool_live(k->pool) == 0)
+        return;
+    k->running = true;
+    db_schema_bootstrap(k->pool, keeper_done, k);
+}
+
+static void keeper_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    keeper_run(arg);
+}
+
+struct db_schema_keeper *db_schema_keeper_new(struct event_base *base, const struct db_schema_keeper_opts *o)
+{
+    struct db_schema_keeper *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    k->o = *o;
+    if (!(k->retry = evtimer_new(base, keeper_retry_cb, k))) {
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void db_schema_keeper_poke(struct db_schema_keeper *k, struct db_pool *p)
+{
+    k->pool = p;
+    keeper_run(k);
+}
+
+void db_schema_keeper_free(struct db_schema_keeper *k)
+{
+    if (!k)
+        return;
+    event_free(k->retry);
+    free(k);
 }

@@ -56,6 +56,7 @@
 
 #include "events/codec.h"
 #include "log.h"
+#include "util/machine.h"
 #include "net/resolve.h"
 #include "util/codec.h"
 #include "util/clock.h"
@@ -75,6 +76,7 @@
 
 enum link_state { LINK_DISABLED = 0, LINK_CONNECTING, LINK_UP, LINK_BACKOFF };
 static const char *const link_state_names[] = {"disabled", "connecting", "up", "backoff"};
+static const struct machine_def link_def = MACHINE_DEF("redis link", link_state_names);
 
 enum link_role { ROLE_PUBLISHER, ROLE_SUBSCRIBER };
 
@@ -706,6 +708,8 @@ static void link_timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case LINK_DISABLED:
         break;
+    default:
+        MACHINE_IMPOSSIBLE(&link_def, l->state);
     }
 }
 
@@ -1304,7 +1308,7 @@ static void link_init(struct events *e, struct link *l, enum link_role role)
     l->e = e;
     l->role = role;
     l->name = role == ROLE_PUBLISHER ? "publisher" : "subscriber";
-    l->state = LINK_DISABLED;
+    link_set_state(l, LINK_DISABLED);
 }
 
 struct events *events_new(struct event_base *base, const struct events_opts *opts, char *err, size_t errlen)
@@ -1406,7 +1410,7 @@ static void link_close(struct link *l)
     link_abort_pending(l);
     redisAsyncContext *ac = l->ac;
     l->ac = NULL;
-    l->state = LINK_DISABLED;
+    link_set_state(l, LINK_DISABLED);
     if (ac) {
         ac->data = NULL;      /* connect/disconnect callbacks: nothing to find */
         redisAsyncFree(ac);   /* pending callbacks run now with NULL and see a dropped link */
@@ -1471,8 +1475,9 @@ const char *events_state(const struct events *e)
         return e->pub.failures == 0 ? "connecting" : "down";
     case LINK_BACKOFF:
         return "down";
+    default:
+        MACHINE_IMPOSSIBLE(&link_def, e->pub.state);
     }
-    return "down";
 }
 
 const char *events_server(const struct events *e)

@@ -28,10 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "http/reply.h"
 #include "log.h"
-#include "ops/metrics.h"
 #include "util/clock.h"
 
 #define URI_MAX 2048
@@ -110,7 +108,7 @@ static const char *http_date(void)
 
 static void add_header(evhtp_request_t *req, const char *k, const char *v, int copy_value)
 {
-    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, copy_value));
+    evhtp_headers_add_header(req->headers_out, evhtp_header_new(k, v, 0, (char)copy_value));
 }
 
 static void add_standard_headers_ct(evhtp_request_t *req, const char *content_type)
@@ -223,7 +221,8 @@ static void reject_raw(struct conn_track *t, int status, const char *reason, con
                status == 431 ? "request rejected: header fields too large"
                              : "request rejected: too many request headers buffered",
                f);
-    metrics_observe_request("rejected", status, 0);
+    if (t->srv->opts.on_answer)
+        t->srv->opts.on_answer("rejected", status, 0);
 }
 
 /* libevhtp 1.2.18 corrupts the URI path when the request line arrives in more than one
@@ -397,8 +396,9 @@ static evhtp_res early_reply(evhtp_request_t *req, int status, const char *body,
     json_t *f = json_pack("{s:s,s:s,s:i}", "method", htparser_get_methodstr_m(req->method),
                           "path", "(rejected)", "status", status);
     log_fields(LOG_INFO, "request rejected", f);
-    metrics_observe_request("rejected", status, 0);
     struct conn_track *t = track_of(req->conn);
+    if (t && t->srv->opts.on_answer)
+        t->srv->opts.on_answer("rejected", status, 0);
     if (t)
         conn_close_after_flush(t);
     return EVHTP_RES_PAUSE;
@@ -435,6 +435,7 @@ static bool precheck_refused(struct http_server *s, evhtp_request_t *req)
     r->refs = 1;
     r->ev = req;
     r->app = s->app;
+    r->server = s;
     r->early = true;
     r->start_us = clock_mono_us();
     r->method = method_of(req);
@@ -745,7 +746,7 @@ void http_req_peer(const struct http_req *r, char *buf, size_t len)
 
 static struct http_server *server_of(const struct http_req *r)
 {
-    return r->app->http;
+    return r->server;
 }
 
 static void log_request(struct http_req *r, int status)
@@ -793,7 +794,8 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
         conn_wait_arm(t); /* the next request on this connection */
     s->pending--;
     log_request(r, status);
-    metrics_observe_request(r->route ? r->route->name : NULL, status, clock_mono_us() - r->start_us);
+    if (s->opts.on_answer)
+        s->opts.on_answer(r->route ? r->route->name : NULL, status, clock_mono_us() - r->start_us);
     if (r->early) {
         /* Decided on the headers (precheck_refused): the body is never read. */
         evhtp_kv_t *e = evhtp_kvs_find_kv(req->headers_in, "Expect");
@@ -900,7 +902,8 @@ static evhtp_res on_request_fini(evhtp_request_t *req, void *arg)
         s->pending--;
         r->status = 499;
         log_request(r, 499);
-        metrics_observe_request(r->route ? r->route->name : NULL, 499, clock_mono_us() - r->start_us);
+        if (s->opts.on_answer)
+            s->opts.on_answer(r->route ? r->route->name : NULL, 499, clock_mono_us() - r->start_us);
         abandon(r);
     }
     if (r->deadline)
@@ -940,6 +943,7 @@ static void on_request(evhtp_request_t *req, void *arg)
     r->refs = 1; /* held by the HTTP side until on_request_fini */
     r->ev = req;
     r->app = s->app;
+    r->server = s;
     r->start_us = clock_mono_us();
     r->method = method_of(req);
     if (t) {

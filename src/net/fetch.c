@@ -48,8 +48,8 @@
 #include <time.h>
 
 #include "log.h"
-#include "ops/metrics.h"
 #include "net/cidr.h"
+#include "util/machine.h"
 
 #define FETCH_DEFAULT_TIMEOUT_MS 30000L
 #define FETCH_DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -66,6 +66,8 @@ enum fetch_state {
     FETCH_STATE_DONE,       /* finished, response filled in; on c->done */
     FETCH_STATE_DELIVERING, /* its callback is running; on no list */
 };
+static const char *const fetch_state_names[] = {"running", "done", "delivering"};
+static const struct machine_def fetch_def = MACHINE_DEF("fetch", fetch_state_names);
 
 struct fetch_header {
     char *name; /* one allocation: "name\0value\0"; value points inside it */
@@ -141,6 +143,7 @@ struct fetch_client {
     bool closing;       /* inside fetch_client_free */
     bool *freed_flag;   /* set while on_deliver runs user callbacks */
     bool curl_global;   /* we hold a curl_global_init reference */
+    fetch_observer_fn observe; /* told of every finished call (metrics), or NULL */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -566,10 +569,8 @@ static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primar
 
 static void log_done(const struct fetch *f)
 {
-    char labels[128];
-    snprintf(labels, sizeof labels, "target=\"%s\",result=\"%s\"", f->target ? f->target : "other",
-             fetch_outcome_name(f->res.outcome));
-    metrics_inc("integrationsd_outbound_requests_total", labels, 1);
+    if (f->c->observe)
+        f->c->observe(f->target ? f->target : "other", fetch_outcome_name(f->res.outcome));
     enum log_level lvl = f->res.outcome == FETCH_DENIED ? LOG_WARN : LOG_DEBUG;
     if (!log_enabled(lvl))
         return;
@@ -580,10 +581,17 @@ static void log_done(const struct fetch *f)
                fields);
 }
 
+/* The only writer of f->state (its initial RUNNING is the zeroed allocation). */
+static void set_state(struct fetch *f, enum fetch_state st)
+{
+    machine_trace(&fetch_def, f->target ? f->target : "other", f->state, st);
+    f->state = st;
+}
+
 static void queue_done(struct fetch *f)
 {
     struct fetch_client *c = f->c;
-    f->state = FETCH_STATE_DONE;
+    set_state(f, FETCH_STATE_DONE);
     list_append(&c->done, f);
     event_active(c->deliver, EV_TIMEOUT, 0);
 }
@@ -694,7 +702,7 @@ static void on_deliver(evutil_socket_t fd, short what, void *arg)
     while (budget-- > 0 && c->done.head) {
         struct fetch *f = c->done.head;
         list_remove(&c->done, f);
-        f->state = FETCH_STATE_DELIVERING;
+        set_state(f, FETCH_STATE_DELIVERING);
         c->in_flight--;
         release(f); /* before the callback: it may start the next call, or free c */
         f->cb(&f->res, f->arg);
@@ -929,6 +937,11 @@ void fetch_client_set_limits(struct fetch_client *c, int max_total, int max_per_
 {
     c->max_total = max_total > 0 ? max_total : 0;
     c->max_per_org = max_per_org > 0 ? max_per_org : 0;
+}
+
+void fetch_client_set_observer(struct fetch_client *c, fetch_observer_fn fn)
+{
+    c->observe = fn;
 }
 
 bool fetch_admits(const struct fetch_client *c, long long org_id)
@@ -1177,7 +1190,7 @@ struct fetch *fetch_start(struct fetch_client *c, const struct fetch_request *re
         fail_early(f, FETCH_ERROR, "could not set up the transfer");
         return NULL;
     }
-    f->state = FETCH_STATE_RUNNING;
+    set_state(f, FETCH_STATE_RUNNING);
     list_append(&c->running, f);
     CURLMcode mc = curl_multi_add_handle(c->multi, f->easy);
     if (mc != CURLM_OK) {

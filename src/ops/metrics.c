@@ -1,6 +1,8 @@
 /* ops/metrics: owns the metric series (a small open-addressing table keyed by
- * "family{labels}") and their Prometheus text rendering. Single-threaded like the
- * rest of the service, so no locking. */
+ * "family{labels}"), the sampled series registered at start-up (read from their
+ * callbacks at each rendering) and the Prometheus text rendering. It knows no other
+ * module: app registers what it samples. Single-threaded like the rest of the service,
+ * so no locking. */
 #include "ops/metrics.h"
 
 #include <stdarg.h>
@@ -9,14 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "cache/read_cache.h"
-#include "db/listener.h"
-#include "db/pool.h"
-#include "events/events.h"
 #include "http/reply.h"
-#include "http/server.h"
-#include "net/fetch.h"
+#include "http/request.h"
 
 #define MAX_SERIES 4096
 static const double bucket_ms[] = {1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
@@ -124,6 +120,68 @@ void metrics_observe_request(const char *route, int status, uint64_t duration_us
     observe(h, (double)duration_us / 1000.0);
 }
 
+void metrics_observe_outbound(const char *target, const char *result)
+{
+    char labels[128];
+    snprintf(labels, sizeof labels, "target=\"%s\",result=\"%s\"", target, result);
+    metrics_inc("integrationsd_outbound_requests_total", labels, 1);
+}
+
+/* ---- sampled series ------------------------------------------------------------ */
+
+enum sampled_kind { SAMPLED_GAUGE, SAMPLED_COUNTER, SAMPLED_INFO };
+
+struct sampled {
+    enum sampled_kind kind;
+    const char *name, *help;
+    const char *labels; /* counters: fixed labels or NULL; info: the label's name */
+    union {
+        double (*gauge)(void *arg);
+        uint64_t (*counter)(void *arg);
+        const char *(*info)(void *arg);
+    } fn;
+    void *arg;
+};
+
+static struct sampled *sampled;
+static size_t nsampled, sampled_cap;
+
+static int add_sampled(const struct sampled *x)
+{
+    if (nsampled == sampled_cap) {
+        size_t ncap = sampled_cap ? sampled_cap * 2 : 32;
+        struct sampled *n = realloc(sampled, ncap * sizeof *n);
+        if (!n)
+            return -1;
+        sampled = n;
+        sampled_cap = ncap;
+    }
+    sampled[nsampled++] = *x;
+    return 0;
+}
+
+int metrics_gauge_register(const char *name, const char *help, double (*fn)(void *arg), void *arg)
+{
+    struct sampled x = {.kind = SAMPLED_GAUGE, .name = name, .help = help, .fn.gauge = fn, .arg = arg};
+    return add_sampled(&x);
+}
+
+int metrics_counter_register(const char *name, const char *labels, const char *help,
+                             uint64_t (*fn)(void *arg), void *arg)
+{
+    struct sampled x = {.kind = SAMPLED_COUNTER, .name = name, .help = help, .labels = labels,
+                        .fn.counter = fn, .arg = arg};
+    return add_sampled(&x);
+}
+
+int metrics_info_register(const char *name, const char *label, const char *help,
+                          const char *(*fn)(void *arg), void *arg)
+{
+    struct sampled x = {.kind = SAMPLED_INFO, .name = name, .help = help, .labels = label,
+                        .fn.info = fn, .arg = arg};
+    return add_sampled(&x);
+}
+
 /* ---- rendering --------------------------------------------------------------- */
 
 struct out {
@@ -167,11 +225,6 @@ static int cmp_series(const void *a, const void *b)
     return strcmp((*x)->key, (*y)->key);
 }
 
-static void gauge(struct out *o, const char *name, const char *help, double v)
-{
-    put(o, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
-}
-
 static const char *help_of(const char *family, size_t len)
 {
     static const struct {
@@ -209,7 +262,7 @@ static void label_value(char *dst, size_t dlen, const char *src)
     dst[j] = '\0';
 }
 
-char *metrics_render(const struct app *a)
+char *metrics_render(void)
 {
     struct out o = {0};
     struct series **sorted = used ? calloc(used, sizeof *sorted) : NULL;
@@ -246,80 +299,29 @@ char *metrics_render(const struct app *a)
         put(&o, "%.*s_count%s %llu\n", (int)s->family_len, s->key, labels, (unsigned long long)s->value);
     }
     free(sorted);
-    if (a) {
-        gauge(&o, "integrationsd_db_pool_size", "Configured database connections.", db_pool_size(a->db));
-        gauge(&o, "integrationsd_db_pool_live", "Database connections up.", db_pool_live(a->db));
-        gauge(&o, "integrationsd_db_queue_depth", "Statements waiting for a connection.",
-              db_pool_queued(a->db));
-        gauge(&o, "integrationsd_db_in_flight", "Statement units sent and not yet answered.",
-              db_pool_in_flight(a->db));
-        gauge(&o, "integrationsd_http_connections", "Open client connections.",
-              http_server_connections(a->http));
-        gauge(&o, "integrationsd_http_pending", "Requests waiting for an answer.",
-              http_server_pending(a->http));
-        gauge(&o, "integrationsd_http_header_buffered_bytes",
-              "Bytes of incomplete request headers held, against MAX_BUFFERED_HEADER_BYTES.",
-              (double)http_server_header_buffered(a->http));
-        gauge(&o, "integrationsd_http_body_buffered_bytes",
-              "Request-body bytes reserved against MAX_BUFFERED_BODY_BYTES.",
-              (double)http_server_body_buffered(a->http));
-        put(&o, "# HELP integrationsd_db_dropped_total Queued statements dropped unsent because "
-                "their request was abandoned.\n# TYPE integrationsd_db_dropped_total counter\n"
-                "integrationsd_db_dropped_total %llu\n",
-            (unsigned long long)db_pool_dropped(a->db));
-        gauge(&o, "integrationsd_outbound_in_flight", "Outbound HTTP calls in flight.",
-              fetch_in_flight(a->fetch));
-        struct read_cache_stats cs;
-        read_cache_stats(a->cache, &cs);
-        gauge(&o, "integrationsd_cache_listen_up", "1 while the LISTEN connection is up (caches on).",
-              listener_listening(a->listener));
-        gauge(&o, "integrationsd_cache_bytes", "Bytes held by the read cache.", (double)cs.bytes);
-        gauge(&o, "integrationsd_cache_budget_bytes", "The read cache's budget (CACHE_BYTES).", (double)cs.budget);
-        gauge(&o, "integrationsd_cache_entries", "Answers held by the read cache.", (double)cs.entries);
-        put(&o, "# HELP integrationsd_cache_total Read-cache operations.\n"
-                "# TYPE integrationsd_cache_total counter\n"
-                "integrationsd_cache_total{op=\"hit\"} %llu\n"
-                "integrationsd_cache_total{op=\"miss\"} %llu\n"
-                "integrationsd_cache_total{op=\"store\"} %llu\n"
-                "integrationsd_cache_total{op=\"eviction\"} %llu\n"
-                "integrationsd_cache_total{op=\"invalidation\"} %llu\n"
-                "integrationsd_cache_total{op=\"flush\"} %llu\n",
-            (unsigned long long)cs.hits, (unsigned long long)cs.misses, (unsigned long long)cs.stores,
-            (unsigned long long)cs.evictions, (unsigned long long)cs.invalidations,
-            (unsigned long long)cs.flushes);
-        put(&o, "# HELP integrationsd_cache_listen_reconnects_total Times the LISTEN connection came back.\n"
-                "# TYPE integrationsd_cache_listen_reconnects_total counter\n"
-                "integrationsd_cache_listen_reconnects_total %lu\n",
-            listener_reconnects(a->listener));
-        struct events_stats es;
-        events_get_stats(a->events, &es);
-        gauge(&o, "integrationsd_redis_up", "1 when the Redis publisher link is up.",
-              strcmp(events_state(a->events), "up") == 0);
-        gauge(&o, "integrationsd_events_queued", "Events waiting for Redis.", (double)es.queued);
-        put(&o, "# HELP integrationsd_events_total Events by outcome.\n"
-                "# TYPE integrationsd_events_total counter\n"
-                "integrationsd_events_total{result=\"published\"} %llu\n"
-                "integrationsd_events_total{result=\"dropped\"} %llu\n",
-            (unsigned long long)es.published, (unsigned long long)es.dropped);
-        put(&o, "# HELP integrationsd_notify_messages_total Messages on the notify channel.\n"
-                "# TYPE integrationsd_notify_messages_total counter\n"
-                "integrationsd_notify_messages_total{result=\"received\"} %llu\n"
-                "integrationsd_notify_messages_total{result=\"malformed\"} %llu\n",
-            (unsigned long long)es.notify_received, (unsigned long long)es.notify_malformed);
-        char lv[320];
-        label_value(lv, sizeof lv, db_pool_server(a->db));
-        put(&o, "# HELP integrationsd_db_server Database server of the last connection made (host:port (address)).\n"
-                "# TYPE integrationsd_db_server gauge\n"
-                "integrationsd_db_server{server=\"%s\"} 1\n", lv);
-        label_value(lv, sizeof lv, events_server(a->events));
-        put(&o, "# HELP integrationsd_redis_server Redis server the publisher is on (address:port).\n"
-                "# TYPE integrationsd_redis_server gauge\n"
-                "integrationsd_redis_server{server=\"%s\"} 1\n", lv);
-        put(&o, "# HELP integrationsd_failovers_total New connections that landed on another server than the previous one.\n"
-                "# TYPE integrationsd_failovers_total counter\n"
-                "integrationsd_failovers_total{service=\"database\"} %llu\n"
-                "integrationsd_failovers_total{service=\"redis\"} %llu\n",
-            (unsigned long long)db_pool_failovers(a->db), (unsigned long long)events_failovers(a->events));
+    for (size_t i = 0; i < nsampled; i++) {
+        const struct sampled *x = &sampled[i];
+        if (i == 0 || strcmp(sampled[i - 1].name, x->name) != 0)
+            put(&o, "# HELP %s %s\n# TYPE %s %s\n", x->name, x->help, x->name,
+                x->kind == SAMPLED_COUNTER ? "counter" : "gauge");
+        switch (x->kind) {
+        case SAMPLED_GAUGE:
+            put(&o, "%s %.17g\n", x->name, x->fn.gauge(x->arg));
+            break;
+        case SAMPLED_COUNTER:
+            if (x->labels)
+                put(&o, "%s{%s} %llu\n", x->name, x->labels, (unsigned long long)x->fn.counter(x->arg));
+            else
+                put(&o, "%s %llu\n", x->name, (unsigned long long)x->fn.counter(x->arg));
+            break;
+        case SAMPLED_INFO: {
+            char lv[320];
+            const char *v = x->fn.info(x->arg);
+            label_value(lv, sizeof lv, v ? v : "");
+            put(&o, "%s{%s=\"%s\"} 1\n", x->name, x->labels, lv);
+            break;
+        }
+        }
     }
     put(&o, "# HELP integrationsd_metrics_dropped_total Observations lost because the series table was full.\n"
             "# TYPE integrationsd_metrics_dropped_total counter\n"
@@ -334,7 +336,7 @@ char *metrics_render(const struct app *a)
 
 void metrics_handler(struct http_req *r)
 {
-    char *text = metrics_render(r->app);
+    char *text = metrics_render();
     if (!text) {
         reply_internal(r);
         return;
@@ -350,4 +352,7 @@ void metrics_free(void)
     free(table);
     table = NULL;
     used = cap = 0;
+    free(sampled);
+    sampled = NULL;
+    nsampled = sampled_cap = 0;
 }

@@ -94,7 +94,7 @@ int b64url_decode(const char *in, size_t len, unsigned char *out, size_t *outlen
     if (rem == 1 || (len > 0 && in == NULL))
         return -1;
     for (; i + 4 <= len; i += 4) {
-        for (int k = 0; k < 4; k++)
+        for (size_t k = 0; k < 4; k++)
             if ((v[k] = b64url_value((unsigned char)in[i + k])) < 0)
                 return -1;
         uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |

@@ -1,7 +1,7 @@
 # Fault-injection fixtures for integrationsd. Everything shared with the black-box suite
 # (the private PostgreSQL cluster, JWT minting, HTTP helpers, the Service class with its
-# clean-exit and sanitizer checks at teardown) is imported from tests/blackbox/conftest.py,
-# loaded under the module name `bb_conftest`; this file adds only what fault tests need:
+# clean-exit and sanitizer checks at teardown) is imported from tests/lib/integrationsd_test.py
+# (`bb` below; pytest.ini puts tests/lib on sys.path); this file adds only what fault tests need:
 #
 #   redis_server         session Redis that restart() brings back on the SAME port
 #   service              factory: service(db=..., nofile=64, wait_ready=True, **env) -> a started
@@ -14,7 +14,6 @@
 #
 # Every loop in this suite is bounded in count and in time.
 import http.client
-import importlib.util
 import json
 import os
 import re
@@ -26,24 +25,14 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS_DIR = os.path.dirname(HERE)
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-
-if "bb_conftest" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("bb_conftest", os.path.join(TESTS_DIR, "blackbox", "conftest.py"))
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["bb_conftest"] = _mod
-    _spec.loader.exec_module(_mod)
-bb = sys.modules["bb_conftest"]
+import integrationsd_test as bb  # tests/lib (pytest.ini): shared with the black-box suite
 
 # Re-exported fixtures and hooks (pytest finds fixtures imported into a conftest).
-from bb_conftest import logdir, pg, tokens  # noqa: E402,F401
-from bb_conftest import pytest_configure  # noqa: E402,F401
+from integrationsd_test import logdir, pg, tokens  # noqa: E402,F401
+from integrationsd_test import pytest_configure  # noqa: E402,F401
 
 # Re-exported helpers, so test modules import everything from here.
-from bb_conftest import (  # noqa: E402,F401
+from integrationsd_test import (  # noqa: E402,F401
     Db, SANITIZER_MARKERS, free_port, http_request, new_key, parse_responses, raw_exchange,
     seed_users, tenant_hash, token_for, wait_until,
 )

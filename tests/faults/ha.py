@@ -19,7 +19,7 @@ import time
 
 import psycopg2
 
-import bb_conftest as bb
+import integrationsd_test as bb
 from conftest import new_key, seed_users, timed_request, wait_until  # noqa: F401 (re-exported)
 
 UNAVAILABLE = {"message": "Service Unavailable", "error": "database unavailable"}

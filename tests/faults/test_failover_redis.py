@@ -24,7 +24,7 @@ import msgpack
 import pytest
 import redis
 
-import bb_conftest as bb
+import integrationsd_test as bb
 from conftest import Prober, assert_alive, metric_value, new_key, report, timed_request
 from ha import shared_port, wait_until
 

@@ -64,7 +64,7 @@ def _request(port, method, path, token, body=None, timeout=20):
             data = _json.loads(data)
         except ValueError:
             pass
-        try:  # described by doc/openapi.yaml (tests/blackbox/openapi_check.py)
+        try:  # described by doc/openapi.yaml (tests/lib/openapi_check.py)
             bb.openapi_observe(port, method, path, resp.status, data)
         except AssertionError as e:
             return "broken: %s" % e, resp.status, data

@@ -75,7 +75,7 @@ static void check_token(const char *tok, size_t len)
         char saved = t[i];
         const char *pos = strchr(alphabet, saved);
         FUZZ_ASSERT(pos != NULL);
-        t[i] = alphabet[(size_t)(pos - alphabet + 1 + (len + k) % 63) % 64];
+        t[i] = alphabet[((size_t)(pos - alphabet) + 1 + (len + k) % 63) % 64];
         FUZZ_ASSERT(jwt_verify_hs256(t, len, secret, SECRET_LEN, NOW_MS, NULL) == JWT_INVALID);
         t[i] = saved;
     }

@@ -97,7 +97,7 @@ static void check_accepted(const uint8_t *data, size_t size, const struct notify
         free(buf);
         json_decref(dat);
     } else {
-        FUZZ_ASSERT(!"decoded text that jansson refuses");
+        FUZZ_ASSERT(0 && "decoded text that jansson refuses");
     }
 }
 

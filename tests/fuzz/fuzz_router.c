@@ -70,7 +70,7 @@ static void check_match(unsigned method, const char *path)
         FUZZ_ASSERT(allowed == 0);
         break;
     default:
-        FUZZ_ASSERT(!"unknown router_match result");
+        FUZZ_ASSERT(0 && "unknown router_match result");
     }
 }
 

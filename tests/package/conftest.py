@@ -1,22 +1,4 @@
 # Package test fixtures: everything (the private PostgreSQL cluster and Redis, JWT minting,
-# the Service class with its clean-exit check) comes from tests/blackbox/conftest.py, loaded
-# under the module name `bb_conftest` as the fault suite does.
-import importlib.util
-import os
-import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS_DIR = os.path.dirname(HERE)
-
-if "bb_conftest" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("bb_conftest", os.path.join(TESTS_DIR, "blackbox", "conftest.py"))
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["bb_conftest"] = _mod
-    _spec.loader.exec_module(_mod)
-bb = sys.modules["bb_conftest"]
-
-pytest_configure = bb.pytest_configure
-pg = bb.pg
-redis_server = bb.redis_server
-itest_db = bb.itest_db
-logdir = bb.logdir
+# the Service class with its clean-exit check) comes from tests/lib/integrationsd_test.py,
+# shared with the black-box and fault suites (pytest.ini puts tests/lib on sys.path).
+from integrationsd_test import itest_db, logdir, pg, pytest_configure, redis_server  # noqa: F401

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from bb_conftest import Service, free_port, token_for, seed_users  # noqa: F401
+from integrationsd_test import Service, free_port, token_for, seed_users  # noqa: F401
 
 DEB = os.environ.get("INTEGRATIONSD_DEB", "")
 REQUIRED = ("JWT_SECRET", "ENCRYPTION_KEY", "ENCRYPTION_PASSWORD", "ENCRYPTION_ALGORITHM")
@@ -185,7 +185,7 @@ def test_installed_binary_serves_with_the_filled_env_file(installed, pg, redis_s
     for k in SECRETS:
         assert env[k] not in r.stdout + r.stderr
 
-    import bb_conftest as bb
+    import integrationsd_test as bb
     saved = bb.INTEGRATIONSD_BIN
     bb.INTEGRATIONSD_BIN = binary
     try:
@@ -205,7 +205,7 @@ def test_installed_binary_serves_with_the_filled_env_file(installed, pg, redis_s
 
 
 def bb_secret(name):
-    import bb_conftest as bb
+    import integrationsd_test as bb
     return getattr(bb, name)
 
 

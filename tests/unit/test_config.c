@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -161,6 +162,52 @@ static void collect(const char *problem, void *arg)
 }
 
 /* --check-config reports every problem at once, by name, never a value. */
+/* The limits that used to be fixed in app.c and main.c: today's values by default, each
+ * bound accepted and the value just past it refused, naming the variable. */
+static void former_hard_limits(void **state)
+{
+    static const struct {
+        const char *name, *min, *below, *max, *above;
+        size_t off;
+        int def;
+    } lim[] = {
+#define L(n, f, d, lo, blo, hi, ahi) {n, lo, blo, hi, ahi, offsetof(struct config, f), d}
+        L("DB_PIPELINE_DEPTH", db_pipeline_depth, 64, "1", "0", "1024", "1025"),
+        L("DB_MAX_QUEUE", db_max_queue, 8192, "1", "0", "1000000", "1000001"),
+        L("DB_CONNECT_TIMEOUT_MS", db_connect_timeout_ms, 5000, "100", "99", "600000", "600001"),
+        L("DB_STALL_TIMEOUT_MS", db_stall_timeout_ms, 15000, "100", "99", "3600000", "3600001"),
+        L("DB_STATEMENT_TIMEOUT_MS", db_statement_timeout_ms, 5000, "1", "0", "3600000", "3600001"),
+        L("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", db_idle_in_transaction_timeout_ms, 10000, "1", "0",
+          "3600000", "3600001"),
+        L("HTTP_MAX_CONNECTIONS", http_max_connections, 10000, "1", "0", "1000000", "1000001"),
+        L("HTTP_REQUEST_TIMEOUT_S", http_request_timeout_s, 30, "1", "0", "3600", "3601"),
+        L("SHUTDOWN_DRAIN_MS", shutdown_drain_ms, 10000, "0", "-1", "600000", "600001"),
+        L("EVENTS_MAX_QUEUE", events_max_queue, 10000, "1", "0", "10000000", "10000001"),
+        L("AUTH_CACHE_ENTRIES", auth_cache_entries, 4096, "1", "0", "1048576", "1048577"),
+#undef L
+    };
+    struct config c;
+    char err[256];
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        struct env e = {{BASE, NULL}};
+        assert_int_equal(config_load(&c, lookup, &e, err, sizeof err), 0);
+        assert_int_equal(*(int *)((char *)&c + lim[i].off), lim[i].def);
+        config_free(&c);
+        const char *ok[] = {lim[i].min, lim[i].max}, *bad[] = {lim[i].below, lim[i].above, "12x"};
+        for (int j = 0; j < 2; j++) {
+            struct env g = {{BASE, lim[i].name, ok[j], NULL}};
+            assert_int_equal(config_load(&c, lookup, &g, err, sizeof err), 0);
+            assert_int_equal(*(int *)((char *)&c + lim[i].off), atoi(ok[j]));
+            config_free(&c);
+        }
+        for (int j = 0; j < 3; j++) {
+            struct env b = {{BASE, lim[i].name, bad[j], NULL}};
+            assert_int_equal(config_load(&c, lookup, &b, err, sizeof err), -1);
+            assert_non_null(strstr(err, lim[i].name));
+        }
+    }
+}
+
 static void check_reports_every_problem(void **state)
 {
     struct env e = {{"JWT_SECRET", "", "ENCRYPTION_PASSWORD", "pw-value-9f3", "PORT", "70000",
@@ -198,6 +245,7 @@ int main(void)
         cmocka_unit_test(failover_settings),
         cmocka_unit_test(variable_list),
         cmocka_unit_test(check_reports_every_problem),
+        cmocka_unit_test(former_hard_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -391,7 +391,7 @@ static void publish_notify(long long org, long long user, const char *title, con
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4 + (user > 0) + (key != NULL));
+    msgpack_pack_map(&pk, (size_t)(4 + (user > 0) + (key != NULL)));
     msgpack_pack_str_with_body(&pk, "organization_id", 15);
     msgpack_pack_int64(&pk, org);
     if (user > 0) {

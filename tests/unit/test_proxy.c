@@ -109,7 +109,7 @@ static void test_looplag_warns_past_100ms_at_most_once_a_second(void **state)
     assert_false(looplag_sample(l, 500000, 1500000));  /* within a second of the last */
     assert_true(looplag_sample(l, 500000, 2000001));
     looplag_free(l);
-    char *text = metrics_render(NULL);
+    char *text = metrics_render();
     assert_non_null(text);
     assert_non_null(strstr(text, "# TYPE integrationsd_event_loop_lag_ms histogram"));
     assert_non_null(strstr(text, "integrationsd_event_loop_lag_ms_count 5"));

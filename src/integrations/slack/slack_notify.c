@@ -746,7 +746,7 @@ static int scoped_key(long long user, const char *key, size_t len, char out[IDEM
         return -1;
     if ((size_t)n + len <= IDEM_MAX) {
         memcpy(out + n, key, len);
-        out[n + len] = '\0';
+        out[(size_t)n + len] = '\0';
         return 0;
     }
     unsigned char md[SHA256_DIGEST_LENGTH];

@@ -1,7 +1,7 @@
 # Checks every HTTP answer the test suites receive against doc/openapi.yaml: the route
 # (method and path) must be described, the status must be described for it, and a JSON
 # body must validate against that status's schema (JSON Schema Draft 2020-12, Debian's
-# python3-jsonschema). Used by http_request() in tests/blackbox/conftest.py, which the
+# python3-jsonschema). Used by http_request() in tests/lib/integrationsd_test.py, which the black-box,
 # fault and package suites share.
 #
 # Answers that exist outside the route table are checked against the shared component
