@@ -1,7 +1,9 @@
 /* integrations/github: /api/integrations/github (reference 1.2 and 6): one personal
  * access token per organization, stored in scheme B, and a connection test. The body
  * checks are pure (no request, no database) so the unit tests and the fuzz targets
- * call the very rules the routes apply. */
+ * call the very rules the routes apply. Inside (src/integrations/github/): github.c
+ * the handlers (check -> store -> event -> reply), github_check.c the token rules and
+ * the one error -> status table, github_store.c the SQL and its rows (github_store.h). */
 #ifndef IDX_INTEGRATIONS_GITHUB_H
 #define IDX_INTEGRATIONS_GITHUB_H
 #include <jansson.h>

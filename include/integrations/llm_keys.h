@@ -1,7 +1,10 @@
 /* integrations/llm_keys: /api/llm-keys (reference 1.4 and 8, SPEC sections 3-5).
  * Keys are stored in scheme B with an HMAC fingerprint for duplicate detection and
  * only ever returned masked. The body checks are pure (no request, no database) so
- * the unit tests and the fuzz targets call the very rules the routes apply. */
+ * the unit tests and the fuzz targets call the very rules the routes apply.
+ * Inside (src/integrations/llm_keys/): llm_keys.c the handlers (check -> store ->
+ * event -> reply), llm_keys_check.c the body rules and the one error -> status table,
+ * llm_keys_store.c the SQL and the decoding of its rows (llm_keys_store.h). */
 #ifndef IDX_INTEGRATIONS_LLM_KEYS_H
 #define IDX_INTEGRATIONS_LLM_KEYS_H
 #include <jansson.h>

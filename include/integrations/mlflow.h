@@ -1,7 +1,12 @@
 /* integrations/mlflow: /api/integrations/mlflow (reference 1.1 and 5, SPEC 4 and 5):
  * configuration, connection test, models, sync status, health, manual sync and its
  * history, and the scheduled sync of every tenant. The MLflow routes answer with
- * VerifyWise's ad-hoc shapes, not the envelope. */
+ * VerifyWise's ad-hoc shapes, not the envelope. Inside (src/integrations/mlflow/):
+ * mlflow_config.c and mlflow_models.c the handlers (pure body checks in
+ * mlflow_config.h), mlflow_store.c every statement and the decoding of its rows,
+ * mlflow_sync.c the sync job and mlflow_scheduler.c the hourly tick, both with the
+ * util/machine.h shape, mlflow_client.c the calls to MLflow, mlflow_map.c the mapping
+ * of its answers to records. */
 #ifndef IDX_INTEGRATIONS_MLFLOW_H
 #define IDX_INTEGRATIONS_MLFLOW_H
 #include <stddef.h>

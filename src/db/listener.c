@@ -114,7 +114,7 @@ static void enter_listening(struct listener *l)
 
 static void subscribe(struct listener *l)
 {
-    char sql[96];
+    char sql[sizeof "LISTEN " + sizeof l->channel]; /* always fits: no truncation possible */
     snprintf(sql, sizeof sql, "LISTEN %s", l->channel);
     if (PQsetnonblocking(l->pg, 1) != 0 || !PQsendQuery(l->pg, sql)) {
         broken(l, PQerrorMessage(l->pg));
