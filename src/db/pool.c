@@ -94,6 +94,7 @@ struct db_pool {
     struct event *flush;      /* one write per connection per loop iteration */
     struct event *tick;
     int live;
+    bool warm;                /* a connection was ready once: the others were started */
     /* hosts */
     struct target targets[MAX_TARGETS];
     int ntargets;
@@ -353,6 +354,12 @@ static void conn_ready(struct db_conn *c)
     conn_set_state(c, CONN_READY);
     log_info("database connection %d ready on %s", c->idx, server);
     conn_watch(c, EV_READ);
+    if (!p->warm) { /* start-up: the first connection serves while the others are made */
+        p->warm = true;
+        for (int i = 0; i < p->opts.size; i++)
+            if (p->conns[i].state == CONN_DOWN)
+                conn_connect(&p->conns[i]);
+    }
     pool_pump(c->pool);
 }
 
@@ -879,8 +886,9 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *
             return NULL;
         }
     }
-    for (int i = 0; i < opts->size; i++)
-        conn_connect(&p->conns[i]);
+    /* One connection first: the rest once it is ready (conn_ready), so a start-up does not
+     * make the server fork every backend at once before the first answer. */
+    conn_connect(&p->conns[0]);
     return p;
 }
 
