@@ -284,9 +284,10 @@ static void guard_readcb(struct bufferevent *bev, void *arg)
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
         return;
     }
-    if (t && (t->conn->flags & EVHTP_CONN_FLAG_PAUSED)) {
-        /* An answer still being flushed (see pause_flag): keep what arrived, read no more
-         * until libevhtp's write callback resumes reading. */
+    if (t && (t->conn->flags & (EVHTP_CONN_FLAG_PAUSED | EVHTP_CONN_FLAG_WAITING))) {
+        /* A request not answered yet, or an answer still being flushed (see pause_flag):
+         * keep what arrived, read no more until libevhtp's write callback resumes
+         * reading (as when evhtp_request_pause had stopped the reads). */
         bufferevent_disable(bev, EV_READ);
         return;
     }
