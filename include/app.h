@@ -39,6 +39,7 @@ struct app {
     struct looplag *looplag;     /* event-loop lag timer (ops/looplag) */
     struct tenant_set *tenants;
     struct member_cache *members; /* public.users lookups, AUTH_CACHE_MS */
+    struct token_cache *tokens;   /* verified tokens, TOKEN_CACHE_ENTRIES */
     struct read_cache *cache;    /* read answers per tenant, CACHE_BYTES */
     struct listener *listener;   /* LISTEN integrationsd_cache: keeps both caches coherent */
     struct db_conninfo *conninfo; /* libpq settings of the pool and the LISTEN connection */

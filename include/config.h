@@ -70,6 +70,7 @@ struct config {
     int shutdown_drain_ms;       /* SIGTERM: how long requests in flight may still finish */
     int events_max_queue;        /* events kept while Redis is down (oldest dropped) */
     int auth_cache_entries;      /* slots of the public.users lookup cache */
+    int token_cache_entries;     /* slots of the verified-token cache (0: off) */
     enum log_level log_level;
     enum log_format log_format;
 };

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "auth/member_cache.h"
+#include "auth/token_cache.h"
 #include "auth/middleware.h"
 #include "auth/tenant.h"
 #include "cache/read_cache.h"
@@ -389,6 +390,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     struct db_schema_keeper_opts so = {.on_ready = on_schema_ready, .stopping = app_stopping, .arg = a};
     if (!(a->tenants = tenant_set_new()) ||
         !(a->members = member_cache_new((unsigned)a->cfg.auth_cache_entries, a->cfg.auth_cache_ms)) ||
+        !(a->tokens = token_cache_new((unsigned)a->cfg.token_cache_entries)) ||
         !(a->schema = db_schema_keeper_new(base, &so))) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -505,6 +507,8 @@ void app_free(struct app *a)
     a->schema = NULL;
     member_cache_free(a->members);
     a->members = NULL;
+    token_cache_free(a->tokens);
+    a->tokens = NULL;
     tenant_set_free(a->tenants);
     a->tenants = NULL;
     cors_free(a->cors);

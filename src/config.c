@@ -79,6 +79,7 @@ static const struct cf_key keys[] = {
     {"SHUTDOWN_DRAIN_MS", CF_INT, OFF(shutdown_drain_ms), "10000", 0, 600000, false},
     {"EVENTS_MAX_QUEUE", CF_INT, OFF(events_max_queue), "10000", 1, 10000000, false},
     {"AUTH_CACHE_ENTRIES", CF_INT, OFF(auth_cache_entries), "4096", 1, 1048576, false},
+    {"TOKEN_CACHE_ENTRIES", CF_INT, OFF(token_cache_entries), "1024", 0, 65536, false},
     {"LOG_LEVEL", CF_LEVEL, OFF(log_level), "info", 0, 0, false},
     {"LOG_FORMAT", CF_FORMAT, OFF(log_format), "json", 0, 0, false},
 };

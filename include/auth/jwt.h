@@ -40,6 +40,10 @@ MUSTCHECK enum jwt_status jwt_verify_hs256(const char *token, size_t len,
                                  const unsigned char *secret, size_t secret_len,
                                  int64_t now_ms, struct jwt_claims *out);
 
+/* The expiry rule of jwt_verify_hs256 on claims it filled: `expire` (ms) < now_ms, or
+ * the current whole second has reached `exp`. */
+bool jwt_claims_expired(const struct jwt_claims *c, int64_t now_ms);
+
 /* Sign payload_json (a JSON object text) as an HS256 token. Returns a malloc'd
  * NUL-terminated token or NULL on allocation failure. Used by tests and the
  * demo-token printer. */

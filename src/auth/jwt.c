@@ -94,6 +94,14 @@ static int64_t jwt_floor_div(int64_t a, int64_t b)
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
+bool jwt_claims_expired(const struct jwt_claims *c, int64_t now_ms)
+{
+    if (c->expire_ms < (double)now_ms)
+        return true;
+    /* As jsonwebtoken: expired once the current whole second reaches exp. */
+    return c->has_exp && jwt_floor_div(now_ms, 1000) >= c->exp;
+}
+
 /* Parse the payload and fill *c. Returns JWT_OK, JWT_EXPIRED or JWT_INVALID. */
 static enum jwt_status jwt_claims_parse(const unsigned char *buf, size_t len,
                                         int64_t now_ms, struct jwt_claims *c)
@@ -136,12 +144,7 @@ static enum jwt_status jwt_claims_parse(const unsigned char *buf, size_t len,
     c->has_tenant = jwt_copy_string(json_object_get(pl, "tenantId"),
                                     c->tenant_id, sizeof c->tenant_id);
 
-    st = JWT_OK;
-    if (c->expire_ms < (double)now_ms)
-        st = JWT_EXPIRED;
-    /* As jsonwebtoken: expired once the current whole second reaches exp. */
-    if (c->has_exp && jwt_floor_div(now_ms, 1000) >= c->exp)
-        st = JWT_EXPIRED;
+    st = jwt_claims_expired(c, now_ms) ? JWT_EXPIRED : JWT_OK;
 done:
     json_decref(pl);
     return st;

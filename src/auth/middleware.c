@@ -13,6 +13,7 @@
 #include "app.h"
 #include "auth/jwt.h"
 #include "auth/member_cache.h"
+#include "auth/token_cache.h"
 #include "auth/tenant.h"
 #include "db/pool.h"
 #include "db/schema.h"
@@ -180,8 +181,14 @@ static int check_token(struct http_req *r, struct jwt_claims *claims)
         return -1;
     }
     struct app *a = r->app;
-    enum jwt_status st = jwt_verify_hs256(tok, tlen, (const unsigned char *)a->cfg.jwt_secret,
-                                          strlen(a->cfg.jwt_secret), (int64_t)clock_real_ms(), claims);
+    int64_t now = (int64_t)clock_real_ms();
+    enum jwt_status st;
+    if (!token_cache_get(a->tokens, tok, tlen, now, &st, claims)) {
+        st = jwt_verify_hs256(tok, tlen, (const unsigned char *)a->cfg.jwt_secret,
+                              strlen(a->cfg.jwt_secret), now, claims);
+        if (st == JWT_OK)
+            token_cache_put(a->tokens, tok, tlen, claims);
+    }
     if (st == JWT_INVALID) {
         reply_data_message(r, 401, "Unauthorized **");
         return -1;

@@ -16,6 +16,7 @@
 #pragma GCC diagnostic pop
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h> /* ev_write, for write_now */
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -283,19 +284,27 @@ static void guard_readcb(struct bufferevent *bev, void *arg)
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
         return;
     }
-    if (t && !(t->conn->flags & EVHTP_CONN_FLAG_PAUSED) && !input_ready(t))
+    if (t && (t->conn->flags & (EVHTP_CONN_FLAG_PAUSED | EVHTP_CONN_FLAG_WAITING))) {
+        /* A request not answered yet, or an answer still being flushed (see pause_flag):
+         * keep what arrived, read no more until libevhtp's write callback resumes
+         * reading (as when evhtp_request_pause had stopped the reads). */
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    if (t && !input_ready(t))
         return; /* wait for the rest of the header block; conn_wait_cb bounds the wait */
     evhtp_readcb(bev, arg); /* may free the connection and t */
 }
 
-/* Run a libevhtp callback that may parse the input, hiding an incomplete header block. */
-static void call_hidden(struct conn_track *t, void (*fn)(struct conn_track *t, void *x), void *x)
+/* Run a libevhtp callback that may parse the input, hiding an incomplete header block.
+ * False when the connection (and t) went away meanwhile. */
+static bool call_hidden(struct conn_track *t, void (*fn)(struct conn_track *t, void *x), void *x)
 {
     struct evbuffer *in = bufferevent_get_input(t->conn->bev);
     bool hide = t->phase == IN_HEAD && evbuffer_get_length(in) > 0;
     if (hide && !t->stash && !(t->stash = evbuffer_new())) {
         conn_close_after_flush(t); /* out of memory: give up on this connection */
-        return;
+        return true;
     }
     if (hide)
         evbuffer_add_buffer(t->stash, in);
@@ -304,10 +313,11 @@ static void call_hidden(struct conn_track *t, void (*fn)(struct conn_track *t, v
     t->busy--;
     if (t->dead) {
         track_free(t);
-        return;
+        return false;
     }
     if (hide)
         evbuffer_prepend_buffer(bufferevent_get_input(t->conn->bev), t->stash);
+    return true;
 }
 
 static void run_writecb(struct conn_track *t, void *bev)
@@ -333,6 +343,26 @@ static void guard_writecb(struct bufferevent *bev, void *arg)
     call_hidden(t, run_writecb, bev);
 }
 
+/* The answer is written in the loop iteration that queued it. libevhtp's resume left it
+ * in the output, the connection waiting for its flush (EVHTP_CONN_FLAG_WAITING) and the
+ * bufferevent's write event added (a change libevent keeps in its changelist until the
+ * next epoll_wait). Activating that write event now runs libevent's own write callback
+ * at once: it writes the output, deletes the write event once the output is empty (the
+ * add and the delete cancel in the changelist: no epoll_ctl) and runs libevhtp's write
+ * callback, which finishes the request (keep-alive, close, the next pipelined request)
+ * exactly as after a writable event. A socket that cannot take it all keeps the write
+ * event and the rest waits for it, as before. */
+static void write_now(struct conn_track *t)
+{
+    struct bufferevent *bev = t->conn->bev;
+    if (!bev || !(t->conn->flags & EVHTP_CONN_FLAG_WAITING) ||
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        return;
+    if (!(bufferevent_get_enabled(bev) & EV_WRITE) || !event_pending(&bev->ev_write, EV_WRITE, NULL))
+        return; /* not a write libevent is about to wait for */
+    event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
 static void run_resumecb(struct conn_track *t, void *x)
 {
     (void)x;
@@ -350,7 +380,8 @@ static void guard_resumecb(evutil_socket_t fd, short what, void *arg)
         return; /* the reply is flushing; guard_writecb frees the connection */
     if (!input_ready(t) && t->phase == IN_CLOSING)
         return; /* a 431 or 503 for the next request: flushed, then freed by guard_writecb */
-    call_hidden(t, run_resumecb, NULL);
+    if (call_hidden(t, run_resumecb, NULL))
+        write_now(t);
 }
 
 static void guard_install(struct conn_track *t)
@@ -926,6 +957,19 @@ static unsigned method_of(evhtp_request_t *req)
     }
 }
 
+/* evhtp_request_pause without its bufferevent_disable(EV_READ): libevhtp's PAUSED flag
+ * alone keeps it from parsing the input (guard_readcb checks it too). A request answered
+ * in the iteration that read it then never stops the socket being read: the pause's
+ * EV_READ delete and the re-enable after the flush would reach the kernel as one more
+ * epoll_ctl each request. A request that waits is paused fully at the end of on_request,
+ * and guard_readcb stops reading a paused connection whose answer could not be flushed
+ * at once, so what a client sends ahead stays bounded by one read as before. */
+static void pause_flag(evhtp_request_t *req)
+{
+    req->status = EVHTP_RES_PAUSE;
+    req->conn->flags |= EVHTP_CONN_FLAG_PAUSED;
+}
+
 static void on_request(evhtp_request_t *req, void *arg)
 {
     struct http_server *s = arg;
@@ -958,9 +1002,10 @@ static void on_request(evhtp_request_t *req, void *arg)
     s->pending++;
     evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_request_fini, r);
     /* Paused from the start: pipelined requests then wait their turn, and a reply
-     * (now or later) always resumes. */
+     * (now or later) always resumes. The socket stops being read only if the answer
+     * is not given at once (below). */
     r->paused = true;
-    evhtp_request_pause(req);
+    pause_flag(req);
     http_req_ref(r);
     if (!r->path)
         reply_internal(r);
@@ -979,9 +1024,11 @@ static void on_request(evhtp_request_t *req, void *arg)
          * the next pipelined request (perhaps half received) reach libevhtp only through
          * the guarded resume callback, as after an answer that came later (and spares
          * libevhtp's "resuming when not paused" path). */
-        evhtp_request_pause(req);
+        pause_flag(req);
         return;
     }
+    if (req->conn->flags & EVHTP_CONN_FLAG_PAUSED)
+        bufferevent_disable(req->conn->bev, EV_READ); /* what evhtp_request_pause does */
     hup_arm(t); /* waiting on the database or an upstream: watch for a hang-up */
 }
 

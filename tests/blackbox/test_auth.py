@@ -249,3 +249,93 @@ def test_without_users_table_other_checks_still_run(nousers_svc):
     assert (st, data) == (406, EXPIRED)
     st, _, data = probe(nousers_svc, "Bearer " + mint_jwt(token_payload(99, 5), secret="nope"))
     assert (st, data) == (401, UNAUTHORIZED)
+
+
+# ---------------------------------------------------------------- the verified-token cache
+# A token that verified is remembered (TOKEN_CACHE_ENTRIES); every answer must stay what
+# verification would give at that moment. (The membership and role checks still run per
+# request: test_cache.py's role-change test repeats one token across the change.)
+
+def _repeat_ok(svc, tok, n=3):
+    for _ in range(n):
+        st, _, data = probe(svc, "Bearer " + tok)
+        assert_ok(st, data)
+
+
+def test_cached_token_expires_on_time(svc):
+    expire = now_ms() + 1500
+    tok = token_for(1, 1, expire_ms=expire)
+    _repeat_ok(svc, tok)  # verified, then served from the cache
+    assert now_ms() < expire - 200  # those answers came before the expiry (not too early)
+    while now_ms() <= expire:
+        time.sleep(0.05)
+    st, _, data = probe(svc, "Bearer " + tok)  # the same token once past `expire`
+    assert st == 406
+    assert data == EXPIRED
+    st, _, data = probe(svc, "Bearer " + tok)  # and stays refused
+    assert st == 406
+
+
+def test_cached_token_standard_exp_honoured(svc):
+    exp = int(time.time()) + 2
+    tok = token_for(1, 1, exp=exp)
+    _repeat_ok(svc, tok)
+    assert time.time() < exp - 0.2
+    while time.time() < exp + 0.05:
+        time.sleep(0.05)
+    st, _, data = probe(svc, "Bearer " + tok)
+    assert st == 406
+    assert data == EXPIRED
+
+
+@pytest.fixture(scope="module")
+def onecache_svc(module_service):
+    return module_service(TOKEN_CACHE_ENTRIES="1")  # every token lands on the one slot
+
+
+@pytest.mark.parametrize("which", ["default", "one_slot"])
+def test_tampered_sibling_of_a_cached_token_is_401(request, which):
+    svc = request.getfixturevalue("svc" if which == "default" else "onecache_svc")
+    tok = token_for(1, 1)
+    _repeat_ok(svc, tok)
+    h, p, s = tok.split(".")
+    i = len(s) // 2
+    sig_flipped = h + "." + p + "." + s[:i] + ("A" if s[i] != "A" else "B") + s[i + 1:]
+    other = token_for(3, 2).split(".")[1]  # another user's claims under the cached signature
+    payload_swapped = h + "." + other + "." + s
+    longer = tok + "A"
+    for bad in (sig_flipped, payload_swapped, longer, tok[:-1]):
+        st, _, data = probe(svc, "Bearer " + bad)
+        assert st == 401, bad
+        assert data == UNAUTHORIZED
+    _repeat_ok(svc, tok, 1)  # the cached token itself is untouched
+
+
+@pytest.mark.parametrize("which", ["default", "one_slot"])
+def test_token_signed_with_another_secret_is_401_after_a_cached_twin(request, which):
+    svc = request.getfixturevalue("svc" if which == "default" else "onecache_svc")
+    payload = token_payload(1, 1)
+    good = mint_jwt(payload)
+    _repeat_ok(svc, good)
+    st, _, data = probe(svc, "Bearer " + mint_jwt(payload, secret="not-the-secret"))
+    assert st == 401
+    assert data == UNAUTHORIZED
+
+
+@pytest.fixture(scope="module")
+def nocache_svc(module_service):
+    return module_service(TOKEN_CACHE_ENTRIES="0")
+
+
+def test_token_cache_off_still_verifies(nocache_svc):
+    tok = token_for(1, 1)
+    _repeat_ok(nocache_svc, tok)
+    st, _, data = probe(nocache_svc, "Bearer " + tok[:-2] + ("AA" if tok[-2:] != "AA" else "BA"))
+    assert st == 401
+    expire = now_ms() + 800
+    tok = token_for(1, 1, expire_ms=expire)
+    _repeat_ok(nocache_svc, tok, 1)
+    while now_ms() <= expire:
+        time.sleep(0.05)
+    st, _, data = probe(nocache_svc, "Bearer " + tok)
+    assert st == 406

@@ -4,6 +4,8 @@
 import email.utils
 import http.client
 import json
+import socket
+import time
 
 import pytest
 
@@ -312,6 +314,50 @@ def test_pipelined_requests_answered_in_order(svc, tokens):
     assert responses[0].json()["message"] == "OK"
     assert responses[1].json() == {"message": "Not Found", "data": "Cannot GET /api/pipelined-two"}
     assert responses[2].json() == {"status": "ok"}
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelining_client_that_never_reads_is_not_read_without_bound(svc, tokens):
+    """Requests answered at once keep their socket readable (no pause of the reads): once
+    an answer cannot be flushed, the server must stop reading that client all the same."""
+    one = ("GET /api/llm-keys HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n"
+           % tokens.admin1).encode()
+    chunk = one * 64
+    rss0 = _rss_kib(svc.proc.pid)
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        sent, cap = 0, 64 * 1024 * 1024
+        blocked_since = None
+        while sent < cap:
+            try:
+                sent += s.send(chunk)
+                blocked_since = None
+            except BlockingIOError:
+                if blocked_since is None:
+                    blocked_since = time.monotonic()
+                elif time.monotonic() - blocked_since > 1.5:
+                    break  # the server stopped reading us
+                time.sleep(0.01)
+        assert sent < cap, "the server kept reading a client that reads no answer"
+        grew = _rss_kib(svc.proc.pid) - rss0
+        assert grew < 48 * 1024, "RSS grew by %d KiB" % grew
+        s.setblocking(True)
+        s.settimeout(10)
+        head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    finally:
+        s.close()
+    st, _, _ = svc.req("GET", "/healthz")
+    assert st == 200
 
 
 # ---------------------------------------------------------------- CORS
