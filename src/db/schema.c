@@ -249,11 +249,12 @@ static const char SQL_TENANT_FN[] =
      * instead of an anti-join over the organization's keys. A statement trigger lists
      * what an INSERT left without one (integrationsd writes the fingerprint in the same
      * statement); the backfill of a create removes what it fingerprinted. The trigger
-     * first (its lock holds writers off), then the rows already there. */
+     * first (its lock holds writers off), then the rows already there. The function
+     * runs as its owner, so a VerifyWise backend on another role can still insert. */
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.integrationsd_llm_keys_unfingerprinted (\n"
     "      key_id INTEGER PRIMARY KEY REFERENCES %I.llm_keys (id) ON DELETE CASCADE)', p_schema, p_schema);\n"
     "  EXECUTE format('CREATE OR REPLACE FUNCTION %I.integrationsd_llm_keys_unfingerprinted() RETURNS trigger\n"
-    "      LANGUAGE plpgsql AS $t$ BEGIN\n"
+    "      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $t$ BEGIN\n"
     "        INSERT INTO %I.integrationsd_llm_keys_unfingerprinted (key_id)\n"
     "          SELECT n.id FROM integrationsd_new n WHERE NOT EXISTS (SELECT 1\n"
     "            FROM %I.integrationsd_llm_key_fingerprints f WHERE f.key_id = n.id)\n"

@@ -152,3 +152,25 @@ def test_tenant_of_the_previous_version_is_migrated_in_place(service, tokens, pg
     assert listed(db, 1) == []
     assert all(fingerprint(db, 1, i) for i in (ours, vw1, vw2, vw3))
     db.close()
+
+
+def test_verifywise_on_another_role_still_inserts(fresh, tokens):
+    """The trigger writes integrationsd's table as its owner: a VerifyWise backend whose
+    role may only use llm_keys can still insert, and its row is listed."""
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    t = tenant_hash(1)
+    db.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'itest_vw_backend') THEN"
+               " CREATE ROLE itest_vw_backend; END IF; END $$")
+    db.execute('GRANT USAGE ON SCHEMA "%s" TO itest_vw_backend' % t)
+    db.execute('GRANT SELECT, INSERT ON "%s".llm_keys TO itest_vw_backend' % t)
+    db.execute('GRANT USAGE ON ALL SEQUENCES IN SCHEMA "%s" TO itest_vw_backend' % t)
+    key = new_llm_key("OpenAI")
+    vw = db.scalar("SET ROLE itest_vw_backend;"
+                   ' INSERT INTO "%s".llm_keys (key, name, url, model) VALUES (%%s, %%s, %%s, %%s) RETURNING id'
+                   % t, (key, "OpenAI", "https://api.openai.com/v1/", "gpt-4o"))
+    db.execute("RESET ROLE")
+    assert listed(db, 1) == [vw]
+    st, _, data = create(s, tokens.admin1, key)
+    assert st == 400 and data["data"].startswith(DUP), data
