@@ -25,6 +25,7 @@ struct config {
     char *db_host, *db_port, *db_name, *db_user, *db_password;
     int db_pool_size;
     int db_pipeline_depth;       /* statements in flight on one connection (pipeline mode) */
+    int db_prepared_statements;  /* named statements kept per connection (0: none) */
     int db_max_queue;            /* statement units waiting for a connection; past it 503 */
     int db_connect_timeout_ms;   /* one connection attempt (pool and LISTEN) */
     int db_stall_timeout_ms;     /* an answer overdue this long: the connection is dropped */

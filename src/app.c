@@ -418,6 +418,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .values = db_conninfo_values(a->conninfo),
         .size = a->cfg.db_pool_size,
         .max_depth = a->cfg.db_pipeline_depth,
+        .prepared = a->cfg.db_prepared_statements,
         .max_queue = a->cfg.db_max_queue,
         .connect_timeout_ms = a->cfg.db_connect_timeout_ms,
         .stall_timeout_ms = a->cfg.db_stall_timeout_ms,

@@ -31,6 +31,7 @@ static const struct cf_key keys[] = {
     {"DB_PASSWORD", CF_STR, OFF(db_password), NULL, 0, 0, false},
     {"DB_POOL_SIZE", CF_INT, OFF(db_pool_size), "4", 1, 64, false},
     {"DB_PIPELINE_DEPTH", CF_INT, OFF(db_pipeline_depth), "64", 1, 1024, false},
+    {"DB_PREPARED_STATEMENTS", CF_INT, OFF(db_prepared_statements), "64", 0, 4096, false},
     {"DB_MAX_QUEUE", CF_INT, OFF(db_max_queue), "8192", 1, 1000000, false},
     {"DB_CONNECT_TIMEOUT_MS", CF_INT, OFF(db_connect_timeout_ms), "5000", 100, 600000, false},
     {"DB_STALL_TIMEOUT_MS", CF_INT, OFF(db_stall_timeout_ms), "15000", 100, 3600000, false},

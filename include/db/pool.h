@@ -47,6 +47,7 @@ struct db_pool_opts {
     int max_queue;               /* units waiting for a connection */
     int connect_timeout_ms;
     int stall_timeout_ms;        /* a unit in flight longer than this breaks its connection */
+    int prepared;                /* statements prepared per connection (0: none, every one unnamed) */
     struct resolver *resolver;   /* resolves host names before every attempt; NULL: hosts as given */
     void (*on_live_change)(int live, void *arg); /* called from the loop */
     void *arg;

@@ -1,9 +1,9 @@
 /* integrations/llm_keys_store: the SQL of /api/llm-keys and the decoding of its rows.
- * Statements run on the caller's tenant tables (<tenant>.llm_keys and
- * <tenant>.integrationsd_llm_key_fingerprints). Each llm_keys_store_* statement
- * function either submits its statement for r (done runs as with app_query) or, when
- * the statement cannot be built (invalid tenant, text too long), answers r 500
- * itself: either way the handler has nothing left to do. Decoders take the result
+ * Statements run on the caller's tenant tables (<tenant>.llm_keys,
+ * <tenant>.integrationsd_llm_key_fingerprints, <tenant>.integrationsd_llm_keys_unfingerprinted).
+ * Each llm_keys_store_* statement function either submits its statement for r (done
+ * runs as with app_query) or, when the statement cannot be built (invalid tenant, text
+ * too long), answers r 500 itself: either way the handler has nothing left to do. Decoders take the result
  * those statements gave and never return any part of a key. */
 #ifndef IDX_INTEGRATIONS_LLM_KEYS_STORE_H
 #define IDX_INTEGRATIONS_LLM_KEYS_STORE_H
@@ -22,11 +22,14 @@
 void llm_keys_store_list(struct http_req *r, const char *provider, app_query_done done);
 /* Providers and their key counts. */
 void llm_keys_store_status(struct http_req *r, app_query_done done);
-/* Rows without a fingerprint (at most LLM_KEYS_BACKFILL_MAX) and the row id (id "0":
- * none), that one first. */
+/* The row id (id "0": none) and the rows listed as lacking a fingerprint
+ * (<tenant>.integrationsd_llm_keys_unfingerprinted, at most LLM_KEYS_BACKFILL_MAX). */
 void llm_keys_store_prequery(struct http_req *r, const char *id, app_query_done done);
-/* Store the fingerprints of older rows: ids and fps are array literals ("{1,2}"). */
-void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fps, app_query_done done);
+/* Store the fingerprints of older rows and take them off the list, with the listed
+ * rows that had one already (done_ids): ids, fps, done_ids are array literals ("{1,2}",
+ * "{}"). */
+void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fps, const char *done_ids,
+                             app_query_done done);
 /* Insert a checked key (enc: its scheme B ciphertext, fp: its fingerprint) with its
  * fingerprint; a fingerprint already taken is a unique violation. */
 void llm_keys_store_insert(struct http_req *r, const struct llm_key_input *in, const char *enc, const char *fp,
@@ -57,6 +60,7 @@ struct llm_key_prerow {
     const char *id, *key;
     bool target;   /* the row of the id asked for */
     bool needs_fp; /* no fingerprint stored yet */
+    bool listed;   /* in the list of rows without a fingerprint */
 };
 void llm_keys_prerow(const PGresult *res, int row, struct llm_key_prerow *out);
 

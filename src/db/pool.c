@@ -8,7 +8,14 @@
  * libpq gets one host/hostaddr/port entry per address, in order, starting at the
  * target after the last one found read-only. libpq walks that list inside
  * PQconnectPoll (with target_session_attrs), closing one socket and opening the
- * next: the registration follows PQsocket() by descriptor and socket identity. */
+ * next: the registration follows PQsocket() by descriptor and socket identity.
+ *
+ * Prepared statements (opts.prepared > 0): a unit of one plain statement is sent as
+ * a named statement of the connection's db/stmt_cache (Parse once per connection, then
+ * Bind/Execute); its first use sends the Parse just before, in the same unit, so only
+ * that unit can see it fail. Their results (and a DEALLOCATE ALL when the cache is
+ * emptied) are read and dropped before the statement's own; a failed or skipped Parse
+ * forgets the name. Units of several statements are sent unnamed as before. */
 #include "db/pool.h"
 
 #include <event2/event.h>
@@ -19,6 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "db/stmt_cache.h"
 #include "log.h"
 #include "net/resolve.h"
 #include "util/clock.h"
@@ -57,6 +65,9 @@ struct unit {
     char *message;
     enum db_status status;
     uint64_t sent_ms;
+    int extra;                /* results of DEALLOCATE / Parse still to read before stmts[0]'s */
+    uint32_t prep_id;         /* the statement cache entry it uses (0: sent unnamed) */
+    bool prep_sent;           /* its Parse was sent in this unit (the last extra result) */
 };
 
 struct db_conn {
@@ -80,6 +91,7 @@ struct db_conn {
     int depth;
     int backoff_ms;
     bool dirty;               /* queries sent into libpq's buffer, not yet flushed */
+    struct stmt_cache *stmts; /* prepared on this connection (NULL: preparing off) */
 };
 
 struct db_pool {
@@ -277,6 +289,7 @@ static void conn_close(struct db_conn *c)
         PQfinish(c->pg);
         c->pg = NULL;
     }
+    stmt_cache_clear(c->stmts); /* the server forgot them with the session */
 }
 
 /* Fail what was in flight, drop the connection and retry after a backoff. */
@@ -578,9 +591,39 @@ static int conn_flush(struct db_conn *c)
     return 0;
 }
 
+/* Send u's single statement as a named one; 1 when it was sent unnamed instead (not
+ * eligible, or no room), 0 when sent, -1 on a libpq failure. */
+static int send_prepared(struct db_conn *c, struct unit *u)
+{
+    const struct db_stmt *s = &u->stmts[0];
+    if (!c->stmts || u->n != 1 || !stmt_cache_eligible(s->sql))
+        return 1;
+    char name[STMT_NAME_MAX];
+    uint32_t id = 0;
+    enum stmt_lookup k = stmt_cache_lookup(c->stmts, s->sql, name, &id);
+    if (k == STMT_NONE)
+        return 1;
+    u->prep_id = id;
+    if (k == STMT_FULL) {
+        if (!PQsendQueryParams(c->pg, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0))
+            return -1;
+        u->extra++;
+    }
+    if (k != STMT_HIT) {
+        if (!PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL))
+            return -1;
+        u->extra++;
+        u->prep_sent = true;
+    }
+    return PQsendQueryPrepared(c->pg, name, s->nparams, s->params, NULL, NULL, 0) ? 0 : -1;
+}
+
 static int conn_send(struct db_conn *c, struct unit *u)
 {
-    for (int i = 0; i < u->n; i++) {
+    int rc = send_prepared(c, u);
+    if (rc < 0)
+        return -1;
+    for (int i = 0; rc == 1 && i < u->n; i++) {
         const struct db_stmt *s = &u->stmts[i];
         if (!PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, s->params, NULL, NULL, 0))
             return -1;
@@ -628,11 +671,25 @@ static int conn_read(struct db_conn *c)
         PGresult *res = PQgetResult(c->pg);
         if (!res) {
             /* end of one statement's results */
-            if (u->next_result < u->n)
+            if (u->extra > 0)
+                u->extra--;
+            else if (u->next_result < u->n)
                 u->next_result++;
             continue;
         }
         ExecStatusType st = PQresultStatus(res);
+        if (u->extra > 0 && st != PGRES_PIPELINE_SYNC) {
+            /* DEALLOCATE ALL or the Parse of the unit's statement: an error is the
+             * unit's (the execution then reports the pipeline aborted) */
+            if (st != PGRES_COMMAND_OK) {
+                if (st != PGRES_PIPELINE_ABORTED)
+                    record_error(u, res);
+                if (u->extra == 1 && u->prep_sent)
+                    stmt_cache_drop(c->stmts, u->prep_id);
+            }
+            PQclear(res);
+            continue;
+        }
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(res);
             c->head = u->next;
@@ -649,6 +706,10 @@ static int conn_read(struct db_conn *c)
             const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             if (code && strcmp(code, "25006") == 0)
                 c->read_only = true;
+            /* the server does not have the statement (any more), or its plan no longer
+             * fits the tables: prepare it afresh next time */
+            if (u->prep_id && code && (strcmp(code, "26000") == 0 || strcmp(code, "0A000") == 0))
+                stmt_cache_drop(c->stmts, u->prep_id);
         }
         int i = u->next_result < u->n ? u->next_result : u->n - 1;
         PQclear(u->res[i]);
@@ -880,7 +941,8 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *
         c->pool = p;
         c->idx = i;
         c->timer = evtimer_new(base, timer_cb, c);
-        if (!c->timer) {
+        c->stmts = stmt_cache_new(opts->prepared);
+        if (!c->timer || (opts->prepared > 0 && !c->stmts)) {
             snprintf(err, errlen, "out of memory");
             db_pool_free(p);
             return NULL;
@@ -910,6 +972,7 @@ void db_pool_free(struct db_pool *p)
             struct db_conn *c = &p->conns[i];
             if (c->pool) {
                 conn_close(c);
+                stmt_cache_free(c->stmts);
                 if (c->timer)
                     event_free(c->timer);
                 free_list(c->head);

@@ -17,8 +17,9 @@
 
 /* The version of the tenant DDL below: bump it whenever that DDL changes, so that
  * start-up applies it to every known tenant. 2: integrationsd's columns moved out of
- * VerifyWise's tables into tables of its own. 3: read-cache triggers. */
-#define SCHEMA_TENANT_VERSION "3"
+ * VerifyWise's tables into tables of its own. 3: read-cache triggers. 4: the rows of
+ * llm_keys without a fingerprint listed (integrationsd_llm_keys_unfingerprinted). */
+#define SCHEMA_TENANT_VERSION "4"
 
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext('integrationsd:bootstrap'))";
 
@@ -243,6 +244,33 @@ static const char SQL_TENANT_FN[] =
     "        ON CONFLICT DO NOTHING', p_schema, p_schema);\n"
     "    EXECUTE format('ALTER TABLE %I.llm_keys DROP COLUMN key_fingerprint', p_schema);\n"
     "  END IF;\n"
+    /* The rows of llm_keys without a fingerprint (written by VerifyWise's backend, or
+     * unreadable), so a create finds the rows to fingerprint with one indexed probe
+     * instead of an anti-join over the organization's keys. A statement trigger lists
+     * what an INSERT left without one (integrationsd writes the fingerprint in the same
+     * statement); the backfill of a create removes what it fingerprinted. The trigger
+     * first (its lock holds writers off), then the rows already there. The function
+     * runs as its owner, so a VerifyWise backend on another role can still insert. */
+    "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.integrationsd_llm_keys_unfingerprinted (\n"
+    "      key_id INTEGER PRIMARY KEY REFERENCES %I.llm_keys (id) ON DELETE CASCADE)', p_schema, p_schema);\n"
+    "  EXECUTE format('CREATE OR REPLACE FUNCTION %I.integrationsd_llm_keys_unfingerprinted() RETURNS trigger\n"
+    "      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $t$ BEGIN\n"
+    "        INSERT INTO %I.integrationsd_llm_keys_unfingerprinted (key_id)\n"
+    "          SELECT n.id FROM integrationsd_new n WHERE NOT EXISTS (SELECT 1\n"
+    "            FROM %I.integrationsd_llm_key_fingerprints f WHERE f.key_id = n.id)\n"
+    "          ON CONFLICT DO NOTHING;\n"
+    "        RETURN NULL;\n"
+    "      END $t$', p_schema, p_schema, p_schema);\n"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_unfingerprinted'\n"
+    "      AND tgrelid = format('%I.llm_keys', p_schema)::regclass) THEN\n"
+    "    EXECUTE format('CREATE TRIGGER integrationsd_unfingerprinted AFTER INSERT ON %I.llm_keys\n"
+    "        REFERENCING NEW TABLE AS integrationsd_new FOR EACH STATEMENT\n"
+    "        EXECUTE FUNCTION %I.integrationsd_llm_keys_unfingerprinted()', p_schema, p_schema);\n"
+    "  END IF;\n"
+    "  EXECUTE format('INSERT INTO %I.integrationsd_llm_keys_unfingerprinted (key_id)\n"
+    "      SELECT k.id FROM %I.llm_keys k WHERE NOT EXISTS (SELECT 1\n"
+    "        FROM %I.integrationsd_llm_key_fingerprints f WHERE f.key_id = k.id)\n"
+    "      ON CONFLICT DO NOTHING', p_schema, p_schema, p_schema);\n"
     "  EXECUTE format('CREATE TABLE IF NOT EXISTS %I.github_tokens (\n"
     "      id SERIAL PRIMARY KEY,\n"
     "      encrypted_token TEXT NOT NULL,\n"

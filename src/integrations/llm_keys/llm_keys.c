@@ -4,9 +4,11 @@
  * Duplicate keys are refused through HMAC fingerprints kept in integrationsd's own
  * table (<tenant>.integrationsd_llm_key_fingerprints), so VerifyWise's llm_keys keeps
  * its shape; rows written without one (by VerifyWise's backend) get theirs the first
- * time a create or key change of the organization sees them. A key that looks like a
- * mask ("****...") is never stored: on PATCH, the stored key's own mask means
- * "unchanged" (the Edit dialog sends back what the list showed). */
+ * time a create or key change of the organization sees them (a trigger lists the rows
+ * an INSERT left without one in <tenant>.integrationsd_llm_keys_unfingerprinted, so
+ * finding them is one indexed probe). A key that looks like a mask ("****...") is
+ * never stored: on PATCH, the stored key's own mask means "unchanged" (the Edit dialog
+ * sends back what the list showed). */
 #include "integrations/llm_keys.h"
 
 #include <stdio.h>
@@ -172,8 +174,8 @@ static void on_backfilled(struct http_req *r, const struct db_result *res)
     write_key(r);
 }
 
-/* The rows without a fingerprint (and, for a PATCH with a masked key, the target row):
- * fingerprint them, settle the masked key, then write. */
+/* The rows listed without a fingerprint (and, for a PATCH with a masked key, the target
+ * row): fingerprint them, settle the masked key, then write. */
 static void on_prequery(struct http_req *r, const struct db_result *res)
 {
     struct key_write *w = r->handler_state;
@@ -183,12 +185,18 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
     }
     const PGresult *pr = db_last(res);
     struct app *a = r->app;
-    char *ids = NULL, *fps = NULL;
-    size_t idl = 0, fpl = 0;
+    char *ids = NULL, *fps = NULL, *done = NULL;
+    size_t idl = 0, fpl = 0, donel = 0;
     bool found = !w->patch;
-    for (int i = 0; i < PQntuples(pr); i++) {
+    int rc = 0;
+    for (int i = 0; i < PQntuples(pr) && rc == 0; i++) {
         struct llm_key_prerow row;
         llm_keys_prerow(pr, i, &row);
+        if (row.listed && !row.needs_fp) { /* fingerprinted since it was listed */
+            rc = lit_add(&done, &donel, row.id);
+            if (!row.target)
+                continue;
+        }
         char *pt = NULL;
         size_t len = 0;
         bool plain = false;
@@ -209,6 +217,7 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
                         secrets_free_plain(pt, len);
                     free(ids);
                     free(fps);
+                    free(done);
                     reply_err(r, LLM_KEY_ERR_MASKED);
                     return;
                 }
@@ -217,7 +226,6 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
             }
         }
         char fp[65];
-        int rc = 0;
         if (row.needs_fp) {
             rc = secrets_fingerprint(&a->secrets, pt, len, fp);
             if (rc == 0 && (lit_add(&ids, &idl, row.id) < 0 || lit_add(&fps, &fpl, fp) < 0))
@@ -225,33 +233,37 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
         }
         if (!plain)
             secrets_free_plain(pt, len);
-        if (rc < 0) {
-            free(ids);
-            free(fps);
-            log_error("llm keys: fingerprinting stored keys failed");
-            reply_internal(r);
-            return;
-        }
+    }
+    if (rc < 0) {
+        free(ids);
+        free(fps);
+        free(done);
+        log_error("llm keys: fingerprinting stored keys failed");
+        reply_internal(r);
+        return;
     }
     if (!found) {
         free(ids);
         free(fps);
+        free(done);
         reply_data(r, 404, NULL);
         return;
     }
     if (w->in.key && llm_key_looks_masked(w->in.key, w->in.klen)) { /* the target row cannot be read */
         free(ids);
         free(fps);
+        free(done);
         reply_err(r, LLM_KEY_ERR_MASKED);
         return;
     }
-    if (!ids) {
+    if (!ids && !done) {
         write_key(r);
         return;
     }
-    llm_keys_store_backfill(r, ids, fps, on_backfilled);
+    llm_keys_store_backfill(r, ids ? ids : "{}", fps ? fps : "{}", done ? done : "{}", on_backfilled);
     free(ids);
     free(fps);
+    free(done);
 }
 
 static struct key_write *new_key_write(struct http_req *r)

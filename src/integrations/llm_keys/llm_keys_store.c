@@ -18,6 +18,7 @@
 
 #define KEYS "llm_keys"
 #define FPS "integrationsd_llm_key_fingerprints"
+#define PENDING "integrationsd_llm_keys_unfingerprinted"
 
 /* The row every row-returning statement selects. */
 enum { KEY_COL_ID, KEY_COL_NAME, KEY_COL_URL, KEY_COL_MODEL, KEY_COL_CREATED_AT, KEY_COL_KEY };
@@ -37,17 +38,25 @@ static const char SQL_GET[] = "SELECT " KEY_COLS " FROM %s WHERE id = $1::int";
 enum { STATUS_COL_PROVIDER, STATUS_COL_COUNT };
 static const char SQL_STATUS[] = "SELECT name::text, count(*) FROM %s GROUP BY name ORDER BY name::text";
 
-/* %s: fps, keys, fps; %d: the limit; $1 the target id (0: none) */
-enum { PRE_COL_ID, PRE_COL_KEY, PRE_COL_TARGET, PRE_COL_NEEDS_FP };
+/* %s: fps, pending, keys, fps, pending, keys; %d: the limit; $1 the target id (0: none).
+ * The target row, then the rows listed as lacking a fingerprint (an index probe of a
+ * table that is empty when every row has one). */
+enum { PRE_COL_ID, PRE_COL_KEY, PRE_COL_TARGET, PRE_COL_NEEDS_FP, PRE_COL_LISTED };
 static const char SQL_PREQUERY[] =
-    "SELECT k.id, k.key, k.id = $1::int, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id)"
-    " FROM %s k WHERE k.id = $1::int OR NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id)"
-    " ORDER BY k.id = $1::int DESC, k.id LIMIT %d";
+    "SELECT k.id, k.key, true, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id),"
+    " EXISTS (SELECT 1 FROM %s p WHERE p.key_id = k.id) FROM %s k WHERE k.id = $1::int"
+    " UNION ALL SELECT k.id, k.key, false, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id), true"
+    " FROM (SELECT key_id FROM %s WHERE key_id <> $1::int ORDER BY key_id LIMIT %d) p"
+    " JOIN %s k ON k.id = p.key_id";
 
-/* %s: fps; $1 ids, $2 fingerprints (array literals). Older rows' fingerprints are
- * kept whatever the write then finds. */
-static const char SQL_BACKFILL[] = "INSERT INTO %s (key_id, fingerprint) SELECT * FROM unnest($1::int[], $2::text[])"
-                                   " ON CONFLICT DO NOTHING";
+/* %s: fps, pending; $1 ids, $2 fingerprints, $3 ids listed that already had one (array
+ * literals). Older rows' fingerprints are kept whatever the write then finds; a row
+ * leaves the list once it has a fingerprint (one taken by another row keeps it listed). */
+static const char SQL_BACKFILL[] = "WITH f AS (INSERT INTO %s (key_id, fingerprint)"
+                                   " SELECT * FROM unnest($1::int[], $2::text[]) ON CONFLICT DO NOTHING"
+                                   " RETURNING key_id)"
+                                   " DELETE FROM %s WHERE key_id IN (SELECT key_id FROM f)"
+                                   " OR key_id = ANY($3::int[])";
 
 /* %s: keys, fps; $1 key, $2 provider, $3 url, $4 model, $5 fingerprint */
 static const char SQL_INSERT[] = "WITH k AS (INSERT INTO %s (key, name, url, model)"
@@ -121,20 +130,23 @@ void llm_keys_store_status(struct http_req *r, app_query_done done)
 
 void llm_keys_store_prequery(struct http_req *r, const char *id, app_query_done done)
 {
-    char t[64], f[96], sql[512];
-    if (tables(r, t, f) < 0 || format_sql(r, sql, sizeof sql, SQL_PREQUERY, f, t, f, LLM_KEYS_BACKFILL_MAX) < 0)
+    char t[64], f[96], p[96], sql[768];
+    if (tables(r, t, f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
+        format_sql(r, sql, sizeof sql, SQL_PREQUERY, f, p, t, f, p, LLM_KEYS_BACKFILL_MAX, t) < 0)
         return;
     const char *params[] = {id};
     app_query(r, sql, 1, params, done);
 }
 
-void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fps, app_query_done done)
+void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fps, const char *done_ids,
+                             app_query_done done)
 {
-    char f[96], sql[256];
-    if (handler_table(r, FPS, f, sizeof f) < 0 || format_sql(r, sql, sizeof sql, SQL_BACKFILL, f) < 0)
+    char f[96], p[96], sql[512];
+    if (handler_table(r, FPS, f, sizeof f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
+        format_sql(r, sql, sizeof sql, SQL_BACKFILL, f, p) < 0)
         return;
-    const char *params[] = {ids, fps};
-    app_query(r, sql, 2, params, done);
+    const char *params[] = {ids, fps, done_ids};
+    app_query(r, sql, 3, params, done);
 }
 
 void llm_keys_store_insert(struct http_req *r, const struct llm_key_input *in, const char *enc, const char *fp,
@@ -262,6 +274,7 @@ void llm_keys_prerow(const PGresult *res, int row, struct llm_key_prerow *out)
     out->key = PQgetvalue(res, row, PRE_COL_KEY);
     out->target = strcmp(PQgetvalue(res, row, PRE_COL_TARGET), "t") == 0;
     out->needs_fp = strcmp(PQgetvalue(res, row, PRE_COL_NEEDS_FP), "t") == 0;
+    out->listed = strcmp(PQgetvalue(res, row, PRE_COL_LISTED), "t") == 0;
 }
 
 void llm_keys_key_row(const PGresult *res, int row, const char **provider, const char **stored)

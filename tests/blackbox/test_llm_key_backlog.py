@@ -1,0 +1,176 @@
+# The duplicate check's backlog (issue 12): the rows of <tenant>.llm_keys without a
+# fingerprint are listed in <tenant>.integrationsd_llm_keys_unfingerprinted (a trigger
+# on INSERT), so a create looks them up with one indexed probe instead of an anti-join
+# over the organization's keys. Issue 9's rules hold: a row VerifyWise's backend wrote
+# (plaintext, no fingerprint) is still caught as a duplicate and gets its fingerprint
+# the first time a create sees it; rows integrationsd writes are never listed; a tenant
+# of the previous version is migrated in place with its unfingerprinted rows listed.
+import pytest
+
+from conftest import Db, fresh_db, new_llm_key, tenant_hash
+
+DUP = "This API key is already configured"
+BACKLOG = "integrationsd_llm_keys_unfingerprinted"
+
+
+def create(s, token, key, name="OpenAI", model="gpt-4o"):
+    return s.req("POST", "/api/llm-keys", token=token, body={"name": name, "key": key, "model": model})
+
+
+def listed(db, org):
+    return [r["key_id"] for r in db.rows('SELECT key_id FROM "%s".%s ORDER BY key_id' % (tenant_hash(org), BACKLOG))]
+
+
+def fingerprint(db, org, key_id):
+    return db.scalar('SELECT fingerprint FROM "%s".integrationsd_llm_key_fingerprints WHERE key_id = %%s'
+                     % tenant_hash(org), (key_id,))
+
+
+def insert_like_verifywise(db, org, key, name="OpenAI"):
+    return db.scalar('INSERT INTO "%s".llm_keys (key, name, url, model) VALUES (%%s, %%s, %%s, %%s) RETURNING id'
+                     % tenant_hash(org), (key, name, "https://api.openai.com/v1/", "gpt-4o"))
+
+
+@pytest.fixture
+def fresh(service, pg, request):
+    db = Db(pg, fresh_db(pg, "itest_backlog_%s" % request.node.name[5:40]))
+    s = service(db=db.dbname)
+    yield s, db
+    db.close()
+
+
+def test_rows_written_by_integrationsd_are_never_listed(fresh, tokens):
+    s, db = fresh
+    ids = []
+    for _ in range(3):
+        st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+        assert st == 201, data
+        ids.append(data["data"]["id"])
+        assert listed(db, 1) == []
+    st, _, data = s.req("PATCH", "/api/llm-keys/%d" % ids[0], token=tokens.admin1,
+                        body={"key": new_llm_key("OpenAI")})
+    assert st == 200, data
+    assert listed(db, 1) == []
+    assert all(fingerprint(db, 1, i) for i in ids)
+
+
+def test_verifywise_row_is_listed_then_fingerprinted_and_caught(fresh, tokens):
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))  # the tenant exists
+    assert st == 201, data
+    key = new_llm_key("OpenAI")
+    vw = insert_like_verifywise(db, 1, key)
+    assert listed(db, 1) == [vw] and fingerprint(db, 1, vw) is None
+    # any create settles the backlog: the row gets its fingerprint and leaves the list
+    st, _, data = create(s, tokens.admin1, new_llm_key("Anthropic"), name="Anthropic")
+    assert st == 201, data
+    assert listed(db, 1) == [] and fingerprint(db, 1, vw)
+    # and the fingerprint is the key's: the same key is a duplicate
+    n = db.llm_count(1)
+    st, _, data = create(s, tokens.admin1, key, name="OpenRouter")
+    assert st == 400 and data["data"].startswith(DUP), data
+    assert db.llm_count(1) == n
+
+
+def test_verifywise_duplicate_caught_on_first_sight(fresh, tokens):
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    key = new_llm_key("OpenAI")
+    vw = insert_like_verifywise(db, 1, key)
+    n = db.llm_count(1)
+    st, _, data = create(s, tokens.admin1, key)
+    assert st == 400 and data["data"].startswith(DUP), data
+    assert db.llm_count(1) == n
+    assert listed(db, 1) == [] and fingerprint(db, 1, vw)
+
+
+def test_unreadable_row_stays_listed_and_blocks_nothing(fresh, tokens):
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    bad = insert_like_verifywise(db, 1, "00112233445566778899aabbccddeeff:00112233445566778899aabbccddeeff")
+    for _ in range(2):
+        st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+        assert st == 201, data
+    assert listed(db, 1) == [bad] and fingerprint(db, 1, bad) is None
+
+
+def test_listed_row_with_a_fingerprint_leaves_the_list(fresh, tokens):
+    """A row fingerprinted by an instance of the previous version (which does not
+    maintain the list) is taken off it at the next create, its fingerprint kept."""
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    vw = insert_like_verifywise(db, 1, new_llm_key("OpenAI"))
+    db.execute('INSERT INTO "%s".integrationsd_llm_key_fingerprints (key_id, fingerprint) VALUES (%%s, %%s)'
+               % tenant_hash(1), (vw, "f" * 64))
+    assert listed(db, 1) == [vw]
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    assert listed(db, 1) == [] and fingerprint(db, 1, vw) == "f" * 64
+
+
+def test_deleted_row_leaves_the_list(fresh, tokens):
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    vw = insert_like_verifywise(db, 1, new_llm_key("OpenAI"))
+    st, _, data = s.req("DELETE", "/api/llm-keys/%d" % vw, token=tokens.admin1)
+    assert st == 200, data
+    assert listed(db, 1) == []
+
+
+def test_tenant_of_the_previous_version_is_migrated_in_place(service, tokens, pg):
+    db = Db(pg, fresh_db(pg, "itest_backlog_migrate"))
+    t = tenant_hash(1)
+    s = service(db=db.dbname)
+    k_ours = new_llm_key("OpenAI")
+    st, _, data = create(s, tokens.admin1, k_ours)
+    assert st == 201, data
+    ours = data["data"]["id"]
+    s.stop()
+    # the shape version 3 left: no list, no trigger; then VerifyWise writes two rows
+    db.execute('DROP TABLE "%s".%s' % (t, BACKLOG))
+    db.execute('DROP TRIGGER integrationsd_unfingerprinted ON "%s".llm_keys' % t)
+    db.execute('DROP FUNCTION "%s".integrationsd_llm_keys_unfingerprinted()' % t)
+    db.execute("UPDATE public.integration_tenants SET ddl_version = 3 WHERE schema_name = %s", (t,))
+    # and the public objects of the previous release: start-up upgrades every known tenant
+    db.execute("COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS 'integrationsd schema old'")
+    k1, k2 = new_llm_key("OpenAI"), new_llm_key("Anthropic")
+    vw1, vw2 = insert_like_verifywise(db, 1, k1), insert_like_verifywise(db, 1, k2, name="Anthropic")
+    s2 = service(db=db.dbname)
+    assert db.scalar("SELECT ddl_version FROM public.integration_tenants WHERE schema_name = %s", (t,)) == 4
+    assert listed(db, 1) == [vw1, vw2]  # exactly the rows without a fingerprint
+    # the trigger is back: a later VerifyWise row is listed too
+    vw3 = insert_like_verifywise(db, 1, new_llm_key("OpenRouter"), name="OpenRouter")
+    assert listed(db, 1) == [vw1, vw2, vw3]
+    # both VerifyWise keys and integrationsd's own are still duplicates
+    for key in (k2, k1, k_ours):
+        st, _, data = create(s2, tokens.admin1, key)
+        assert st == 400 and data["data"].startswith(DUP), data
+    assert listed(db, 1) == []
+    assert all(fingerprint(db, 1, i) for i in (ours, vw1, vw2, vw3))
+    db.close()
+
+
+def test_verifywise_on_another_role_still_inserts(fresh, tokens):
+    """The trigger writes integrationsd's table as its owner: a VerifyWise backend whose
+    role may only use llm_keys can still insert, and its row is listed."""
+    s, db = fresh
+    st, _, data = create(s, tokens.admin1, new_llm_key("OpenAI"))
+    assert st == 201, data
+    t = tenant_hash(1)
+    db.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'itest_vw_backend') THEN"
+               " CREATE ROLE itest_vw_backend; END IF; END $$")
+    db.execute('GRANT USAGE ON SCHEMA "%s" TO itest_vw_backend' % t)
+    db.execute('GRANT SELECT, INSERT ON "%s".llm_keys TO itest_vw_backend' % t)
+    db.execute('GRANT USAGE ON ALL SEQUENCES IN SCHEMA "%s" TO itest_vw_backend' % t)
+    key = new_llm_key("OpenAI")
+    vw = db.scalar("SET ROLE itest_vw_backend;"
+                   ' INSERT INTO "%s".llm_keys (key, name, url, model) VALUES (%%s, %%s, %%s, %%s) RETURNING id'
+                   % t, (key, "OpenAI", "https://api.openai.com/v1/", "gpt-4o"))
+    db.execute("RESET ROLE")
+    assert listed(db, 1) == [vw]
+    st, _, data = create(s, tokens.admin1, key)
+    assert st == 400 and data["data"].startswith(DUP), data
