@@ -22,6 +22,11 @@ int handler_table(struct http_req *r, const char *name, char *buf, size_t len) M
 long long handler_id_param(const struct http_req *r, const char *name, char buf[HANDLER_ID_TEXT])
     MUSTCHECK;
 
+/* Format an SQL template (its %s are the caller's table names) into sql. When it does not
+ * fit: logs, replies 500 to r if there is one, and returns -1; 0 otherwise. */
+int handler_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
+    __attribute__((format(printf, 4, 5))) MUSTCHECK;
+
 /* A statement failed: log "<module>: <what> failed: <message> (<sqlstate>)" and reply
  * 503 if the database is unavailable, else 500. */
 void reply_sql_failure(struct http_req *r, const struct db_result *res, const char *module, const char *what);

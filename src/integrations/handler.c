@@ -2,6 +2,7 @@
  * table names, the id path parameter, the reply to a failed statement). */
 #include "integrations/handler.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "db/pool.h"
@@ -36,6 +37,21 @@ long long handler_id_param(const struct http_req *r, const char *name, char buf[
         return -1;
     snprintf(buf, HANDLER_ID_TEXT, "%lld", id);
     return id;
+}
+
+int handler_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
+{
+    va_list ap;
+    va_start(ap, tmpl);
+    int n = vsnprintf(sql, len, tmpl, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len) {
+        log_error("statement does not fit its buffer (%zu bytes)", len);
+        if (r)
+            reply_internal(r);
+        return -1;
+    }
+    return 0;
 }
 
 void reply_sql_failure(struct http_req *r, const struct db_result *res, const char *module, const char *what)

@@ -50,29 +50,10 @@ static const char SQL_STORED[] = "SELECT id, encrypted_token FROM %s ORDER BY cr
 /* %s: tokens; $1 id */
 static const char SQL_TOUCH[] = "UPDATE %s SET last_used_at = NOW(), updated_at = NOW() WHERE id = $1::int";
 
-/* Format a template into sql; returns -1 when it does not fit, after replying 500 to r
- * (when there is one to answer). */
-static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
-    __attribute__((format(printf, 4, 5)));
-static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
-{
-    va_list ap;
-    va_start(ap, tmpl);
-    int n = vsnprintf(sql, len, tmpl, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= len) {
-        log_error("github: statement does not fit");
-        if (r)
-            reply_internal(r);
-        return -1;
-    }
-    return 0;
-}
-
 void github_store_status(struct http_req *r, app_query_done done)
 {
     char t[64], sql[384];
-    if (handler_table(r, TOKENS, t, sizeof t) < 0 || format_sql(r, sql, sizeof sql, SQL_STATUS, t) < 0)
+    if (handler_table(r, TOKENS, t, sizeof t) < 0 || handler_sql(r, sql, sizeof sql, SQL_STATUS, t) < 0)
         return;
     app_query(r, sql, 0, NULL, done);
 }
@@ -80,7 +61,7 @@ void github_store_status(struct http_req *r, app_query_done done)
 void github_store_save(struct http_req *r, const char *enc, const char *name, app_query_done done)
 {
     char t[64], sql[1024], lock[64], user[24];
-    if (handler_table(r, TOKENS, t, sizeof t) < 0 || format_sql(r, sql, sizeof sql, SQL_SAVE, t, t, t) < 0)
+    if (handler_table(r, TOKENS, t, sizeof t) < 0 || handler_sql(r, sql, sizeof sql, SQL_SAVE, t, t, t) < 0)
         return;
     snprintf(lock, sizeof lock, "integrationsd:github:%s", r->auth.tenant); /* a valid tenant: fits */
     snprintf(user, sizeof user, "%lld", r->auth.user_id);
@@ -96,7 +77,7 @@ void github_store_save(struct http_req *r, const char *enc, const char *name, ap
 void github_store_delete(struct http_req *r, app_query_done done)
 {
     char t[64], sql[128];
-    if (handler_table(r, TOKENS, t, sizeof t) < 0 || format_sql(r, sql, sizeof sql, SQL_DELETE, t) < 0)
+    if (handler_table(r, TOKENS, t, sizeof t) < 0 || handler_sql(r, sql, sizeof sql, SQL_DELETE, t) < 0)
         return;
     app_query(r, sql, 0, NULL, done);
 }
@@ -104,7 +85,7 @@ void github_store_delete(struct http_req *r, app_query_done done)
 void github_store_stored(struct http_req *r, app_query_done done)
 {
     char t[64], sql[160];
-    if (handler_table(r, TOKENS, t, sizeof t) < 0 || format_sql(r, sql, sizeof sql, SQL_STORED, t) < 0)
+    if (handler_table(r, TOKENS, t, sizeof t) < 0 || handler_sql(r, sql, sizeof sql, SQL_STORED, t) < 0)
         return;
     app_query(r, sql, 0, NULL, done);
 }
@@ -121,7 +102,7 @@ void github_store_touch(struct http_req *r, const char *id)
     char t[64], sql[160];
     if (db_table(t, sizeof t, r->auth.tenant, TOKENS) < 0) /* no reply here: the caller answers r */
         return;
-    if (format_sql(NULL, sql, sizeof sql, SQL_TOUCH, t) < 0)
+    if (handler_sql(NULL, sql, sizeof sql, SQL_TOUCH, t) < 0)
         return;
     const char *params[] = {id};
     db_query(r->app->db, sql, 1, params, on_touched, NULL);

@@ -94,27 +94,10 @@ static int tables(struct http_req *r, char keys[64], char *fps)
     return fps ? handler_table(r, FPS, fps, 96) : 0;
 }
 
-/* Format a template into sql; replies 500 and returns -1 when it does not fit. */
-static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
-    __attribute__((format(printf, 4, 5)));
-static int format_sql(struct http_req *r, char *sql, size_t len, const char *tmpl, ...)
-{
-    va_list ap;
-    va_start(ap, tmpl);
-    int n = vsnprintf(sql, len, tmpl, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= len) {
-        log_error("llm keys: statement does not fit");
-        reply_internal(r);
-        return -1;
-    }
-    return 0;
-}
-
 void llm_keys_store_list(struct http_req *r, const char *provider, app_query_done done)
 {
     char t[64], sql[384];
-    if (tables(r, t, NULL) < 0 || format_sql(r, sql, sizeof sql, provider ? SQL_BY_NAME : SQL_LIST, t) < 0)
+    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, provider ? SQL_BY_NAME : SQL_LIST, t) < 0)
         return;
     const char *params[] = {provider};
     app_query(r, sql, provider ? 1 : 0, provider ? params : NULL, done);
@@ -123,7 +106,7 @@ void llm_keys_store_list(struct http_req *r, const char *provider, app_query_don
 void llm_keys_store_status(struct http_req *r, app_query_done done)
 {
     char t[64], sql[256];
-    if (tables(r, t, NULL) < 0 || format_sql(r, sql, sizeof sql, SQL_STATUS, t) < 0)
+    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, SQL_STATUS, t) < 0)
         return;
     app_query(r, sql, 0, NULL, done);
 }
@@ -132,7 +115,7 @@ void llm_keys_store_prequery(struct http_req *r, const char *id, app_query_done 
 {
     char t[64], f[96], p[96], sql[768];
     if (tables(r, t, f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
-        format_sql(r, sql, sizeof sql, SQL_PREQUERY, f, p, t, f, p, LLM_KEYS_BACKFILL_MAX, t) < 0)
+        handler_sql(r, sql, sizeof sql, SQL_PREQUERY, f, p, t, f, p, LLM_KEYS_BACKFILL_MAX, t) < 0)
         return;
     const char *params[] = {id};
     app_query(r, sql, 1, params, done);
@@ -143,7 +126,7 @@ void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fp
 {
     char f[96], p[96], sql[512];
     if (handler_table(r, FPS, f, sizeof f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
-        format_sql(r, sql, sizeof sql, SQL_BACKFILL, f, p) < 0)
+        handler_sql(r, sql, sizeof sql, SQL_BACKFILL, f, p) < 0)
         return;
     const char *params[] = {ids, fps, done_ids};
     app_query(r, sql, 3, params, done);
@@ -153,7 +136,7 @@ void llm_keys_store_insert(struct http_req *r, const struct llm_key_input *in, c
                            app_query_done done)
 {
     char t[64], f[96], sql[768];
-    if (tables(r, t, f) < 0 || format_sql(r, sql, sizeof sql, SQL_INSERT, t, f) < 0)
+    if (tables(r, t, f) < 0 || handler_sql(r, sql, sizeof sql, SQL_INSERT, t, f) < 0)
         return;
     const char *params[] = {enc, in->name, in->url, in->model, fp};
     app_query(r, sql, 5, params, done);
@@ -167,15 +150,15 @@ void llm_keys_store_update(struct http_req *r, const char *id, const struct llm_
     if (tables(r, t, f) < 0)
         return;
     if (in->key) {
-        if (format_sql(r, sql, sizeof sql, SQL_UPDATE_KEY, t, f) < 0)
+        if (handler_sql(r, sql, sizeof sql, SQL_UPDATE_KEY, t, f) < 0)
             return;
         app_query(r, sql, 6, params, done);
     } else if (in->name || in->model) {
-        if (format_sql(r, sql, sizeof sql, SQL_UPDATE, t) < 0)
+        if (handler_sql(r, sql, sizeof sql, SQL_UPDATE, t) < 0)
             return;
         app_query(r, sql, 4, params, done);
     } else { /* nothing to change: the row as it is */
-        if (format_sql(r, sql, sizeof sql, SQL_GET, t) < 0)
+        if (handler_sql(r, sql, sizeof sql, SQL_GET, t) < 0)
             return;
         app_query(r, sql, 1, params, done);
     }
@@ -184,7 +167,7 @@ void llm_keys_store_update(struct http_req *r, const char *id, const struct llm_
 void llm_keys_store_delete(struct http_req *r, const char *id, app_query_done done)
 {
     char t[64], sql[256];
-    if (tables(r, t, NULL) < 0 || format_sql(r, sql, sizeof sql, SQL_DELETE, t) < 0)
+    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, SQL_DELETE, t) < 0)
         return;
     const char *params[] = {id};
     app_query(r, sql, 1, params, done);
@@ -193,7 +176,7 @@ void llm_keys_store_delete(struct http_req *r, const char *id, app_query_done do
 void llm_keys_store_get_key(struct http_req *r, const char *id, app_query_done done)
 {
     char t[64], sql[256];
-    if (tables(r, t, NULL) < 0 || format_sql(r, sql, sizeof sql, SQL_GET_KEY, t) < 0)
+    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, SQL_GET_KEY, t) < 0)
         return;
     const char *params[] = {id};
     app_query(r, sql, 1, params, done);
