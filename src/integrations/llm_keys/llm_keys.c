@@ -266,31 +266,36 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
     free(done);
 }
 
-static struct key_write *new_key_write(struct http_req *r)
-{
-    struct key_write *w = calloc(1, sizeof *w);
-    if (!w) {
-        reply_internal(r);
-        return NULL;
-    }
-    r->handler_state = w;
-    r->handler_state_free = free_key_write;
-    return w;
-}
-
-void llm_keys_create(struct http_req *r)
+/* Create (id NULL) or PATCH (id the path's key): check the body, keep the write on the
+ * request, then settle the fingerprints (or compare a masked key) before writing. A PATCH
+ * that leaves the key alone writes at once. */
+static void start_write(struct http_req *r, const char *id)
 {
     struct llm_key_input in;
-    enum llm_key_err e = llm_keys_check_body(r->json, false, &in);
+    enum llm_key_err e = llm_keys_check_body(r->json, id != NULL, &in);
     if (e != LLM_KEY_OK) {
         reply_err(r, e);
         return;
     }
-    struct key_write *w = new_key_write(r);
-    if (!w)
+    struct key_write *w = calloc(1, sizeof *w);
+    if (!w) {
+        reply_internal(r);
         return;
+    }
+    r->handler_state = w;
+    r->handler_state_free = free_key_write;
     w->in = in;
-    llm_keys_store_prequery(r, "0", on_prequery); /* fingerprints to settle */
+    w->patch = id != NULL;
+    snprintf(w->id, sizeof w->id, "%s", id ? id : "0");
+    if (w->patch && !in.key)
+        write_key(r);
+    else
+        llm_keys_store_prequery(r, w->id, on_prequery);
+}
+
+void llm_keys_create(struct http_req *r)
+{
+    start_write(r, NULL);
 }
 
 void llm_keys_update(struct http_req *r)
@@ -300,22 +305,7 @@ void llm_keys_update(struct http_req *r)
         reply_err(r, LLM_KEY_ERR_BAD_ID);
         return;
     }
-    struct llm_key_input in;
-    enum llm_key_err e = llm_keys_check_body(r->json, true, &in);
-    if (e != LLM_KEY_OK) {
-        reply_err(r, e);
-        return;
-    }
-    struct key_write *w = new_key_write(r);
-    if (!w)
-        return;
-    w->patch = true;
-    w->in = in;
-    memcpy(w->id, idbuf, sizeof w->id);
-    if (in.key)
-        llm_keys_store_prequery(r, w->id, on_prequery); /* fingerprints to settle, or a masked key to compare */
-    else
-        write_key(r);
+    start_write(r, idbuf);
 }
 
 /* ---- DELETE /api/llm-keys/:id ---------------------------------------------- */
