@@ -381,9 +381,31 @@ static void on_listen_state(bool listening, void *arg)
 /* The core modules, in the order they are created; app_free frees them in reverse.
  * The integrations (src/integrations.c) start last and stop first: their jobs hold
  * requests, outbound calls and queries of the modules below. */
+/* Scheme A's key derivation (crypto/secrets) has ended: join its thread now, so its
+ * 16 MiB of scratch is gone and no scheme A call has to wait for it. */
+static void on_key_derived(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct app *a = arg;
+    event_free(a->key_derived); /* one-shot: the descriptor stays readable */
+    a->key_derived = NULL;
+    if (secrets_a_wait(&a->secrets) < 0)
+        log_error("start-up: ENCRYPTION_PASSWORD key derivation failed: MLflow and Slack secrets cannot be read");
+    else
+        log_fields(LOG_INFO, "start-up: ENCRYPTION_PASSWORD key derived",
+                   json_pack("{s:f}", "after_ms", (double)app_uptime_us(a) / 1000.0));
+}
+
 int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
 {
     a->base = base;
+    int kfd = secrets_a_done_fd(&a->secrets);
+    if (kfd >= 0 && (!(a->key_derived = event_new(base, kfd, EV_READ, on_key_derived, a)) ||
+                     event_add(a->key_derived, NULL) < 0)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     a->routes = app_routes(&a->nroutes);
     if (!(a->cors = cors_new(a->cfg.frontend_url, a->cfg.allowed_origins, err, errlen)))
         return -1;
@@ -486,6 +508,10 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
 void app_free(struct app *a)
 {
     integrations_stop(a); /* first: their jobs hold requests, calls and queries */
+    if (a->key_derived) { /* the derivation is joined by secrets_clear */
+        event_free(a->key_derived);
+        a->key_derived = NULL;
+    }
     looplag_free(a->looplag);
     a->looplag = NULL;
     http_server_free(a->http);

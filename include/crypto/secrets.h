@@ -16,8 +16,9 @@ struct secrets {
     unsigned char key_b[32];
     unsigned char key_fp[32];   /* HMAC key for fingerprints, derived from key_b */
     /* Scheme A's scrypt (16 MiB, ~0.1-0.3 s) runs on a thread of its own started by
-     * secrets_init, so start-up does not wait for it: the first scheme A call joins it
-     * (MLflow and Slack only; scheme B and fingerprints never wait). */
+     * secrets_init, so start-up does not wait for it: the loop joins it when it ends
+     * (secrets_a_done_fd), or the first scheme A call before that does (MLflow and Slack
+     * only; scheme B and fingerprints never wait). */
     struct secrets_a_job *a_job;
     int a_state;                /* 0 key_a ready, 1 being derived, -1 derivation failed */
 };
@@ -31,6 +32,13 @@ MUSTCHECK int secrets_init(struct secrets *s, const char *encryption_password, c
 void secrets_clear(struct secrets *s);
 /* Wait for scheme A's key; 0 when ready, -1 when its derivation failed. */
 MUSTCHECK int secrets_a_wait(const struct secrets *s);
+/* A descriptor that becomes readable when the derivation thread has finished (then
+ * secrets_a_wait joins at once), or -1 when the key was derived inline or the thread
+ * cannot say so (then only secrets_a_wait knows). It stays readable after the join;
+ * secrets_clear closes it, so stop watching it before that. */
+int secrets_a_done_fd(const struct secrets *s);
+/* 1 being derived (not joined yet), 0 ready, -1 derivation failed. */
+int secrets_a_state(const struct secrets *s);
 
 /* Scheme A. encrypt: random IV; *hex_out is malloc'd lowercase hex of the
  * ciphertext, iv_hex gets 32 hex chars + NUL. Returns 0 or -1. */

@@ -5,8 +5,9 @@
 
 #include <limits.h>
 #include <pthread.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,9 @@ struct secrets_a_job {
     size_t password_len;
     unsigned char key[SECRETS_KEY_LEN];
     int ok;
+    int done_fd; /* eventfd written when the derivation ends (-1: none, join blindly);
+                  * it may still be watched after the join, so only secrets_clear closes it */
+    bool joined;
 };
 
 static int derive_a(const char *pw, size_t len, unsigned char out[SECRETS_KEY_LEN])
@@ -65,10 +69,13 @@ static int derive_a(const char *pw, size_t len, unsigned char out[SECRETS_KEY_LE
 static void *derive_a_thread(void *arg)
 {
     struct secrets_a_job *j = arg;
-    /* Lowest priority (nice 19, this thread only): it yields the cores to the loop and
-     * the first connections at start-up, and still finishes on a busy machine. */
-    (void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    /* Normal priority: a scheme A call made before the end waits for it on the loop, so
+     * it must not be starved on a busy machine. */
     j->ok = derive_a(j->password, j->password_len, j->key);
+    if (j->done_fd >= 0) {
+        uint64_t one = 1;
+        (void)!write(j->done_fd, &one, sizeof one); /* an eventfd counter: cannot be short */
+    }
     return NULL;
 }
 
@@ -80,11 +87,14 @@ static int start_a(struct secrets *s, const char *pw)
     if (j && (j->password = malloc(len + 1))) {
         memcpy(j->password, pw, len + 1);
         j->password_len = len;
+        j->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (pthread_create(&j->thread, NULL, derive_a_thread, j) == 0) {
             s->a_job = j;
             s->a_state = 1;
             return 0;
         }
+        if (j->done_fd >= 0)
+            close(j->done_fd);
         OPENSSL_cleanse(j->password, len);
         free(j->password);
     }
@@ -99,18 +109,28 @@ int secrets_a_wait(const struct secrets *cs)
      * stack): joining once behind the const API is the lazy part of the design. */
     struct secrets *s = (struct secrets *)cs;
     struct secrets_a_job *j = s->a_job;
-    if (j) {
+    if (j && !j->joined) {
         pthread_join(j->thread, NULL);
-        s->a_job = NULL;
+        j->joined = true;
         if (j->ok)
             memcpy(s->key_a, j->key, sizeof s->key_a);
         s->a_state = j->ok ? 0 : -1;
+        OPENSSL_cleanse(j->key, sizeof j->key);
         OPENSSL_cleanse(j->password, j->password_len);
         free(j->password);
-        OPENSSL_cleanse(j, sizeof *j);
-        free(j);
+        j->password = NULL;
     }
     return s->a_state == 0 ? 0 : -1;
+}
+
+int secrets_a_done_fd(const struct secrets *s)
+{
+    return s->a_job ? s->a_job->done_fd : -1;
+}
+
+int secrets_a_state(const struct secrets *s)
+{
+    return s->a_state;
 }
 
 int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key)
@@ -141,6 +161,12 @@ void secrets_clear(struct secrets *s)
     if (s != NULL) {
         /* only to join the key-derivation thread before wiping: its outcome no longer matters */
         (void)!secrets_a_wait(s);
+        struct secrets_a_job *j = s->a_job;
+        if (j) {
+            if (j->done_fd >= 0)
+                close(j->done_fd);
+            free(j);
+        }
         OPENSSL_cleanse(s, sizeof *s);
     }
 }

@@ -163,6 +163,38 @@ def test_version():
     assert re.match(r"^integrationsd \d+\.\d+(\.\d+)?\S*", first), repr(out)
 
 
+# ---------------------------------------------------------------- start-up
+
+def _threads(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError("no Threads: line for pid %d" % pid)
+
+
+def test_key_derivation_is_joined_by_the_loop_without_a_request(service):
+    """The ENCRYPTION_PASSWORD key (scrypt, 16 MiB of scratch) is derived on a thread
+    while the pool connects, without holding up /readyz; the loop joins that thread when it
+    ends, with no MLflow or Slack request asking for the key, and /readyz says so."""
+    svc = service(wait_ready=False)
+    seen, deadline = [], time.monotonic() + 15
+    while True:
+        st, _, body = svc.req("GET", "/readyz")
+        if st == 200:
+            seen.append(body["keys"])
+            assert body["keys"] in ("deriving", "ready"), body
+            if body["keys"] == "ready":
+                break
+        assert time.monotonic() < deadline, "the key is not ready after 15 s: %r" % seen[-3:]
+        time.sleep(0.002)
+    assert _threads(svc.proc.pid) == 1, "a thread still runs after /readyz said the key is ready"
+    log = svc.log_text()
+    assert "start-up: ENCRYPTION_PASSWORD key derived" in log
+    assert "key derivation failed" not in log
+    assert ENCRYPTION_PASSWORD not in log
+
+
 # ---------------------------------------------------------------- signals
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

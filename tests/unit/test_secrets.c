@@ -6,6 +6,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,34 @@ static void test_key_vectors(void **state)
     hex_encode(s->key_b, 32, hex);
     assert_string_equal(hex, KEY_B_HEX);
     assert_memory_equal(s->key_b, "default-key-change-this-in-produ", 32);
+}
+
+/* The derivation thread says when it ends: the descriptor turns readable (the loop then
+ * joins at once), stays readable after the join, and secrets_clear closes it. */
+static void test_derivation_done_fd(void **state)
+{
+    (void)state;
+    struct secrets s;
+    char hex[65];
+
+    assert_int_equal(secrets_init(&s, DEFAULT_PASSWORD, DEFAULT_KEY), 0);
+    int fd = secrets_a_done_fd(&s);
+    assert_true(fd >= 0);
+    assert_int_equal(secrets_a_state(&s), 1); /* being derived until joined */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 30000), 1);
+    assert_true(p.revents & POLLIN);
+    assert_int_equal(secrets_a_state(&s), 1);  /* ended, not yet joined */
+    assert_int_equal(secrets_a_wait(&s), 0);
+    assert_int_equal(secrets_a_state(&s), 0);
+    hex_encode(s.key_a, 32, hex);
+    assert_string_equal(hex, KEY_A_HEX);
+    assert_int_equal(secrets_a_done_fd(&s), fd); /* a watcher may still hold it */
+    assert_int_equal(poll(&p, 1, 0), 1);
+    assert_int_equal(secrets_a_wait(&s), 0);    /* joining twice is harmless */
+    secrets_clear(&s);
+    assert_int_equal(fcntl(fd, F_GETFD), -1);   /* closed */
+    secrets_clear(&s);                          /* and clearing twice closes nothing */
 }
 
 static void test_a_vector(void **state)
@@ -340,6 +370,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_vectors),
+        cmocka_unit_test(test_derivation_done_fd),
         cmocka_unit_test(test_a_vector),
         cmocka_unit_test(test_b_vector),
         cmocka_unit_test(test_round_trips),
