@@ -313,7 +313,8 @@ static void on_schema_ready(void *arg)
     struct app *a = arg;
     a->schema_ready = true;
     log_fields(LOG_INFO, "start-up: database schema ready",
-               json_pack("{s:s,s:f}", "version", db_schema_version(), "after_ms", (double)app_uptime_us(a) / 1000.0));
+               json_pack("{s:s,s:I,s:f}", "version", db_schema_version(), "tenants",
+                         (json_int_t)tenant_set_count(a->tenants), "after_ms", (double)app_uptime_us(a) / 1000.0));
 }
 
 static bool app_stopping(void *arg)
@@ -409,9 +410,13 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     a->routes = app_routes(&a->nroutes);
     if (!(a->cors = cors_new(a->cfg.frontend_url, a->cfg.allowed_origins, err, errlen)))
         return -1;
-    struct db_schema_keeper_opts so = {.on_ready = on_schema_ready, .stopping = app_stopping, .arg = a};
-    if (!(a->tenants = tenant_set_new()) ||
-        !(a->members = member_cache_new((unsigned)a->cfg.auth_cache_entries, a->cfg.auth_cache_ms)) ||
+    if (!(a->tenants = tenant_set_new())) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    struct db_schema_keeper_opts so = {
+        .tenants = a->tenants, .on_ready = on_schema_ready, .stopping = app_stopping, .arg = a};
+    if (!(a->members = member_cache_new((unsigned)a->cfg.auth_cache_entries, a->cfg.auth_cache_ms)) ||
         !(a->tokens = token_cache_new((unsigned)a->cfg.token_cache_entries)) ||
         !(a->schema = db_schema_keeper_new(base, &so))) {
         snprintf(err, errlen, "out of memory");

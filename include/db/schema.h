@@ -13,9 +13,11 @@
 #include "db/pool.h"
 #include "util/compiler.h"
 
-/* Create the public objects, unless they are in place at this version (one round trip).
+/* Create the public objects, unless they are in place at this version (one round trip,
+ * which also adds the tenants already at this version to `tenants`, if not NULL).
  * cb gets the pool result (DB_OK when ready). */
-void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg);
+struct tenant_set;
+void db_schema_bootstrap(struct db_pool *p, struct tenant_set *tenants, db_callback cb, void *arg);
 /* The bootstrap kept trying in the background: started whenever the pool has a live
  * connection (db_schema_keeper_poke), retried every 2 s after a failure, until the public
  * objects are ready (on_ready runs once). Nothing is started or re-armed while
@@ -23,6 +25,7 @@ void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg);
 struct event_base;
 struct db_schema_keeper;
 struct db_schema_keeper_opts {
+    struct tenant_set *tenants; /* filled with the tenants already in place (may be NULL) */
     void (*on_ready)(void *arg);
     bool (*stopping)(void *arg);
     void *arg;
@@ -46,6 +49,7 @@ MUSTCHECK struct tenant_set *tenant_set_new(void);
 void tenant_set_free(struct tenant_set *s);
 bool tenant_set_has(const struct tenant_set *s, const char *tenant);
 MUSTCHECK int tenant_set_add(struct tenant_set *s, const char *tenant); /* 0 or -1 (OOM) */
+size_t tenant_set_count(const struct tenant_set *s);
 
 /* Build "\"<tenant>\".<table>" into buf; -1 if tenant is not a valid name or buf is short. */
 MUSTCHECK int db_table(char *buf, size_t len, const char *tenant, const char *table);

@@ -453,9 +453,30 @@ const char *db_schema_version(void)
 
 struct bootstrap {
     struct db_pool *p;
+    struct tenant_set *tenants;
     db_callback cb;
     void *arg;
 };
+
+/* The tenants already at this version, read in the same round trip as the version: their
+ * first requests skip the tenant check. Bounded: past it, a tenant is checked on its
+ * first request as before. (An error here, such as no public.integration_tenants yet,
+ * fails the unit and sends the bootstrap down the full path.) */
+#define PRELOAD_TENANTS_MAX "4096"
+static const char SQL_TENANTS_READY[] =
+    "SELECT schema_name FROM public.integration_tenants WHERE ddl_version >= " SCHEMA_TENANT_VERSION
+    " AND schema_name ~ '^[A-Za-z0-9]{10}$' AND to_regnamespace(quote_ident(schema_name)) IS NOT NULL"
+    " LIMIT " PRELOAD_TENANTS_MAX;
+
+static void preload_tenants(struct tenant_set *set, const PGresult *r)
+{
+    int n = r ? PQntuples(r) : 0;
+    for (int i = 0; i < n; i++)
+        if (tenant_set_add(set, PQgetvalue(r, i, 0)) < 0) {
+            log_warn("start-up: tenant set full after %d of %d tenants; the rest are checked on first use", i, n);
+            return;
+        }
+}
 
 static void on_full(const struct db_result *res, void *arg)
 {
@@ -467,8 +488,11 @@ static void on_full(const struct db_result *res, void *arg)
 static void on_version(const struct db_result *res, void *arg)
 {
     struct bootstrap *b = arg;
-    if (res->status == DB_OK && PQntuples(db_last(res)) == 1 && strcmp(PQgetvalue(db_last(res), 0, 0), "t") == 0) {
-        b->cb(res, b->arg); /* everything in place at this version */
+    const PGresult *v = res->status == DB_OK ? res->res[0] : NULL;
+    if (v && PQntuples(v) == 1 && strcmp(PQgetvalue(v, 0, 0), "t") == 0) {
+        if (b->tenants) /* everything in place at this version */
+            preload_tenants(b->tenants, res->n > 1 ? res->res[1] : NULL);
+        b->cb(res, b->arg);
         free(b);
         return;
     }
@@ -491,7 +515,7 @@ static void on_version(const struct db_result *res, void *arg)
     db_submit(b->p, stmts, sizeof stmts / sizeof stmts[0], on_full, b);
 }
 
-void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
+void db_schema_bootstrap(struct db_pool *p, struct tenant_set *tenants, db_callback cb, void *arg)
 {
     struct bootstrap *b = malloc(sizeof *b);
     if (!b) {
@@ -499,15 +523,18 @@ void db_schema_bootstrap(struct db_pool *p, db_callback cb, void *arg)
         cb(&r, arg);
         return;
     }
-    *b = (struct bootstrap){p, cb, arg};
+    *b = (struct bootstrap){p, tenants, cb, arg};
     version_init();
     char expect[64];
     snprintf(expect, sizeof expect, "integrationsd schema %s", version);
     const char *params[] = {expect};
-    db_query(p,
-             "SELECT COALESCE(obj_description(to_regprocedure("
-             "'public.integrationsd_ensure_tenant(text,bigint)'), 'pg_proc') = $1, false)",
-             1, params, on_version, b);
+    const struct db_stmt stmts[] = {
+        {"SELECT COALESCE(obj_description(to_regprocedure("
+         "'public.integrationsd_ensure_tenant(text,bigint)'), 'pg_proc') = $1, false)",
+         1, params},
+        {SQL_TENANTS_READY, 0, NULL},
+    };
+    db_submit(p, stmts, tenants ? 2 : 1, on_version, b);
 }
 
 void db_schema_ensure_tenant(struct db_pool *p, const char *tenant, long long org,
@@ -589,6 +616,11 @@ static void put(char (*slots)[TENANT_HASH_LEN + 1], size_t cap, const char *t)
     snprintf(slots[i], TENANT_HASH_LEN + 1, "%s", t);
 }
 
+size_t tenant_set_count(const struct tenant_set *s)
+{
+    return s->used;
+}
+
 int tenant_set_add(struct tenant_set *s, const char *t)
 {
     if (!tenant_name_valid(t))
@@ -647,7 +679,7 @@ static void keeper_run(struct db_schema_keeper *k)
     if (k->ready || k->running || !k->pool || k->o.stopping(k->o.arg) || db_pool_live(k->pool) == 0)
         return;
     k->running = true;
-    db_schema_bootstrap(k->pool, keeper_done, k);
+    db_schema_bootstrap(k->pool, k->o.tenants, keeper_done, k);
 }
 
 static void keeper_retry_cb(evutil_socket_t fd, short what, void *arg)

@@ -493,3 +493,48 @@ def test_webhook_written_by_verifywise(service, fake_slack, db, tokens):
     assert st == 200 and d["data"]["is_active"] is False, d
     assert svc.req("DELETE", "/api/slackWebhooks/%d" % wid, token=tokens.editor1)[0] == 204
     assert db.scalar("SELECT count(*) FROM public.slack_webhooks WHERE id = %s", (wid,)) == 0
+
+
+# ---- start-up: the tenants already in place ------------------------------------------------
+
+def _schema_ready_line(svc):
+    recs = [json.loads(ln) for ln in svc.log_lines() if ln.startswith("{")]
+    ready = [r for r in recs if r.get("msg") == "start-up: database schema ready"]
+    assert len(ready) == 1, ready
+    return ready[0]
+
+
+def test_tenants_in_place_are_read_at_start_up(pg, service):
+    """The version check at start also reads the tenants already at the current tenant DDL
+    (their first request skips the tenant check); a tenant left at an older version is not
+    among them and is brought up to date on its first request, as before."""
+    name = fresh_db(pg, "itest_tenant_preload")
+    db = Db(pg, name)
+    try:
+        admin1, admin2 = token_for(1, 1, "Admin"), token_for(3, 2, "Admin")
+        first = service(db=name)
+        assert _schema_ready_line(first)["tenants"] == 0  # a new database: none yet
+        for tok in (admin1, admin2):
+            assert first.req("GET", "/api/llm-keys", token=tok)[0] == 200
+        first.stop_and_check()
+        version = db.scalar("SELECT ddl_version FROM public.integration_tenants WHERE schema_name = %s",
+                            (tenant_hash(1),))
+        db.execute("UPDATE public.integration_tenants SET ddl_version = %s WHERE schema_name = %s",
+                   (version - 1, tenant_hash(2)))
+
+        second = service(db=name)
+        assert _schema_ready_line(second)["tenants"] == 1  # organization 1 only
+        for tok in (admin1, admin2):
+            st, _, d = second.req("GET", "/api/llm-keys", token=tok)
+            assert st == 200 and d["data"] == [], d
+        assert db.scalar("SELECT ddl_version FROM public.integration_tenants WHERE schema_name = %s",
+                         (tenant_hash(2),)) == version  # checked and upgraded on its first request
+
+        # a recorded tenant whose schema is gone is not taken as in place either
+        db.execute('DROP SCHEMA "%s" CASCADE' % tenant_hash(1))
+        third = service(db=name)
+        assert _schema_ready_line(third)["tenants"] == 1  # organization 2 only
+        st, _, d = third.req("GET", "/api/llm-keys", token=admin1)
+        assert st == 200 and d["data"] == [], d
+    finally:
+        db.close()
