@@ -254,6 +254,10 @@ static void conn_set_state(struct db_conn *c, enum conn_state st)
 static void conn_watch(struct db_conn *c, short flags)
 {
     int fd = PQsocket(c->pg);
+    /* Once connected the socket is libpq's for good: descriptor and flags say enough,
+     * without an fstat per query. */
+    if (c->state != CONN_CONNECTING && c->io && c->io_flags == flags && c->io_fd == fd)
+        return;
     struct stat st;
     bool known = fd >= 0 && fstat(fd, &st) == 0;
     if (c->io && known && c->io_flags == flags && c->io_fd == fd && c->io_dev == st.st_dev &&
