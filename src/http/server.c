@@ -46,7 +46,11 @@ struct conn_track {
     struct http_server *srv;
     evhtp_connection_t *conn;
     struct event *wait;   /* armed while a complete request is awaited (slowloris guard) */
-    struct event *hup;    /* armed while a request waits for its answer (client hang-up) */
+    struct event *hup;    /* armed while a request waits for its answer with the socket not
+                           * read (client hang-up) */
+    bool guarded;         /* guard_install wrapped libevhtp's callbacks */
+    bool waiting;         /* a request waits for its answer while the socket is still read:
+                           * end-of-file or an error then abandons it (guard_eventcb) */
     enum in_phase phase;
     size_t scan_off;      /* IN_HEAD: bytes of the input scanned so far */
     size_t line_start;    /* IN_HEAD: offset of the line being scanned */
@@ -237,7 +241,9 @@ static void reject_raw(struct conn_track *t, int status, const char *reason, con
  * always ends with its connection paused (on_request), so the next request's bytes wait
  * in the input for the guard. */
 static bufferevent_data_cb evhtp_readcb, evhtp_writecb;
+static bufferevent_event_cb evhtp_eventcb;
 static event_callback_fn evhtp_resumecb;
+static void hup_arm(struct conn_track *t);
 
 static void track_free(struct conn_track *t)
 {
@@ -287,8 +293,11 @@ static void guard_readcb(struct bufferevent *bev, void *arg)
     if (t && (t->conn->flags & (EVHTP_CONN_FLAG_PAUSED | EVHTP_CONN_FLAG_WAITING))) {
         /* A request not answered yet, or an answer still being flushed (see pause_flag):
          * keep what arrived, read no more until libevhtp's write callback resumes
-         * reading (as when evhtp_request_pause had stopped the reads). */
+         * reading (as when evhtp_request_pause had stopped the reads). A request still
+         * waiting is then watched for a hang-up on the socket itself. */
         bufferevent_disable(bev, EV_READ);
+        if (t->waiting)
+            hup_arm(t);
         return;
     }
     if (t && !input_ready(t))
@@ -384,6 +393,21 @@ static void guard_resumecb(evutil_socket_t fd, short what, void *arg)
         write_now(t);
 }
 
+/* libevhtp's event callback keeps a connection whose request is paused (it frees it only
+ * once the answer is given), so a client that hangs up while its request waits with the
+ * socket still read (t->waiting) is dropped here: its request is abandoned (499) and the
+ * work done for it cancelled, as hup_cb does when the socket is not read. */
+static void guard_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn_track *t = track_of(arg);
+    if (t && t->waiting && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+        log_debug("the client closed its connection before its answer");
+        evhtp_connection_free(t->conn); /* abandons the request (on_request_fini), frees t */
+        return;
+    }
+    evhtp_eventcb(bev, what, arg);
+}
+
 static void guard_install(struct conn_track *t)
 {
     evhtp_connection_t *c = t->conn;
@@ -396,16 +420,18 @@ static void guard_install(struct conn_track *t)
     event_callback_fn resume = event_get_callback(c->resume_ev);
     if (!rcb || !wcb || cbarg != (void *)c || event_get_callback_arg(c->resume_ev) != (void *)c)
         return;
-    if ((evhtp_readcb && evhtp_readcb != rcb) || (evhtp_writecb && evhtp_writecb != wcb) ||
-        (evhtp_resumecb && evhtp_resumecb != resume))
+    if (!ecb || (evhtp_readcb && evhtp_readcb != rcb) || (evhtp_writecb && evhtp_writecb != wcb) ||
+        (evhtp_eventcb && evhtp_eventcb != ecb) || (evhtp_resumecb && evhtp_resumecb != resume))
         return; /* not the callbacks we know: leave the connection alone */
     evhtp_readcb = rcb;
     evhtp_writecb = wcb;
+    evhtp_eventcb = ecb;
     evhtp_resumecb = resume;
     event_del(c->resume_ev);
     event_assign(c->resume_ev, event_get_base(c->resume_ev), -1, EV_READ | EV_PERSIST, guard_resumecb, c);
     event_add(c->resume_ev, NULL);
-    bufferevent_setcb(c->bev, guard_readcb, guard_writecb, ecb, cbarg);
+    bufferevent_setcb(c->bev, guard_readcb, guard_writecb, guard_eventcb, cbarg);
+    t->guarded = true;
 }
 
 /* ---- answers decided on the headers ------------------------------------------ */
@@ -821,6 +847,8 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
     if (s->draining || r->early)
         evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
     hup_disarm(t);
+    if (t)
+        t->waiting = false;
     if (!r->early)
         conn_wait_arm(t); /* the next request on this connection */
     s->pending--;
@@ -1025,6 +1053,13 @@ static void on_request(evhtp_request_t *req, void *arg)
          * the guarded resume callback, as after an answer that came later (and spares
          * libevhtp's "resuming when not paused" path). */
         pause_flag(req);
+        return;
+    }
+    if (t && t->guarded) {
+        /* Waiting on the database or an upstream with the socket still read: a client
+         * that sends nothing meanwhile costs no epoll_ctl, and its hang-up arrives as
+         * end-of-file (guard_eventcb). Bytes sent ahead stop the reads (guard_readcb). */
+        t->waiting = true;
         return;
     }
     if (req->conn->flags & EVHTP_CONN_FLAG_PAUSED)
