@@ -79,6 +79,8 @@ void http_req_peer(const struct http_req *r, char *buf, size_t len);
  * standard headers. Extra headers: NULL-terminated name/value pairs or NULL.
  * Returns once queued; a second call, or a call after the client left, is ignored. */
 void http_req_send(struct http_req *r, int status, json_t *body, const char *const *extra_headers);
+/* The same with the body already written as JSON text (len bytes), e.g. by util/json_out. */
+void http_req_send_json_text(struct http_req *r, int status, const char *text, size_t len);
 
 /* Call fn(r, arg) once if the request is abandoned before it is answered (the
  * client went away, or the request deadline passed): the place to cancel outbound

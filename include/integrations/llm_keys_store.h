@@ -48,6 +48,10 @@ void llm_keys_store_get_key(struct http_req *r, const char *id, app_query_done d
 /* The reference object of a row (key masked) / the array of all rows. */
 json_t *llm_keys_row_json(const struct secrets *s, const PGresult *res, int row);
 json_t *llm_keys_rows_json(const struct secrets *s, const PGresult *res);
+/* The same array written into o as text: byte for byte json_dumps of llm_keys_rows_json
+ * (o fails where jansson would refuse a string). */
+struct json_out;
+void llm_keys_rows_out(struct json_out *o, const struct secrets *s, const PGresult *res);
 /* The data of llm_key.created / updated: id, provider, model, no part of the key. */
 json_t *llm_keys_row_event(const PGresult *res, int row);
 /* The status object (hasKeys, keyCount, providers) of llm_keys_store_status. */

@@ -1,6 +1,9 @@
 /* http/reply: owns the JSON envelopes and the reason-phrase table. */
 #include "http/reply.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static const struct {
     int status;
     const char *reason;
@@ -38,6 +41,27 @@ void reply_data(struct http_req *r, int status, json_t *data)
     json_object_set_new(o, "message", json_string(http_reason(status)));
     json_object_set_new(o, "data", data ? data : json_object());
     reply_json(r, status, o);
+}
+
+void reply_data_begin(struct json_out *o, int status)
+{
+    const char *reason = http_reason(status);
+    json_out_init(o);
+    json_out_lit(o, "{\"message\":");
+    json_out_str(o, reason, strlen(reason));
+    json_out_lit(o, ",\"data\":");
+}
+
+int reply_data_end(struct http_req *r, int status, struct json_out *o)
+{
+    json_out_lit(o, "}");
+    size_t len = 0;
+    char *text = json_out_finish(o, &len);
+    if (!text)
+        return -1;
+    http_req_send_json_text(r, status, text, len);
+    free(text);
+    return 0;
 }
 
 void reply_text(struct http_req *r, int status, const char *text)

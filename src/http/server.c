@@ -609,10 +609,12 @@ static void conn_wait_disarm(struct conn_track *t)
         evtimer_del(t->wait);
 }
 
-/* A paused connection does not read, so libevhtp never sees its client hang up. While a
- * request waits for its answer the socket is watched here: EV_CLOSED (the peer's FIN, where
- * the backend reports it) or a readable socket that peeks as end-of-file or an error.
- * Pipelined bytes are left alone (then only EV_CLOSED is watched). */
+/* A waiting request's socket is normally still read, and a hang-up arrives as end-of-file
+ * (guard_eventcb). Once the socket stops being read (the client sent bytes ahead, or
+ * libevhtp's callbacks could not be wrapped), libevhtp never sees its client hang up: the
+ * socket is then watched here: EV_CLOSED (the peer's FIN, where the backend reports it) or
+ * a readable socket that peeks as end-of-file or an error. Pipelined bytes are left alone
+ * (then only EV_CLOSED is watched). */
 static void hup_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn_track *t = arg;
@@ -874,6 +876,17 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
     http_req_unref(r);
 }
 
+static void send_json_text(struct http_req *r, int status, const char *text, size_t len,
+                           const char *const *extra)
+{
+    if (r->on_reply) {
+        void (*fn)(struct http_req *, int, const char *, size_t, void *) = r->on_reply;
+        r->on_reply = NULL;
+        fn(r, status, text, len, r->on_reply_arg);
+    }
+    send_reply(r, status, "application/json; charset=utf-8", text, len, extra);
+}
+
 void http_req_send(struct http_req *r, int status, json_t *body, const char *const *extra)
 {
     if (!r->ev || r->status) {
@@ -882,13 +895,14 @@ void http_req_send(struct http_req *r, int status, json_t *body, const char *con
     }
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (r->on_reply) {
-        void (*fn)(struct http_req *, int, const char *, size_t, void *) = r->on_reply;
-        r->on_reply = NULL;
-        fn(r, status, text, text ? strlen(text) : 0, r->on_reply_arg);
-    }
-    send_reply(r, status, "application/json; charset=utf-8", text, text ? strlen(text) : 0, extra);
+    send_json_text(r, status, text, text ? strlen(text) : 0, extra);
     free(text);
+}
+
+void http_req_send_json_text(struct http_req *r, int status, const char *text, size_t len)
+{
+    if (r->ev && !r->status)
+        send_json_text(r, status, text, len, NULL);
 }
 
 void http_req_send_text(struct http_req *r, int status, const char *content_type, const char *body,

@@ -45,7 +45,12 @@ static void on_rows(struct http_req *r, const struct db_result *res)
         reply_failure(r, res, "list");
         return;
     }
-    reply_data(r, 200, llm_keys_rows_json(&r->app->secrets, db_last(res)));
+    /* Written straight as text: the route answered on every uncached read. */
+    struct json_out o;
+    reply_data_begin(&o, 200);
+    llm_keys_rows_out(&o, &r->app->secrets, db_last(res));
+    if (reply_data_end(r, 200, &o) < 0)
+        reply_data(r, 200, llm_keys_rows_json(&r->app->secrets, db_last(res)));
 }
 
 void llm_keys_list(struct http_req *r)

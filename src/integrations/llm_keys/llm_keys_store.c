@@ -221,6 +221,33 @@ json_t *llm_keys_row_json(const struct secrets *s, const PGresult *res, int row)
     return o;
 }
 
+void llm_keys_rows_out(struct json_out *o, const struct secrets *s, const PGresult *res)
+{
+    json_out_lit(o, "[");
+    for (int i = 0; i < PQntuples(res); i++) {
+        char mask[SECRETS_MASK_MAX];
+        llm_keys_mask_stored(s, PQgetvalue(res, i, KEY_COL_KEY), mask);
+        json_out_raw(o, i ? ",{\"id\":" : "{\"id\":", i ? 7u : 6u);
+        json_out_int(o, (long long)col_id(res, i, KEY_COL_ID));
+        json_out_lit(o, ",\"key\":");
+        json_out_str(o, mask, strlen(mask));
+        json_out_lit(o, ",\"name\":");
+        json_out_str(o, PQgetvalue(res, i, KEY_COL_NAME), (size_t)PQgetlength(res, i, KEY_COL_NAME));
+        json_out_lit(o, ",\"url\":");
+        if (PQgetisnull(res, i, KEY_COL_URL))
+            json_out_lit(o, "null");
+        else
+            json_out_str(o, PQgetvalue(res, i, KEY_COL_URL), (size_t)PQgetlength(res, i, KEY_COL_URL));
+        json_out_lit(o, ",\"model\":");
+        json_out_str(o, PQgetvalue(res, i, KEY_COL_MODEL), (size_t)PQgetlength(res, i, KEY_COL_MODEL));
+        json_out_lit(o, ",\"created_at\":");
+        json_out_str(o, PQgetvalue(res, i, KEY_COL_CREATED_AT),
+                     (size_t)PQgetlength(res, i, KEY_COL_CREATED_AT));
+        json_out_lit(o, "}");
+    }
+    json_out_lit(o, "]");
+}
+
 json_t *llm_keys_rows_json(const struct secrets *s, const PGresult *res)
 {
     json_t *arr = json_array();
