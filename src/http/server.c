@@ -42,6 +42,10 @@ enum in_phase {
     IN_CLOSING, /* answered with Connection: close: nothing more is read; freed once flushed */
 };
 
+/* Requests one keep-alive connection may carry: the last answer says Connection: close
+ * (libevhtp's own limit closed the connection without saying so). */
+#define HTTP_KEEPALIVE_REQUESTS 10000u
+
 struct conn_track {
     struct http_server *srv;
     evhtp_connection_t *conn;
@@ -49,6 +53,7 @@ struct conn_track {
     struct event *hup;    /* armed while a request waits for its answer with the socket not
                            * read (client hang-up) */
     bool guarded;         /* guard_install wrapped libevhtp's callbacks */
+    unsigned served;      /* requests started on this connection (HTTP_KEEPALIVE_REQUESTS) */
     bool waiting;         /* a request waits for its answer while the socket is still read:
                            * end-of-file or an error then abandons it (guard_eventcb) */
     enum in_phase phase;
@@ -1052,7 +1057,9 @@ static void on_request(evhtp_request_t *req, void *arg)
     if (!r->path)
         reply_internal(r);
     else {
-        if (s->draining)
+        /* Draining, or the connection's last request: the answer says Connection: close
+         * and the connection closes once it is flushed. */
+        if (s->draining || (t && ++t->served >= HTTP_KEEPALIVE_REQUESTS))
             evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
         s->dispatch(r);
     }
@@ -1110,7 +1117,6 @@ struct http_server *http_server_new(struct event_base *base, struct app *app,
     evhtp_set_max_body_size(s->htp, opts->max_body_bytes + 1); /* libevhtp's cap is exclusive */
     struct timeval to = {opts->idle_timeout_s, 0};
     evhtp_set_timeouts(s->htp, &to, &to);
-    evhtp_set_max_keepalive_requests(s->htp, 10000);
     evhtp_set_gencb(s->htp, on_request, s);
     evhtp_set_post_accept_cb(s->htp, on_post_accept, s);
 

@@ -418,3 +418,52 @@ def test_rest_api_works_without_redis(service, tokens, db, redis_url):
     st, _, data = s.req("GET", "/api/llm-keys", token=tokens.admin1)
     assert st == 200
     assert db.llm_count(1) == before + 1
+
+
+# ---- keep-alive: a connection carries at most 10,000 requests ------------------------------
+
+KEEPALIVE_REQUESTS = 10000
+
+
+def _answers(sock, buf, n):
+    """Read n answers from sock: [(status line, headers dict)], and what is left over."""
+    out = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            d = sock.recv(65536)
+            assert d, "connection closed after %d answers" % len(out)
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        hdrs = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+        size = int(hdrs.get("content-length", "0"))
+        while len(buf) < size:
+            d = sock.recv(65536)
+            assert d, "connection closed inside an answer"
+            buf += d
+        buf = buf[size:]
+        out.append((lines[0], hdrs))
+    return out, buf
+
+
+def test_keepalive_connection_says_close_on_its_last_request(svc):
+    """The 10,000th request of a keep-alive connection is answered with Connection: close and
+    the connection then closes; none before it says so (a client is never left to find a
+    closed connection under its next request)."""
+    req = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+    try:
+        buf, seen = b"", []
+        while len(seen) < KEEPALIVE_REQUESTS:
+            n = min(500, KEEPALIVE_REQUESTS - len(seen))
+            s.sendall(req * n)
+            got, buf = _answers(s, buf, n)
+            seen += got
+        assert all(st == "HTTP/1.1 200 OK" for st, _ in seen)
+        closing = [i + 1 for i, (_, h) in enumerate(seen) if h.get("connection", "").lower() == "close"]
+        assert closing == [KEEPALIVE_REQUESTS], closing[:5]
+        assert buf == b"" and s.recv(1) == b"", "the connection stays open after its last answer"
+    finally:
+        s.close()
+    st, _, _ = svc.req("GET", "/healthz")  # a new connection is served
+    assert st == 200
