@@ -5,7 +5,6 @@
 
 #include <limits.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -57,7 +56,6 @@ struct secrets_a_job {
     int ok;
     int done_fd; /* eventfd written when the derivation ends (-1: none, join blindly);
                   * it may still be watched after the join, so only secrets_clear closes it */
-    bool joined;
 };
 
 static int derive_a(const char *pw, size_t len, unsigned char out[SECRETS_KEY_LEN])
@@ -109,9 +107,8 @@ int secrets_a_wait(const struct secrets *cs)
      * stack): joining once behind the const API is the lazy part of the design. */
     struct secrets *s = (struct secrets *)cs;
     struct secrets_a_job *j = s->a_job;
-    if (j && !j->joined) {
+    if (j && s->a_state == 1) { /* not joined yet */
         pthread_join(j->thread, NULL);
-        j->joined = true;
         if (j->ok)
             memcpy(s->key_a, j->key, sizeof s->key_a);
         s->a_state = j->ok ? 0 : -1;
