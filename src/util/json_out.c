@@ -73,29 +73,43 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return k;
 }
 
+/* Bytes of the escaped text of s[0..n) without its quotes, or SIZE_MAX when s is not
+ * valid UTF-8. */
+static size_t escaped_len(const unsigned char *s, size_t n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t k = c >= 0x80 ? utf8_seq(s + i, n - i) : 1;
+        if (!k)
+            return SIZE_MAX;
+        i += k;
+        if (c >= 0x80 || (c >= 0x20 && c != '"' && c != '\\'))
+            out += k;
+        else if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            out += 2;
+        else
+            out += 6; /* \u00XX */
+    }
+    return out;
+}
+
 void json_out_str(struct json_out *o, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
-    /* worst case: every byte a 6-byte \u escape, plus the quotes */
-    if (n > (SIZE_MAX - 2) / 6 || !reserve(o, n * 6 + 2))
+    size_t len = escaped_len(s, n);
+    if (len == SIZE_MAX) {
+        o->failed = true;
+        return;
+    }
+    if (len > SIZE_MAX - 2 || !reserve(o, len + 2))
         return;
     char *w = o->buf + o->len;
     *w++ = '"';
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
-        if (c >= 0x80) {
-            size_t k = utf8_seq(s + i, n - i);
-            if (!k) {
-                o->failed = true;
-                return;
-            }
-            memcpy(w, s + i, k);
-            w += k, i += k;
-            continue;
-        }
-        i++;
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *w++ = (char)c;
+        if (c >= 0x80 || (c >= 0x20 && c != '"' && c != '\\')) {
+            *w++ = (char)c; /* UTF-8 checked above */
             continue;
         }
         *w++ = '\\';

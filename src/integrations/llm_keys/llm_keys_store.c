@@ -227,7 +227,9 @@ void llm_keys_rows_out(struct json_out *o, const struct secrets *s, const PGresu
     for (int i = 0; i < PQntuples(res); i++) {
         char mask[SECRETS_MASK_MAX];
         llm_keys_mask_stored(s, PQgetvalue(res, i, KEY_COL_KEY), mask);
-        json_out_raw(o, i ? ",{\"id\":" : "{\"id\":", i ? 7u : 6u);
+        if (i)
+            json_out_lit(o, ",");
+        json_out_lit(o, "{\"id\":");
         json_out_int(o, (long long)col_id(res, i, KEY_COL_ID));
         json_out_lit(o, ",\"key\":");
         json_out_str(o, mask, strlen(mask));
