@@ -1008,9 +1008,10 @@ static unsigned method_of(evhtp_request_t *req)
  * alone keeps it from parsing the input (guard_readcb checks it too). A request answered
  * in the iteration that read it then never stops the socket being read: the pause's
  * EV_READ delete and the re-enable after the flush would reach the kernel as one more
- * epoll_ctl each request. A request that waits is paused fully at the end of on_request,
- * and guard_readcb stops reading a paused connection whose answer could not be flushed
- * at once, so what a client sends ahead stays bounded by one read as before. */
+ * epoll_ctl each request. Nor does a request that waits (t->waiting), unless libevhtp's
+ * callbacks could not be wrapped: guard_readcb stops reading a paused connection as soon
+ * as bytes arrive (sent ahead, or while an answer is still being flushed), so what a client
+ * sends ahead stays bounded by one read as before. */
 static void pause_flag(evhtp_request_t *req)
 {
     req->status = EVHTP_RES_PAUSE;
