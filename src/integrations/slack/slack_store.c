@@ -138,13 +138,21 @@ bool slack_store_send_active(const PGresult *pr)
     return is_true(pr, SLACK_WH_COL_IS_ACTIVE);
 }
 
+/* A post target from the columns of either load (send or delivery). */
+static void fill_target(const struct secrets *s, const PGresult *pr, int col_channel, int col_token,
+                        int col_url, int col_refresh, struct slack_post_target *t)
+{
+    snprintf(t->channel_id, sizeof t->channel_id, "%s", PQgetvalue(pr, 0, col_channel));
+    decrypt_pair(s, pr, col_token, &t->token, &t->token_len);
+    t->token_ct = t->token ? strdup(PQgetvalue(pr, 0, col_token)) : NULL;
+    decrypt_pair(s, pr, col_url, &t->url, &t->url_len);
+    t->has_refresh = is_true(pr, col_refresh);
+}
+
 void slack_store_send_target(const struct secrets *s, const PGresult *pr, struct slack_post_target *t)
 {
-    snprintf(t->channel_id, sizeof t->channel_id, "%s", PQgetvalue(pr, 0, SLACK_WH_COL_CHANNEL_ID));
-    decrypt_pair(s, pr, SLACK_SEND_COL_TOKEN, &t->token, &t->token_len);
-    t->token_ct = t->token ? strdup(PQgetvalue(pr, 0, SLACK_SEND_COL_TOKEN)) : NULL;
-    decrypt_pair(s, pr, SLACK_SEND_COL_URL, &t->url, &t->url_len);
-    t->has_refresh = is_true(pr, SLACK_SEND_COL_HAS_REFRESH);
+    fill_target(s, pr, SLACK_WH_COL_CHANNEL_ID, SLACK_SEND_COL_TOKEN, SLACK_SEND_COL_URL,
+                SLACK_SEND_COL_HAS_REFRESH, t);
 }
 
 int slack_store_dlv_row(const PGresult *pr, struct slack_dlv_row *d)
@@ -169,11 +177,8 @@ int slack_store_dlv_row(const PGresult *pr, struct slack_dlv_row *d)
 
 void slack_store_dlv_target(const struct secrets *s, const PGresult *pr, struct slack_post_target *t)
 {
-    snprintf(t->channel_id, sizeof t->channel_id, "%s", PQgetvalue(pr, 0, SLACK_DLV_COL_CHANNEL_ID));
-    decrypt_pair(s, pr, SLACK_DLV_COL_TOKEN, &t->token, &t->token_len);
-    t->token_ct = t->token ? strdup(PQgetvalue(pr, 0, SLACK_DLV_COL_TOKEN)) : NULL;
-    decrypt_pair(s, pr, SLACK_DLV_COL_URL, &t->url, &t->url_len);
-    t->has_refresh = is_true(pr, SLACK_DLV_COL_HAS_REFRESH);
+    fill_target(s, pr, SLACK_DLV_COL_CHANNEL_ID, SLACK_DLV_COL_TOKEN, SLACK_DLV_COL_URL,
+                SLACK_DLV_COL_HAS_REFRESH, t);
     t->org = strtoll(PQgetvalue(pr, 0, SLACK_DLV_COL_ORG), NULL, 10);
 }
 
