@@ -164,22 +164,24 @@ void llm_keys_store_update(struct http_req *r, const char *id, const struct llm_
     }
 }
 
-void llm_keys_store_delete(struct http_req *r, const char *id, app_query_done done)
+/* The statements on one row whose only parameter is its id: its deletion or its key. */
+static void by_id(struct http_req *r, bool del, const char *id, app_query_done done)
 {
     char t[64], sql[256];
-    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, SQL_DELETE, t) < 0)
+    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, del ? SQL_DELETE : SQL_GET_KEY, t) < 0)
         return;
     const char *params[] = {id};
     app_query(r, sql, 1, params, done);
 }
 
+void llm_keys_store_delete(struct http_req *r, const char *id, app_query_done done)
+{
+    by_id(r, true, id, done);
+}
+
 void llm_keys_store_get_key(struct http_req *r, const char *id, app_query_done done)
 {
-    char t[64], sql[256];
-    if (tables(r, t, NULL) < 0 || handler_sql(r, sql, sizeof sql, SQL_GET_KEY, t) < 0)
-        return;
-    const char *params[] = {id};
-    app_query(r, sql, 1, params, done);
+    by_id(r, false, id, done);
 }
 
 /* ---- decoding ------------------------------------------------------------------ */
