@@ -404,7 +404,10 @@ def stalling_upstream():
         f.close()
 
 
-def test_client_hangup_abandons_request_and_cancels_upstream(service, fresh_db, tokens, stalling_upstream):
+# A waiting request's socket is still read, and the hang-up arrives as end-of-file; a client
+# that sent bytes ahead has its reads stopped, and the hang-up is then watched on the socket.
+@pytest.mark.parametrize("ahead", [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"], ids=["plain", "bytes-ahead"])
+def test_client_hangup_abandons_request_and_cancels_upstream(service, fresh_db, tokens, stalling_upstream, ahead):
     up = stalling_upstream
     svc = service(db=fresh_db("faults_hostile"), OPENAI_API_URL=up.url + "/v1")
     st, _, data = svc.req("POST", "/api/llm-keys", token=tokens.admin1,
@@ -416,6 +419,8 @@ def test_client_hangup_abandons_request_and_cancels_upstream(service, fresh_db, 
     s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n"
               % (path.encode(), tokens.admin1.encode()))
     assert up.wait_connections("STALL", 1, 5), "the verify call never reached the upstream"
+    if ahead:
+        s.sendall(ahead)
     time.sleep(1.0)
     # from below: while the client waits, the call is not cut
     rec = up.records("STALL")[0]
