@@ -538,3 +538,31 @@ def test_tenants_in_place_are_read_at_start_up(pg, service):
         assert st == 200 and d["data"] == [], d
     finally:
         db.close()
+
+
+def test_tenants_read_at_start_up_are_bounded(pg, service):
+    """At most 4096 tenants are read at start; the others are checked on their first request."""
+    name = fresh_db(pg, "itest_tenant_preload_cap")
+    db = Db(pg, name)
+    try:
+        admin1 = token_for(1, 1, "Admin")
+        first = service(db=name)  # the public objects and organization 1's tenant
+        assert first.req("GET", "/api/llm-keys", token=admin1)[0] == 200
+        first.stop_and_check()
+        # 4096 more tenants in place: 4097 in all, one past the bound
+        db.execute("DO $$ DECLARE v int := (SELECT max(ddl_version) FROM public.integration_tenants);"
+                   " BEGIN FOR i IN 1..4096 LOOP"
+                   " EXECUTE format('CREATE SCHEMA %I', 'cap' || lpad(i::text, 7, '0'));"
+                   " INSERT INTO public.integration_tenants (schema_name, organization_id, ddl_version)"
+                   " VALUES ('cap' || lpad(i::text, 7, '0'), 100000 + i, v);"
+                   " END LOOP; END $$")
+        second = service(db=name)
+        assert _schema_ready_line(second)["tenants"] == 4096
+        st, _, d = second.req("GET", "/api/llm-keys", token=admin1)
+        assert st == 200 and d["data"] == [], d
+        # one fewer: all of them
+        db.execute("DELETE FROM public.integration_tenants WHERE schema_name = 'cap0004096'")
+        third = service(db=name)
+        assert _schema_ready_line(third)["tenants"] == 4096
+    finally:
+        db.close()
