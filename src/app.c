@@ -308,10 +308,18 @@ void app_event(struct app *a, const char *type, long long organization_id, const
 
 /* ---- the schema ------------------------------------------------------------- */
 
+#define KEY_FAILED_MSG \
+    "start-up: ENCRYPTION_PASSWORD key derivation failed: MLflow and Slack secrets cannot be read"
+
 static void on_schema_ready(void *arg)
 {
     struct app *a = arg;
     a->schema_ready = true;
+    /* Start-up's critical path is done: scheme A's scrypt may have a core now. Its end
+     * is logged by on_key_derived, or here when nothing watches for it. */
+    if (secrets_a_state(&a->secrets) == SECRETS_A_PENDING && secrets_a_start(&a->secrets) < 0 &&
+        !a->key_derived)
+        log_error(KEY_FAILED_MSG);
     log_fields(LOG_INFO, "start-up: database schema ready",
                json_pack("{s:s,s:I,s:f}", "version", db_schema_version(), "tenants",
                          (json_int_t)tenant_set_count(a->tenants), "after_ms", (double)app_uptime_us(a) / 1000.0));
@@ -392,7 +400,7 @@ static void on_key_derived(evutil_socket_t fd, short what, void *arg)
     event_free(a->key_derived); /* one-shot: the descriptor stays readable */
     a->key_derived = NULL;
     if (secrets_a_wait(&a->secrets) < 0)
-        log_error("start-up: ENCRYPTION_PASSWORD key derivation failed: MLflow and Slack secrets cannot be read");
+        log_error(KEY_FAILED_MSG);
     else
         log_fields(LOG_INFO, "start-up: ENCRYPTION_PASSWORD key derived",
                    json_pack("{s:f}", "after_ms", (double)app_uptime_us(a) / 1000.0));

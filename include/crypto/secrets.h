@@ -15,29 +15,39 @@ struct secrets {
     unsigned char key_a[32];
     unsigned char key_b[32];
     unsigned char key_fp[32];   /* HMAC key for fingerprints, derived from key_b */
-    /* Scheme A's scrypt (16 MiB, ~0.1-0.3 s) runs on a thread of its own started by
-     * secrets_init, so start-up does not wait for it: the loop joins it when it ends
-     * (secrets_a_done_fd), or the first scheme A call before that does (MLflow and Slack
-     * only; scheme B and fingerprints never wait). */
+    /* Scheme A's scrypt (16 MiB, ~0.1-0.3 s) runs on a thread of its own, started by
+     * secrets_a_start once start-up is done (so it does not take a core from it): the
+     * loop joins it when it ends (secrets_a_done_fd), or the first scheme A call before
+     * that does (MLflow and Slack only; scheme B and fingerprints never wait). */
     struct secrets_a_job *a_job;
-    int a_state;                /* 0 key_a ready, 1 being derived, -1 derivation failed */
+    int a_state;                /* enum secrets_a_state */
 };
 
-/* Derive the keys: scheme B and the fingerprint key here, scheme A's scrypt on a thread
- * (or here when no thread can be started). password and key are NUL-terminated.
- * Returns 0, or -1 when a derivation fails or the first 32 bytes of key are not
- * all ASCII (Node throws "Invalid key length" for those keys). */
+enum secrets_a_state {
+    SECRETS_A_FAILED = -1,      /* the derivation failed: scheme A cannot be used */
+    SECRETS_A_READY = 0,        /* key_a is derived (and the thread joined) */
+    SECRETS_A_DERIVING = 1,     /* on its thread, not joined yet */
+    SECRETS_A_PENDING = 2,      /* not started yet */
+};
+
+/* Derive scheme B's key and the fingerprint key; keep the password for scheme A's
+ * scrypt, which secrets_a_start (or the first secrets_a_wait) begins. password and key
+ * are NUL-terminated. Returns 0, or -1 when a derivation fails, memory runs out or the
+ * first 32 bytes of key are not all ASCII (Node throws "Invalid key length" for those). */
 MUSTCHECK int secrets_init(struct secrets *s, const char *encryption_password, const char *encryption_key);
 /* Wipe the keys (joins the scrypt thread first). */
 void secrets_clear(struct secrets *s);
-/* Wait for scheme A's key; 0 when ready, -1 when its derivation failed. */
+/* Begin scheme A's derivation on its own thread (here when no thread can be started);
+ * nothing once begun. 0, or -1 when the key is already known to have failed. */
+MUSTCHECK int secrets_a_start(struct secrets *s);
+/* Wait for scheme A's key (deriving it here if it was never started); 0 when ready, -1
+ * when its derivation failed. */
 MUSTCHECK int secrets_a_wait(const struct secrets *s);
-/* A descriptor that becomes readable when the derivation thread has finished (then
- * secrets_a_wait joins at once), or -1 when the key was derived inline or the thread
- * cannot say so (then only secrets_a_wait knows). It stays readable after the join;
+/* A descriptor that becomes readable when the derivation has ended (then secrets_a_wait
+ * joins at once), or -1 when none could be made (then only secrets_a_wait knows). It stays readable after the join;
  * secrets_clear closes it, so stop watching it before that. */
 int secrets_a_done_fd(const struct secrets *s);
-/* 1 being derived (not joined yet), 0 ready, -1 derivation failed. */
+/* enum secrets_a_state. */
 int secrets_a_state(const struct secrets *s);
 
 /* Scheme A. encrypt: random IV; *hex_out is malloc'd lowercase hex of the

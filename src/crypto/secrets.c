@@ -64,41 +64,74 @@ static int derive_a(const char *pw, size_t len, unsigned char out[SECRETS_KEY_LE
                           SCRYPT_R, SCRYPT_P, SCRYPT_MAXMEM, out, SECRETS_KEY_LEN) == 1;
 }
 
+/* The derivation has ended: its descriptor turns readable. */
+static void signal_done(const struct secrets_a_job *j)
+{
+    if (j->done_fd >= 0) {
+        uint64_t one = 1;
+        (void)!write(j->done_fd, &one, sizeof one); /* an eventfd counter: cannot be short */
+    }
+}
+
 static void *derive_a_thread(void *arg)
 {
     struct secrets_a_job *j = arg;
     /* Normal priority: a scheme A call made before the end waits for it on the loop, so
      * it must not be starved on a busy machine. */
     j->ok = derive_a(j->password, j->password_len, j->key);
-    if (j->done_fd >= 0) {
-        uint64_t one = 1;
-        (void)!write(j->done_fd, &one, sizeof one); /* an eventfd counter: cannot be short */
-    }
+    signal_done(j);
     return NULL;
 }
 
-/* Start the derivation on a thread; without one, derive here. 0 or -1. */
-static int start_a(struct secrets *s, const char *pw)
+/* Keep a copy of the password for the derivation, which secrets_a_start begins later
+ * (so it does not compete with start-up for the CPU). 0, or -1 when out of memory. */
+static int prepare_a(struct secrets *s, const char *pw)
 {
     size_t len = strlen(pw);
     struct secrets_a_job *j = calloc(1, sizeof *j);
-    if (j && (j->password = malloc(len + 1))) {
-        memcpy(j->password, pw, len + 1);
-        j->password_len = len;
-        j->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (pthread_create(&j->thread, NULL, derive_a_thread, j) == 0) {
-            s->a_job = j;
-            s->a_state = 1;
-            return 0;
-        }
-        if (j->done_fd >= 0)
-            close(j->done_fd);
-        OPENSSL_cleanse(j->password, len);
-        free(j->password);
+    if (!j || !(j->password = malloc(len + 1))) {
+        free(j);
+        return -1;
     }
-    free(j);
-    s->a_state = derive_a(pw, len, s->key_a) ? 0 : -1;
-    return s->a_state;
+    memcpy(j->password, pw, len + 1);
+    j->password_len = len;
+    j->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->a_job = j;
+    s->a_state = SECRETS_A_PENDING;
+    return 0;
+}
+
+/* The job's outcome into s, and the password copy wiped. */
+static void finish_a(struct secrets *s, struct secrets_a_job *j)
+{
+    if (j->ok)
+        memcpy(s->key_a, j->key, sizeof s->key_a);
+    s->a_state = j->ok ? SECRETS_A_READY : SECRETS_A_FAILED;
+    OPENSSL_cleanse(j->key, sizeof j->key);
+    OPENSSL_cleanse(j->password, j->password_len);
+    free(j->password);
+    j->password = NULL;
+}
+
+/* The derivation on the calling thread (none was started, or none can be). */
+static void derive_here(struct secrets *s, struct secrets_a_job *j)
+{
+    j->ok = derive_a(j->password, j->password_len, j->key);
+    finish_a(s, j);
+    signal_done(j);
+}
+
+int secrets_a_start(struct secrets *s)
+{
+    struct secrets_a_job *j = s->a_job;
+    if (s->a_state != SECRETS_A_PENDING)
+        return s->a_state == SECRETS_A_FAILED ? -1 : 0;
+    if (pthread_create(&j->thread, NULL, derive_a_thread, j) == 0) {
+        s->a_state = SECRETS_A_DERIVING;
+        return 0;
+    }
+    derive_here(s, j); /* no thread: here, then */
+    return s->a_state == SECRETS_A_READY ? 0 : -1;
 }
 
 int secrets_a_wait(const struct secrets *cs)
@@ -107,17 +140,13 @@ int secrets_a_wait(const struct secrets *cs)
      * stack): joining once behind the const API is the lazy part of the design. */
     struct secrets *s = (struct secrets *)cs;
     struct secrets_a_job *j = s->a_job;
-    if (j && s->a_state == 1) { /* not joined yet */
+    if (s->a_state == SECRETS_A_PENDING) /* never started: derive here */
+        derive_here(s, j);
+    else if (s->a_state == SECRETS_A_DERIVING) {
         pthread_join(j->thread, NULL);
-        if (j->ok)
-            memcpy(s->key_a, j->key, sizeof s->key_a);
-        s->a_state = j->ok ? 0 : -1;
-        OPENSSL_cleanse(j->key, sizeof j->key);
-        OPENSSL_cleanse(j->password, j->password_len);
-        free(j->password);
-        j->password = NULL;
+        finish_a(s, j);
     }
-    return s->a_state == 0 ? 0 : -1;
+    return s->a_state == SECRETS_A_READY ? 0 : -1;
 }
 
 int secrets_a_done_fd(const struct secrets *s)
@@ -145,7 +174,7 @@ int secrets_init(struct secrets *s, const char *encryption_password, const char 
              (const unsigned char *)FP_LABEL, sizeof FP_LABEL - 1,
              s->key_fp, &fp_len) == NULL || fp_len != sizeof s->key_fp)
         goto fail;
-    if (start_a(s, encryption_password) < 0)
+    if (prepare_a(s, encryption_password) < 0)
         goto fail;
     return 0;
 fail:
@@ -156,10 +185,16 @@ fail:
 void secrets_clear(struct secrets *s)
 {
     if (s != NULL) {
-        /* only to join the key-derivation thread before wiping: its outcome no longer matters */
-        (void)!secrets_a_wait(s);
         struct secrets_a_job *j = s->a_job;
+        if (s->a_state == SECRETS_A_DERIVING) { /* join before wiping: the outcome no longer matters */
+            pthread_join(j->thread, NULL);
+            finish_a(s, j);
+        }
         if (j) {
+            if (j->password) {
+                OPENSSL_cleanse(j->password, j->password_len);
+                free(j->password);
+            }
             if (j->done_fd >= 0)
                 close(j->done_fd);
             free(j);

@@ -57,8 +57,9 @@ static void test_key_vectors(void **state)
     assert_memory_equal(s->key_b, "default-key-change-this-in-produ", 32);
 }
 
-/* The derivation thread says when it ends: the descriptor turns readable (the loop then
- * joins at once), stays readable after the join, and secrets_clear closes it. */
+/* The derivation waits for secrets_a_start; its thread says when it ends: the descriptor
+ * turns readable (the loop then joins at once), stays readable after the join, and
+ * secrets_clear closes it. */
 static void test_derivation_done_fd(void **state)
 {
     (void)state;
@@ -68,13 +69,17 @@ static void test_derivation_done_fd(void **state)
     assert_int_equal(secrets_init(&s, DEFAULT_PASSWORD, DEFAULT_KEY), 0);
     int fd = secrets_a_done_fd(&s);
     assert_true(fd >= 0);
-    assert_int_equal(secrets_a_state(&s), 1); /* being derived until joined */
+    assert_int_equal(secrets_a_state(&s), SECRETS_A_PENDING); /* not begun by init */
     struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 300), 0);                    /* nor on its own */
+    assert_int_equal(secrets_a_start(&s), 0);
+    assert_int_equal(secrets_a_state(&s), SECRETS_A_DERIVING); /* being derived until joined */
+    assert_int_equal(secrets_a_start(&s), 0);                  /* starting twice: nothing */
     assert_int_equal(poll(&p, 1, 30000), 1);
     assert_true(p.revents & POLLIN);
-    assert_int_equal(secrets_a_state(&s), 1);  /* ended, not yet joined */
+    assert_int_equal(secrets_a_state(&s), SECRETS_A_DERIVING); /* ended, not yet joined */
     assert_int_equal(secrets_a_wait(&s), 0);
-    assert_int_equal(secrets_a_state(&s), 0);
+    assert_int_equal(secrets_a_state(&s), SECRETS_A_READY);
     hex_encode(s.key_a, 32, hex);
     assert_string_equal(hex, KEY_A_HEX);
     assert_int_equal(secrets_a_done_fd(&s), fd); /* a watcher may still hold it */
@@ -83,6 +88,28 @@ static void test_derivation_done_fd(void **state)
     secrets_clear(&s);
     assert_int_equal(fcntl(fd, F_GETFD), -1);   /* closed */
     secrets_clear(&s);                          /* and clearing twice closes nothing */
+}
+
+/* Never started: the first wait derives on the spot (and still says so on the
+ * descriptor); cleared without a start, nothing is derived and nothing leaks. */
+static void test_derivation_without_start(void **state)
+{
+    (void)state;
+    struct secrets s;
+    char hex[65];
+
+    assert_int_equal(secrets_init(&s, DEFAULT_PASSWORD, DEFAULT_KEY), 0);
+    struct pollfd p = {.fd = secrets_a_done_fd(&s), .events = POLLIN};
+    assert_int_equal(secrets_a_wait(&s), 0);
+    assert_int_equal(secrets_a_state(&s), SECRETS_A_READY);
+    assert_int_equal(poll(&p, 1, 0), 1);
+    hex_encode(s.key_a, 32, hex);
+    assert_string_equal(hex, KEY_A_HEX);
+    assert_int_equal(secrets_a_start(&s), 0); /* already there: nothing */
+    secrets_clear(&s);
+
+    assert_int_equal(secrets_init(&s, DEFAULT_PASSWORD, DEFAULT_KEY), 0);
+    secrets_clear(&s);
 }
 
 static void test_a_vector(void **state)
@@ -371,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_vectors),
         cmocka_unit_test(test_derivation_done_fd),
+        cmocka_unit_test(test_derivation_without_start),
         cmocka_unit_test(test_a_vector),
         cmocka_unit_test(test_b_vector),
         cmocka_unit_test(test_round_trips),
