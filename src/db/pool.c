@@ -106,7 +106,7 @@ struct db_pool {
     struct event *flush;      /* one write per connection per loop iteration */
     struct event *tick;
     int live;
-    bool warm;                /* a connection was ready once: the others were started */
+    bool grown;               /* all connections were started (pool_grow) */
     /* hosts */
     struct target targets[MAX_TARGETS];
     int ntargets;
@@ -371,12 +371,6 @@ static void conn_ready(struct db_conn *c)
     conn_set_state(c, CONN_READY);
     log_info("database connection %d ready on %s", c->idx, server);
     conn_watch(c, EV_READ);
-    if (!p->warm) { /* start-up: the first connection serves while the others are made */
-        p->warm = true;
-        for (int i = 0; i < p->opts.size; i++)
-            if (p->conns[i].state == CONN_DOWN)
-                conn_connect(&p->conns[i]);
-    }
     pool_pump(c->pool);
 }
 
@@ -751,6 +745,22 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
     pool_pump(c->pool);
 }
 
+/* Start-up opens one connection: a fresh backend costs the server a fork and its
+ * catalog caches, and the first requests need one connection only. The others are
+ * opened once, when a second unit is in flight on a connection (demand) or at the
+ * first tick with a connection live, whichever comes first. */
+static void pool_grow(struct db_pool *p, const char *why)
+{
+    if (p->grown)
+        return;
+    p->grown = true;
+    if (p->opts.size > 1)
+        log_info("database pool: opening the other %d connections (%s)", p->opts.size - 1, why);
+    for (int i = 0; i < p->opts.size; i++)
+        if (p->conns[i].state == CONN_DOWN)
+            conn_connect(&p->conns[i]);
+}
+
 /* Hand waiting units to the least-loaded ready connections. */
 static void pool_pump(struct db_pool *p)
 {
@@ -779,6 +789,8 @@ static void pool_pump(struct db_pool *p)
             conn_broken(best, "send failed");
             continue;
         }
+        if (best->depth > 1) /* the pool has more work than one connection at a time */
+            pool_grow(p, "a second statement in flight");
         if (!best->dirty) {
             best->dirty = true;
             event_active(p->flush, EV_TIMEOUT, 0);
@@ -801,11 +813,13 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Once a second: break connections whose oldest unit has stalled. */
+/* Once a second: break connections whose oldest unit has stalled; grow the pool. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct db_pool *p = arg;
     uint64_t now = clock_mono_ms();
+    if (p->live > 0)
+        pool_grow(p, "a tick with a connection live");
     for (int i = 0; i < p->opts.size; i++) {
         struct db_conn *c = &p->conns[i];
         if (c->state == CONN_READY && c->head &&
@@ -952,8 +966,8 @@ struct db_pool *db_pool_new(struct event_base *base, const struct db_pool_opts *
             return NULL;
         }
     }
-    /* One connection first: the rest once it is ready (conn_ready), so a start-up does not
-     * make the server fork every backend at once before the first answer. */
+    /* One connection first: the rest when there is work for them or a tick after (pool_grow),
+     * so a start-up does not make the server fork every backend before the first answer. */
     conn_connect(&p->conns[0]);
     return p;
 }

@@ -174,9 +174,10 @@ def _threads(pid):
 
 
 def test_key_derivation_is_joined_by_the_loop_without_a_request(service):
-    """The ENCRYPTION_PASSWORD key (scrypt, 16 MiB of scratch) is derived on a thread
-    while the pool connects, without holding up /readyz; the loop joins that thread when it
-    ends, with no MLflow or Slack request asking for the key, and /readyz says so."""
+    """The ENCRYPTION_PASSWORD key (scrypt, 16 MiB of scratch) is derived on a thread that
+    begins once the schema is ready (so it takes no core from start-up), without holding up
+    /readyz; the loop joins that thread when it ends, with no MLflow or Slack request asking
+    for the key, and /readyz says so."""
     svc = service(wait_ready=False)
     seen, deadline = [], time.monotonic() + 15
     while True:
@@ -186,13 +187,48 @@ def test_key_derivation_is_joined_by_the_loop_without_a_request(service):
             assert body["keys"] in ("deriving", "ready"), body
             if body["keys"] == "ready":
                 break
+        elif isinstance(body, dict) and "keys" in body:
+            assert body["keys"] == "pending", body  # not begun before the schema is ready
         assert time.monotonic() < deadline, "the key is not ready after 15 s: %r" % seen[-3:]
         time.sleep(0.002)
     assert _threads(svc.proc.pid) == 1, "a thread still runs after /readyz said the key is ready"
     log = svc.log_text()
     assert "start-up: ENCRYPTION_PASSWORD key derived" in log
+    assert log.index("start-up: database schema ready") < log.index("start-up: ENCRYPTION_PASSWORD key derived")
     assert "key derivation failed" not in log
     assert ENCRYPTION_PASSWORD not in log
+
+
+def test_key_derivation_waits_for_the_database(service):
+    """With no database to check the schema against, the key derivation does not begin: no
+    thread and no 16 MiB of scratch for a process that cannot serve yet; /readyz says
+    "pending"."""
+    svc = service(wait_ready=False, DATABASE_URL="postgresql://integrationsd@127.0.0.1:%d/x" % free_port())
+    deadline = time.monotonic() + 10
+    while True:
+        st, _, body = svc.req("GET", "/readyz")
+        if st == 503 and isinstance(body, dict) and "keys" in body:
+            break
+        assert time.monotonic() < deadline, "no /readyz answer: %r %r" % (st, body)
+        time.sleep(0.01)
+    time.sleep(0.5)
+    st, _, body = svc.req("GET", "/readyz")
+    assert st == 503 and body["database"] == "down" and body["keys"] == "pending", body
+    assert _threads(svc.proc.pid) == 1, "the key derivation began with no database"
+    assert "key derived" not in svc.log_text()
+
+
+def test_pool_opens_one_connection_until_there_is_work_for_more(service):
+    """Start-up opens one database connection: the server forks one backend before the
+    first answer. The others follow once the schema is in place (a tick later with no
+    request, or as soon as a second statement is in flight), and the pool fills."""
+    svc = service()
+    assert svc.wait_pool_full()["pool"]["size"] == 4
+    log = svc.log_text()
+    opening = log.index("database pool: opening the other 3 connections")
+    assert log.index("database connection 0 ready") < log.index("start-up: database schema ready") < opening
+    for i in (1, 2, 3):
+        assert log.index("database connection %d ready" % i) > opening
 
 
 # ---------------------------------------------------------------- signals

@@ -26,6 +26,7 @@ def test_fd_exhaustion_pauses_and_resumes_accepts(service, fresh_db, tokens):
     token = tokens.admin1
     st, data, _ = timed_request(svc.port, "GET", "/api/llm-keys", token=token)
     assert st == 200, data
+    svc.wait_pool_full()
     fds_start = fd_count(svc.pid)
     report("fd exhaustion: service fds at start (RLIMIT_NOFILE %d)" % NOFILE, fds_start)
 

@@ -50,6 +50,7 @@ def test_postgres_restart_under_load(pg, service, fresh_db, tokens):
     st, _, data = svc.req("POST", "/api/llm-keys", token=token,
                           body={"name": "OpenAI", "key": new_key("sk-pgfault-"), "model": "gpt-4o"})
     assert st == 201, data
+    svc.wait_pool_full()
     fds_before = fd_count(svc.pid)
 
     clients = [Writer(svc, token, m) for m in ("GET", "POST", "GET", "POST")]

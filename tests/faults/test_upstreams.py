@@ -99,6 +99,7 @@ def test_hostile_upstreams_end_in_bounded_time_and_memory(service, fresh_db, tok
                           body={"token": gh_token("VALID")}, timeout=15)
     assert st == 200 and data["data"]["valid"] is True, data
     rss_before = rss_mib(svc.pid)
+    svc.wait_pool_full()
     fds_before = fd_count(svc.pid)
     calls_before = {t: metric_value(svc.port, "integrationsd_outbound_requests_total", {"target": t})
                     for t in ("github", "OpenAI")}

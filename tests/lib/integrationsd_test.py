@@ -723,7 +723,7 @@ class Service:
                     # for the start-up key derivation (a thread with 16 MiB of scratch)
                     # to end, so no test measures the process while it runs
                     st, _, body = http_request(self.port, "GET", "/readyz", timeout=2)
-                    if st == 200 and isinstance(body, dict) and body.get("keys") != "deriving":
+                    if st == 200 and isinstance(body, dict) and body.get("keys") not in ("deriving", "pending"):
                         return self
                     last = "/readyz status %s %r" % (st, body)
             except (OSError, http.client.HTTPException) as e:
@@ -786,6 +786,18 @@ class Service:
                         % (self.name, "; ".join(problems), self.describe()), pytrace=False)
 
     # observation -----------------------------------------------------------
+    def wait_pool_full(self, timeout=10.0):
+        """Wait until every database connection of the pool is live (start-up opens one, the
+        others a tick later or on demand): a baseline of descriptors taken before counts
+        fewer connections than the service holds in its steady state."""
+        deadline, body = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            st, _, body = http_request(self.port, "GET", "/readyz", timeout=2)
+            if st == 200 and body["pool"]["live"] == body["pool"]["size"]:
+                return body
+            time.sleep(0.05)
+        raise AssertionError("the database pool did not fill within %.0f s: %r" % (timeout, body))
+
     def log_text(self):
         try:
             with open(self.log_path, "rb") as f:
