@@ -761,17 +761,44 @@ static void pool_grow(struct db_pool *p, const char *why)
             conn_connect(&p->conns[i]);
 }
 
-/* Hand waiting units to the least-loaded ready connections. */
+/* A connection whose oldest unit in flight was sent at most this long ago is answering
+ * promptly: new units join it (up to PACK_DEPTH in flight) rather than wake another
+ * backend. With the database on the same cores, one backend kept busy costs far less than
+ * several woken in turn (an uncached read ran 20-30% faster packed, 8 clients, 2 cores); a
+ * connection stuck on a slow statement gets no more than it has. */
+#define PACK_FRESH_MS 1
+#define PACK_DEPTH 8
+
+/* The connection for the next unit: the one already written to in this loop iteration
+ * (the units leave in one write), else the fullest one answering promptly below
+ * PACK_DEPTH, else the least loaded. NULL when every ready one is at the depth limit. */
+static struct db_conn *pick_conn(struct db_pool *p)
+{
+    struct db_conn *best = NULL, *busy = NULL;
+    uint64_t now = 0;
+    for (int i = 0; i < p->opts.size; i++) {
+        struct db_conn *c = &p->conns[i];
+        if (c->state != CONN_READY || c->depth >= p->opts.max_depth)
+            continue;
+        if (c->dirty)
+            return c;
+        if (c->depth > 0 && c->depth < PACK_DEPTH) {
+            if (!now)
+                now = clock_mono_ms();
+            if (now - c->head->sent_ms <= PACK_FRESH_MS && (!busy || c->depth > busy->depth))
+                busy = c;
+        }
+        if (!best || c->depth < best->depth)
+            best = c;
+    }
+    return busy ? busy : best;
+}
+
+/* Hand waiting units to ready connections (pick_conn). */
 static void pool_pump(struct db_pool *p)
 {
     while (p->qhead) {
-        struct db_conn *best = NULL;
-        for (int i = 0; i < p->opts.size; i++) {
-            struct db_conn *c = &p->conns[i];
-            if (c->state == CONN_READY && c->depth < p->opts.max_depth &&
-                (!best || c->depth < best->depth))
-                best = c;
-        }
+        struct db_conn *best = pick_conn(p);
         if (!best)
             return;
         struct unit *u = p->qhead;

@@ -618,6 +618,52 @@ def test_queued_statements_of_abandoned_requests_are_dropped(service, fresh_db, 
     assert metric_value(svc.port, "integrationsd_db_queue_depth") == 0
 
 
+def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, tokens):
+    """The pool packs new statements onto a connection that is answering promptly (one
+    backend kept busy costs less than several woken), but never onto one whose oldest
+    statement has waited: with the first connection's backend stopped and one read stuck
+    on it, every later read is answered by the other connection."""
+    import signal
+    from conftest import Db
+    db = fresh_db("faults_hostile")
+    svc = service(db=db, DB_POOL_SIZE="2", AUTH_CACHE_MS="60000", CACHE_BYTES="0")
+    deadline = time.monotonic() + 10
+    while metric_value(svc.port, "integrationsd_cache_listen_up") != 1:
+        assert time.monotonic() < deadline, "the LISTEN connection did not come up"
+        time.sleep(0.05)
+    assert svc.req("GET", "/api/llm-keys", token=tokens.admin1)[0] == 200  # member cache and tenant warm
+    svc.wait_pool_full()
+    dbh = Db(pg, db)
+    pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
+                                   "AND datname = current_database() AND query NOT LIKE 'LISTEN%' "
+                                   "ORDER BY backend_start")]
+    dbh.close()
+    assert len(pids) == 2, pids
+    head = b"GET /api/llm-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tokens.admin1.encode()
+    socks, stuck, answered = [], [], 0
+    os.kill(pids[0], signal.SIGSTOP)  # the first connection's: idle ties go to it
+    try:
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            s.sendall(head)
+            socks.append(s)
+            got, _ = _read_responses(s, 1, timeout=1.0)
+            if got:
+                assert got[0].status == 200, got[0].status
+                answered += 1
+            else:
+                stuck.append(s)
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    report("reads answered while one backend is stopped", "%d of 6 (%d waited for it)" % (answered, len(stuck)))
+    assert len(stuck) == 1, "%d reads waited behind the stopped backend" % len(stuck)
+    for s in stuck:
+        got, _ = _read_responses(s, 1, timeout=10)
+        assert got and got[0].status == 200
+    for s in socks:
+        s.close()
+
+
 # ---- upstreams and tenants ----
 #
 # Rows 3, 4, 6, 7 and 9 of the issue, as an Editor/Auditor (or no one) would try them:
