@@ -1,8 +1,9 @@
 /* db/pool: a small pool of non-blocking libpq connections on the event loop.
  * Each connection runs in pipeline mode: many queries in flight, one Sync per
  * submitted unit, so each unit is its own (implicit) transaction. Submitted units
- * wait in one FIFO for a ready connection: the one already written to in this loop
- * iteration, else one answering promptly with few in flight, else the least loaded.
+ * wait in one FIFO for a ready connection: for reads (units of SELECTs only) the one
+ * already written to in this loop iteration, else one answering promptly with few in
+ * flight; else, and for writes, the least loaded.
  *
  * Connection states: DOWN -> CONNECTING -> READY -> (broken) -> BACKOFF -> CONNECTING.
  * While no connection is READY, submissions fail at once with DB_UNAVAILABLE.

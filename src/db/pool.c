@@ -68,6 +68,7 @@ struct unit {
     int extra;                /* results of DEALLOCATE / Parse still to read before stmts[0]'s */
     uint32_t prep_id;         /* the statement cache entry it uses (0: sent unnamed) */
     bool prep_sent;           /* its Parse was sent in this unit (the last extra result) */
+    bool reads;               /* every statement a SELECT: it may be packed (pick_conn) */
 };
 
 struct db_conn {
@@ -89,6 +90,7 @@ struct db_conn {
     struct event *timer;      /* connect timeout or backoff */
     struct unit *head, *tail; /* in flight, oldest first */
     int depth;
+    int writes;               /* of them, units that are not reads (pick_conn) */
     int backoff_ms;
     bool dirty;               /* queries sent into libpq's buffer, not yet flushed */
     struct stmt_cache *stmts; /* prepared on this connection (NULL: preparing off) */
@@ -157,8 +159,11 @@ static struct unit *unit_new(const struct db_stmt *stmts, int n, db_callback cb,
     /* stmts[0].sql is the start of blob and stmts[0].params the start of pv. */
     char *w = blob;
     const char **pw = pv;
+    u->reads = true;
     for (int i = 0; i < n; i++) {
         size_t l = strlen(stmts[i].sql) + 1;
+        if (strncmp(stmts[i].sql, "SELECT ", 7) != 0)
+            u->reads = false;
         memcpy(w, stmts[i].sql, l);
         u->stmts[i].sql = w;
         w += l;
@@ -307,6 +312,7 @@ static void conn_broken(struct db_conn *c, const char *why)
     struct unit *u = c->head;
     c->head = c->tail = NULL;
     c->depth = 0;
+    c->writes = 0;
     while (u) {
         struct unit *next = u->next;
         unit_complete(p, u, DB_UNAVAILABLE);
@@ -636,6 +642,7 @@ static int conn_send(struct db_conn *c, struct unit *u)
         c->head = u;
     c->tail = u;
     c->depth++;
+    c->writes += !u->reads;
     return 0;
 }
 
@@ -694,6 +701,7 @@ static int conn_read(struct db_conn *c)
             if (!c->head)
                 c->tail = NULL;
             c->depth--;
+            c->writes -= !u->reads;
             unit_complete(c->pool, u, DB_OK);
             continue;
         }
@@ -762,17 +770,21 @@ static void pool_grow(struct db_pool *p, const char *why)
 }
 
 /* A connection whose oldest unit in flight was sent at most this long ago is answering
- * promptly: new units join it (up to PACK_DEPTH in flight) rather than wake another
+ * promptly: new reads join it (up to PACK_DEPTH in flight) rather than wake another
  * backend. With the database on the same cores, one backend kept busy costs far less than
  * several woken in turn (an uncached read ran 20-30% faster packed, 8 clients, 2 cores); a
- * connection stuck on a slow statement gets no more than it has. */
+ * connection stuck on a slow statement gets no more than it has. Writes are not packed,
+ * nor reads behind them: each commit waits for its WAL flush (commits on several backends
+ * share one), and a read queued behind a commit waits for that flush too. */
 #define PACK_FRESH_MS 1
 #define PACK_DEPTH 8
 
-/* The connection for the next unit: the one already written to in this loop iteration
- * (the units leave in one write), else the fullest one answering promptly below
- * PACK_DEPTH, else the least loaded. NULL when every ready one is at the depth limit. */
-static struct db_conn *pick_conn(struct db_pool *p)
+/* The connection for unit u: for a read, the one already written to in this loop
+ * iteration (the units leave in one write), else the fullest one answering promptly
+ * below PACK_DEPTH, either with no write in flight; else (and for a write) the least
+ * loaded. NULL when every ready one is
+ * at the depth limit. */
+static struct db_conn *pick_conn(struct db_pool *p, const struct unit *u)
 {
     struct db_conn *best = NULL, *busy = NULL;
     uint64_t now = 0;
@@ -780,9 +792,9 @@ static struct db_conn *pick_conn(struct db_pool *p)
         struct db_conn *c = &p->conns[i];
         if (c->state != CONN_READY || c->depth >= p->opts.max_depth)
             continue;
-        if (c->dirty)
+        if (u->reads && c->dirty && !c->writes)
             return c;
-        if (c->depth > 0 && c->depth < PACK_DEPTH) {
+        if (u->reads && c->depth > 0 && c->depth < PACK_DEPTH && !c->writes) {
             if (!now)
                 now = clock_mono_ms();
             if (now - c->head->sent_ms <= PACK_FRESH_MS && (!busy || c->depth > busy->depth))
@@ -798,7 +810,7 @@ static struct db_conn *pick_conn(struct db_pool *p)
 static void pool_pump(struct db_pool *p)
 {
     while (p->qhead) {
-        struct db_conn *best = pick_conn(p);
+        struct db_conn *best = pick_conn(p, p->qhead);
         if (!best)
             return;
         struct unit *u = p->qhead;

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (ASAN, assert_alive, log_events, metric_value, parse_responses, report, rss_bound,
+from conftest import (ASAN, assert_alive, log_events, metric_value, new_key, parse_responses, report, rss_bound,
                       rss_mib, token_for)
 from fakes.llm import llm_key
 from fakes.slack import FakeSlack
@@ -618,12 +618,10 @@ def test_queued_statements_of_abandoned_requests_are_dropped(service, fresh_db, 
     assert metric_value(svc.port, "integrationsd_db_queue_depth") == 0
 
 
-def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, tokens):
-    """The pool packs new statements onto a connection that is answering promptly (one
-    backend kept busy costs less than several woken), but never onto one whose oldest
-    statement has waited: with the first connection's backend stopped and one read stuck
-    on it, every later read is answered by the other connection."""
-    import signal
+def _two_connections(service, fresh_db, pg, tokens):
+    """A service with a pool of two connections, both live, the member cache and the tenant
+    warm (a read is one statement), no read cache; and its backends' pids, the first
+    connection's first (idle ties go to it)."""
     from conftest import Db
     db = fresh_db("faults_hostile")
     svc = service(db=db, DB_POOL_SIZE="2", AUTH_CACHE_MS="60000", CACHE_BYTES="0")
@@ -631,7 +629,7 @@ def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, to
     while metric_value(svc.port, "integrationsd_cache_listen_up") != 1:
         assert time.monotonic() < deadline, "the LISTEN connection did not come up"
         time.sleep(0.05)
-    assert svc.req("GET", "/api/llm-keys", token=tokens.admin1)[0] == 200  # member cache and tenant warm
+    assert svc.req("GET", "/api/llm-keys", token=tokens.admin1)[0] == 200
     svc.wait_pool_full()
     dbh = Db(pg, db)
     pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
@@ -639,13 +637,28 @@ def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, to
                                    "ORDER BY backend_start")]
     dbh.close()
     assert len(pids) == 2, pids
-    head = b"GET /api/llm-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tokens.admin1.encode()
+    return svc, pids
+
+
+def _send(svc, method, path, token):
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+              % (method.encode(), path.encode(), token.encode()))
+    return s
+
+
+def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, tokens):
+    """The pool packs new reads onto a connection that is answering promptly (one backend
+    kept busy costs less than several woken), but never onto one whose oldest statement has
+    waited: with the first connection's backend stopped and one read stuck on it, every
+    later read is answered by the other connection."""
+    import signal
+    svc, pids = _two_connections(service, fresh_db, pg, tokens)
     socks, stuck, answered = [], [], 0
-    os.kill(pids[0], signal.SIGSTOP)  # the first connection's: idle ties go to it
+    os.kill(pids[0], signal.SIGSTOP)
     try:
         for _ in range(6):
-            s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
-            s.sendall(head)
+            s = _send(svc, "GET", "/api/llm-keys", tokens.admin1)
             socks.append(s)
             got, _ = _read_responses(s, 1, timeout=1.0)
             if got:
@@ -662,6 +675,30 @@ def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, to
         assert got and got[0].status == 200
     for s in socks:
         s.close()
+
+
+def test_reads_are_not_packed_behind_a_write(service, fresh_db, pg, tokens):
+    """A read sent together with a write is not packed behind it (a commit waits for its WAL
+    flush): with the first connection's backend stopped and a DELETE on it, a GET sent
+    at the same moment is answered by the other connection."""
+    import signal
+    svc, pids = _two_connections(service, fresh_db, pg, tokens)
+    st, _, d = svc.req("POST", "/api/llm-keys", token=tokens.admin1,
+                       body={"name": "OpenAI", "key": new_key("sk-pack-"), "model": "gpt-4o"})
+    assert st == 201, d
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        w = _send(svc, "DELETE", "/api/llm-keys/%d" % d["data"]["id"], tokens.admin1)
+        r = _send(svc, "GET", "/api/llm-keys", tokens.admin1)
+        got, _ = _read_responses(r, 1, timeout=1.0)
+        assert got and got[0].status == 200, "the read waited behind the write on the stopped backend"
+        assert not _read_responses(w, 1, timeout=0.2)[0], "the write was not on the stopped backend"
+    finally:
+        os.kill(pids[0], signal.SIGCONT)
+    got, _ = _read_responses(w, 1, timeout=10)
+    assert got and got[0].status == 200, got
+    w.close()
+    r.close()
 
 
 # ---- upstreams and tenants ----
