@@ -564,27 +564,34 @@ def test_event_loop_lag_is_observable(service, fresh_db):
     report("event loop lag: warning after a 250 ms stop", warned[-1]["msg"])
 
 
+def _warm_pool(service, fresh_db, pg, tokens, size):
+    """A service with a pool of `size` connections, all live, the member cache and the
+    tenant warm (a read is one statement), no read cache; and its backends' pids, the first
+    connection's first (idle ties go to it)."""
+    from conftest import Db
+    db = fresh_db("faults_hostile")
+    svc = service(db=db, DB_POOL_SIZE=str(size), AUTH_CACHE_MS="60000", CACHE_BYTES="0")
+    deadline = time.monotonic() + 10
+    while metric_value(svc.port, "integrationsd_cache_listen_up") != 1:
+        assert time.monotonic() < deadline, "the LISTEN connection did not come up"
+        time.sleep(0.05)
+    assert svc.req("GET", "/api/llm-keys", token=tokens.admin1)[0] == 200
+    svc.wait_pool_full()
+    dbh = Db(pg, db)
+    pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
+                                   "AND datname = current_database() AND query NOT LIKE 'LISTEN%' "
+                                   "ORDER BY backend_start")]
+    dbh.close()
+    assert len(pids) == size, pids
+    return svc, pids
+
+
 def test_queued_statements_of_abandoned_requests_are_dropped(service, fresh_db, pg, tokens):
     """With the one database connection's pipeline full (its backend stopped), a further
     request's statement waits in the pool's queue; when its client hangs up, the statement
     is dropped unsent once the database answers again, and the request is logged 499."""
     import signal
-    from conftest import Db
-    db = fresh_db("faults_hostile")
-    # no read cache (every GET must reach the database); the membership cache is on once
-    # the LISTEN connection is up
-    svc = service(db=db, DB_POOL_SIZE="1", AUTH_CACHE_MS="60000", CACHE_BYTES="0")
-    deadline = time.monotonic() + 10
-    while metric_value(svc.port, "integrationsd_cache_listen_up") != 1:
-        assert time.monotonic() < deadline, "the LISTEN connection did not come up"
-        time.sleep(0.05)
-    st, _, _ = svc.req("GET", "/api/llm-keys", token=tokens.admin1)  # member cache and tenant warm
-    assert st == 200
-    dbh = Db(pg, db)
-    pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
-                                   "AND datname = current_database() AND query NOT LIKE 'LISTEN%'")]
-    dbh.close()
-    assert len(pids) == 1, pids
+    svc, pids = _warm_pool(service, fresh_db, pg, tokens, 1)
     depth = 64  # the pool's pipeline depth per connection
     head = b"GET /api/llm-keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tokens.admin1.encode()
     socks = []
@@ -618,28 +625,6 @@ def test_queued_statements_of_abandoned_requests_are_dropped(service, fresh_db, 
     assert metric_value(svc.port, "integrationsd_db_queue_depth") == 0
 
 
-def _two_connections(service, fresh_db, pg, tokens):
-    """A service with a pool of two connections, both live, the member cache and the tenant
-    warm (a read is one statement), no read cache; and its backends' pids, the first
-    connection's first (idle ties go to it)."""
-    from conftest import Db
-    db = fresh_db("faults_hostile")
-    svc = service(db=db, DB_POOL_SIZE="2", AUTH_CACHE_MS="60000", CACHE_BYTES="0")
-    deadline = time.monotonic() + 10
-    while metric_value(svc.port, "integrationsd_cache_listen_up") != 1:
-        assert time.monotonic() < deadline, "the LISTEN connection did not come up"
-        time.sleep(0.05)
-    assert svc.req("GET", "/api/llm-keys", token=tokens.admin1)[0] == 200
-    svc.wait_pool_full()
-    dbh = Db(pg, db)
-    pids = [r["pid"] for r in dbh.rows("SELECT pid FROM pg_stat_activity WHERE application_name = 'integrationsd' "
-                                   "AND datname = current_database() AND query NOT LIKE 'LISTEN%' "
-                                   "ORDER BY backend_start")]
-    dbh.close()
-    assert len(pids) == 2, pids
-    return svc, pids
-
-
 def _send(svc, method, path, token):
     s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
     s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
@@ -653,7 +638,7 @@ def test_reads_are_not_packed_behind_a_stopped_backend(service, fresh_db, pg, to
     waited: with the first connection's backend stopped and one read stuck on it, every
     later read is answered by the other connection."""
     import signal
-    svc, pids = _two_connections(service, fresh_db, pg, tokens)
+    svc, pids = _warm_pool(service, fresh_db, pg, tokens, 2)
     socks, stuck, answered = [], [], 0
     os.kill(pids[0], signal.SIGSTOP)
     try:
@@ -682,7 +667,7 @@ def test_reads_are_not_packed_behind_a_write(service, fresh_db, pg, tokens):
     flush): with the first connection's backend stopped and a DELETE on it, a GET sent
     at the same moment is answered by the other connection."""
     import signal
-    svc, pids = _two_connections(service, fresh_db, pg, tokens)
+    svc, pids = _warm_pool(service, fresh_db, pg, tokens, 2)
     st, _, d = svc.req("POST", "/api/llm-keys", token=tokens.admin1,
                        body={"name": "OpenAI", "key": new_key("sk-pack-"), "model": "gpt-4o"})
     assert st == 201, d
