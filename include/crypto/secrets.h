@@ -44,8 +44,8 @@ MUSTCHECK int secrets_a_start(struct secrets *s);
  * when its derivation failed. */
 MUSTCHECK int secrets_a_wait(const struct secrets *s);
 /* A descriptor that becomes readable when the derivation has ended (then secrets_a_wait
- * joins at once), or -1 when none could be made (then only secrets_a_wait knows). It stays readable after the join;
- * secrets_clear closes it, so stop watching it before that. */
+ * joins at once), or -1 when none could be made (then only secrets_a_wait knows). It
+ * stays readable after the join; secrets_clear closes it, so stop watching it before. */
 int secrets_a_done_fd(const struct secrets *s);
 /* enum secrets_a_state. */
 int secrets_a_state(const struct secrets *s);

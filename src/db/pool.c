@@ -782,8 +782,7 @@ static void pool_grow(struct db_pool *p, const char *why)
 /* The connection for unit u: for a read, the one already written to in this loop
  * iteration (the units leave in one write), else the fullest one answering promptly
  * below PACK_DEPTH, either with no write in flight; else (and for a write) the least
- * loaded. NULL when every ready one is
- * at the depth limit. */
+ * loaded. NULL when every ready one is at the depth limit. */
 static struct db_conn *pick_conn(struct db_pool *p, const struct unit *u)
 {
     struct db_conn *best = NULL, *busy = NULL;
