@@ -125,8 +125,8 @@ bool mlflow_sync_running(const char *tenant);
 int mlflow_sync_count(void);
 /* This process's lease holder id (random, set by mlflow_sync_init). */
 const char *mlflow_instance_id(void);
-/* Set the context (copied) and the instance id. Returns 0, or -1 without randomness. */
-int mlflow_sync_init(const struct mlflow_sync_ctx *ctx) MUSTCHECK;
+/* Set the context (copied) and the instance id. */
+void mlflow_sync_init(const struct mlflow_sync_ctx *ctx);
 /* Free every job: cancels outbound calls and timers, drops requests. No callbacks. */
 void mlflow_sync_stop_all(void);
 

@@ -9,7 +9,8 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
+
+#include "util/seed.h"
 
 struct slot {
     char *token; /* NULL: empty */
@@ -47,8 +48,8 @@ struct token_cache *token_cache_new(unsigned slots)
     while (n < slots)
         n <<= 1;
     c->mask = n - 1;
-    if (RAND_bytes((unsigned char *)&c->seed, sizeof c->seed) != 1 ||
-        !(c->slots = calloc(n, sizeof *c->slots))) {
+    c->seed = seed_u64();
+    if (!(c->slots = calloc(n, sizeof *c->slots))) {
         free(c);
         return NULL;
     }

@@ -60,6 +60,7 @@
 #include "net/resolve.h"
 #include "util/codec.h"
 #include "util/clock.h"
+#include "util/seed.h"
 
 #define DEFAULT_PREFIX "verifywise:integrations:"
 #define DEFAULT_MAX_QUEUE 10000
@@ -1337,10 +1338,7 @@ struct events *events_new(struct event_base *base, const struct events_opts *opt
     link_init(e, &e->pub, ROLE_PUBLISHER);
     link_init(e, &e->sub, ROLE_SUBSCRIBER);
 
-    uint64_t seed = 0;
-    if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1 || seed == 0)
-        seed = clock_real_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
-    e->rng = seed ? seed : 1;
+    e->rng = seed_u64();
 
     if (!opts->redis_url || !opts->redis_url[0]) {
         e->disabled = true;

@@ -307,10 +307,7 @@ int mlflow_start(struct app *a, char *err, size_t errlen)
         .io = &mlflow_sync_io_default,
         .io_arg = &sched.net,
     };
-    if (mlflow_sync_init(&ctx) < 0) {
-        snprintf(err, errlen, "cannot generate the instance id (no randomness)");
-        return -1;
-    }
+    mlflow_sync_init(&ctx);
     if (!(sched.timer = evtimer_new(a->base, on_timer, NULL))) {
         snprintf(err, errlen, "out of memory");
         return -1;

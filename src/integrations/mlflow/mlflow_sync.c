@@ -24,7 +24,6 @@
 #include "integrations/mlflow_sync.h"
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +42,7 @@
 #include "net/fetch.h"
 #include "util/clock.h"
 #include "util/machine.h"
+#include "util/seed.h"
 
 #define EXP_PAGE 100            /* experiments per page */
 #define RUN_CHUNK 50            /* experiment ids per runs/search (VerifyWise's chunk) */
@@ -155,18 +155,13 @@ static double rand01(void)
     return (double)(rng_state >> 11) / 9007199254740992.0;
 }
 
-int mlflow_sync_init(const struct mlflow_sync_ctx *c)
+void mlflow_sync_init(const struct mlflow_sync_ctx *c)
 {
     ctx = *c;
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1)
-        return -1;
-    for (int i = 0; i < 16; i++)
-        snprintf(instance_id + 2 * i, 3, "%02x", b[i]);
-    memcpy(&rng_state, b, sizeof rng_state);
-    if (!rng_state)
-        rng_state = 0x9e3779b97f4a7c15ull;
-    return 0;
+    /* unique among instances, not secret: from util/seed (no DRBG at start-up) */
+    uint64_t hi = seed_u64(), lo = seed_u64();
+    snprintf(instance_id, sizeof instance_id, "%016llx%016llx", (unsigned long long)hi, (unsigned long long)lo);
+    rng_state = lo; /* never 0 */
 }
 
 const char *mlflow_instance_id(void)

@@ -53,6 +53,7 @@
 #include "util/json.h"
 #include "util/clock.h"
 #include "util/machine.h"
+#include "util/seed.h"
 
 #define PACE_MS 1000
 #define TICK_MS 5000
@@ -863,9 +864,8 @@ int slack_notify_start(struct app *a)
 {
     memset(&N, 0, sizeof N);
     N.a = a;
-    char rnd[33];
-    random_key(rnd);
-    snprintf(N.owner, sizeof N.owner, "%d-%.16s", (int)getpid(), rnd);
+    /* unique among instances, not secret: from util/seed (no DRBG at start-up) */
+    snprintf(N.owner, sizeof N.owner, "%d-%016llx", (int)getpid(), (unsigned long long)seed_u64());
     N.tick = event_new(a->base, -1, EV_PERSIST, tick, NULL);
     if (!N.tick)
         return -1;
