@@ -46,6 +46,7 @@ struct app {
     struct db_schema_keeper *schema; /* creates the public objects, retrying */
     bool schema_ready;           /* public objects created */
     struct event *key_derived;   /* readable when scheme A's key derivation ends: join it */
+    struct event *key_start;     /* begins that derivation once the schema is ready */
     const struct route *routes;  /* src/routes.c */
     size_t nroutes;
     struct cors *cors;           /* allowed origins (http/cors) */

@@ -311,15 +311,30 @@ void app_event(struct app *a, const char *type, long long organization_id, const
 #define KEY_FAILED_MSG \
     "start-up: ENCRYPTION_PASSWORD key derivation failed: MLflow and Slack secrets cannot be read"
 
+/* Scheme A's scrypt begins this long after the schema is ready: the first requests after
+ * a start (the ones waiting on its 503s) then have both cores. A scheme A call before it
+ * derives the key itself (crypto/secrets). */
+#define KEY_DERIVE_AFTER_MS 100
+
+static void on_key_start(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct app *a = arg;
+    /* Its end is logged by on_key_derived, or here when nothing watches for it. */
+    if (secrets_a_start(&a->secrets) < 0 && !a->key_derived)
+        log_error(KEY_FAILED_MSG);
+}
+
 static void on_schema_ready(void *arg)
 {
     struct app *a = arg;
     a->schema_ready = true;
-    /* Start-up's critical path is done: scheme A's scrypt may have a core now. Its end
-     * is logged by on_key_derived, or here when nothing watches for it. */
-    if (secrets_a_state(&a->secrets) == SECRETS_A_PENDING && secrets_a_start(&a->secrets) < 0 &&
-        !a->key_derived)
-        log_error(KEY_FAILED_MSG);
+    if (secrets_a_state(&a->secrets) == SECRETS_A_PENDING && !evtimer_pending(a->key_start, NULL)) {
+        struct timeval tv = {0, KEY_DERIVE_AFTER_MS * 1000};
+        if (evtimer_add(a->key_start, &tv) < 0)
+            on_key_start(-1, 0, a); /* no timer: now, then */
+    }
     log_fields(LOG_INFO, "start-up: database schema ready",
                json_pack("{s:s,s:I,s:f}", "version", db_schema_version(), "tenants",
                          (json_int_t)tenant_set_count(a->tenants), "after_ms", (double)app_uptime_us(a) / 1000.0));
@@ -412,6 +427,10 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     int kfd = secrets_a_done_fd(&a->secrets);
     if (kfd >= 0 && (!(a->key_derived = event_new(base, kfd, EV_READ, on_key_derived, a)) ||
                      event_add(a->key_derived, NULL) < 0)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!(a->key_start = evtimer_new(base, on_key_start, a))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -524,6 +543,10 @@ void app_free(struct app *a)
     if (a->key_derived) { /* the derivation is joined by secrets_clear */
         event_free(a->key_derived);
         a->key_derived = NULL;
+    }
+    if (a->key_start) {
+        event_free(a->key_start);
+        a->key_start = NULL;
     }
     looplag_free(a->looplag);
     a->looplag = NULL;

@@ -18,8 +18,8 @@ void health_ready(struct http_req *r)
     int live = db_pool_live(a->db);
     bool ready = live > 0 && a->schema_ready;
     /* Redis carries events only: its state is reported, never a reason to be unready.
-     * Nor is the ENCRYPTION_PASSWORD key while it is derived (it begins once the schema
-     * is ready): only MLflow and Slack need it, and their first use waits for it. */
+     * Nor is the ENCRYPTION_PASSWORD key while it is derived (it begins 100 ms after the
+     * schema is ready): only MLflow and Slack need it, and their first use waits for it. */
     static const char *const key_states[] = {
         [SECRETS_A_READY] = "ready", [SECRETS_A_DERIVING] = "deriving", [SECRETS_A_PENDING] = "pending"};
     int ks = secrets_a_state(&a->secrets);
