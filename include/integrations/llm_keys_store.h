@@ -26,10 +26,11 @@ void llm_keys_store_status(struct http_req *r, app_query_done done);
  * (<tenant>.integrationsd_llm_keys_unfingerprinted, at most LLM_KEYS_BACKFILL_MAX). */
 void llm_keys_store_prequery(struct http_req *r, const char *id, app_query_done done);
 /* Store the fingerprints of older rows and take them off the list, with the listed
- * rows that had one already (done_ids): ids, fps, done_ids are array literals ("{1,2}",
- * "{}"). */
+ * rows that had one already (done_ids): ids, fps, done_ids and sums (the key_md5 of each
+ * row fingerprinted) are array literals ("{1,2}", "{}"). A row whose stored key no longer
+ * has that md5 gets no fingerprint and stays listed. */
 void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fps, const char *done_ids,
-                             app_query_done done);
+                             const char *sums, app_query_done done);
 /* Insert a checked key (enc: its scheme B ciphertext, fp: its fingerprint) with its
  * fingerprint; a fingerprint already taken is a unique violation. */
 void llm_keys_store_insert(struct http_req *r, const struct llm_key_input *in, const char *enc, const char *fp,
@@ -62,6 +63,7 @@ long long llm_keys_deleted_id(const PGresult *res, int row);
 /* A row of llm_keys_store_prequery (strings borrowed from res). */
 struct llm_key_prerow {
     const char *id, *key;
+    const char *key_md5; /* md5 of key as stored (what its fingerprint is taken from) */
     bool target;   /* the row of the id asked for */
     bool needs_fp; /* no fingerprint stored yet */
     bool listed;   /* in the list of rows without a fingerprint */

@@ -18,8 +18,10 @@
 /* The version of the tenant DDL below: bump it whenever that DDL changes, so that
  * start-up applies it to every known tenant. 2: integrationsd's columns moved out of
  * VerifyWise's tables into tables of its own. 3: read-cache triggers. 4: the rows of
- * llm_keys without a fingerprint listed (integrationsd_llm_keys_unfingerprinted). */
-#define SCHEMA_TENANT_VERSION "4"
+ * llm_keys without a fingerprint listed (integrationsd_llm_keys_unfingerprinted). 5: a
+ * fingerprint records the stored key it was taken from (key_md5), and a key changed by
+ * another writer loses it. */
+#define SCHEMA_TENANT_VERSION "5"
 
 static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext('integrationsd:bootstrap'))";
 
@@ -266,6 +268,32 @@ static const char SQL_TENANT_FN[] =
     "    EXECUTE format('CREATE TRIGGER integrationsd_unfingerprinted AFTER INSERT ON %I.llm_keys\n"
     "        REFERENCING NEW TABLE AS integrationsd_new FOR EACH STATEMENT\n"
     "        EXECUTE FUNCTION %I.integrationsd_llm_keys_unfingerprinted()', p_schema, p_schema);\n"
+    "  END IF;\n"
+    /* A fingerprint is the key's as stored when it was taken: key_md5, the md5 of that
+     * stored text. An UPDATE that changes the stored key (VerifyWise's backend, or anyone)
+     * drops a fingerprint of another text and lists the row again, so the next create
+     * fingerprints the new key; integrationsd's own PATCH writes the new key's fingerprint
+     * and key_md5 in the same statement, which this AFTER trigger then finds in place.
+     * Fingerprints of the previous version (no key_md5) are dropped and listed: the next
+     * create takes them again from the keys as they are now. */
+    "  EXECUTE format('ALTER TABLE %I.integrationsd_llm_key_fingerprints ADD COLUMN IF NOT EXISTS key_md5 TEXT',\n"
+    "      p_schema);\n"
+    "  EXECUTE format('DELETE FROM %I.integrationsd_llm_key_fingerprints WHERE key_md5 IS NULL', p_schema);\n"
+    "  EXECUTE format('CREATE OR REPLACE FUNCTION %I.integrationsd_llm_key_rekeyed() RETURNS trigger\n"
+    "      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $t$ BEGIN\n"
+    "        DELETE FROM %I.integrationsd_llm_key_fingerprints\n"
+    "          WHERE key_id = NEW.id AND key_md5 IS DISTINCT FROM md5(NEW.key);\n"
+    "        IF FOUND THEN\n"
+    "          INSERT INTO %I.integrationsd_llm_keys_unfingerprinted (key_id) VALUES (NEW.id)\n"
+    "            ON CONFLICT DO NOTHING;\n"
+    "        END IF;\n"
+    "        RETURN NULL;\n"
+    "      END $t$', p_schema, p_schema, p_schema);\n"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'integrationsd_rekeyed'\n"
+    "      AND tgrelid = format('%I.llm_keys', p_schema)::regclass) THEN\n"
+    "    EXECUTE format('CREATE TRIGGER integrationsd_rekeyed AFTER UPDATE OF key ON %I.llm_keys\n"
+    "        FOR EACH ROW WHEN (OLD.key IS DISTINCT FROM NEW.key)\n"
+    "        EXECUTE FUNCTION %I.integrationsd_llm_key_rekeyed()', p_schema, p_schema);\n"
     "  END IF;\n"
     "  EXECUTE format('INSERT INTO %I.integrationsd_llm_keys_unfingerprinted (key_id)\n"
     "      SELECT k.id FROM %I.llm_keys k WHERE NOT EXISTS (SELECT 1\n"

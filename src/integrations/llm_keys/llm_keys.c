@@ -6,7 +6,9 @@
  * its shape; rows written without one (by VerifyWise's backend) get theirs the first
  * time a create or key change of the organization sees them (a trigger lists the rows
  * an INSERT left without one in <tenant>.integrationsd_llm_keys_unfingerprinted, so
- * finding them is one indexed probe). A key that looks like a mask ("****...") is
+ * finding them is one indexed probe). A fingerprint records the md5 of the stored key
+ * it was taken from: another writer's change of that key drops it and lists the row
+ * again (a trigger, src/db/schema.c). A key that looks like a mask ("****...") is
  * never stored: on PATCH, the stored key's own mask means "unchanged" (the Edit dialog
  * sends back what the list showed). */
 #include "integrations/llm_keys.h"
@@ -152,7 +154,13 @@ static void write_key(struct http_req *r)
         secrets_free_plain(enc, strlen(enc));
 }
 
-/* Append to a growing array literal ("{1,2}"). Returns 0 or -1 (out of memory). */
+/* The array literals of a backfill ("{1,2}"; NULL while empty). */
+struct backfill {
+    char *ids, *fps, *done, *sums;
+    size_t idl, fpl, donel, suml;
+};
+
+/* Append to a growing array literal. Returns 0 or -1 (out of memory). */
 static int lit_add(char **lit, size_t *len, const char *v)
 {
     size_t vl = strlen(v);
@@ -167,6 +175,14 @@ static int lit_add(char **lit, size_t *len, const char *v)
     n[*len] = '}';
     n[*len + 1] = '\0';
     return 0;
+}
+
+static void backfill_free(struct backfill *b)
+{
+    free(b->ids);
+    free(b->fps);
+    free(b->done);
+    free(b->sums);
 }
 
 static void on_backfilled(struct http_req *r, const struct db_result *res)
@@ -190,15 +206,14 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
     }
     const PGresult *pr = db_last(res);
     struct app *a = r->app;
-    char *ids = NULL, *fps = NULL, *done = NULL;
-    size_t idl = 0, fpl = 0, donel = 0;
+    struct backfill b = {0};
     bool found = !w->patch;
     int rc = 0;
     for (int i = 0; i < PQntuples(pr) && rc == 0; i++) {
         struct llm_key_prerow row;
         llm_keys_prerow(pr, i, &row);
         if (row.listed && !row.needs_fp) { /* fingerprinted since it was listed */
-            rc = lit_add(&done, &donel, row.id);
+            rc = lit_add(&b.done, &b.donel, row.id);
             if (!row.target)
                 continue;
         }
@@ -220,9 +235,7 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
                 if (strlen(mask) != w->in.klen || memcmp(mask, w->in.key, w->in.klen) != 0) {
                     if (!plain)
                         secrets_free_plain(pt, len);
-                    free(ids);
-                    free(fps);
-                    free(done);
+                    backfill_free(&b);
                     reply_err(r, LLM_KEY_ERR_MASKED);
                     return;
                 }
@@ -233,42 +246,36 @@ static void on_prequery(struct http_req *r, const struct db_result *res)
         char fp[65];
         if (row.needs_fp) {
             rc = secrets_fingerprint(&a->secrets, pt, len, fp);
-            if (rc == 0 && (lit_add(&ids, &idl, row.id) < 0 || lit_add(&fps, &fpl, fp) < 0))
+            if (rc == 0 && (lit_add(&b.ids, &b.idl, row.id) < 0 || lit_add(&b.fps, &b.fpl, fp) < 0 ||
+                            lit_add(&b.sums, &b.suml, row.key_md5) < 0))
                 rc = -1;
         }
         if (!plain)
             secrets_free_plain(pt, len);
     }
     if (rc < 0) {
-        free(ids);
-        free(fps);
-        free(done);
+        backfill_free(&b);
         log_error("llm keys: fingerprinting stored keys failed");
         reply_internal(r);
         return;
     }
     if (!found) {
-        free(ids);
-        free(fps);
-        free(done);
+        backfill_free(&b);
         reply_data(r, 404, NULL);
         return;
     }
     if (w->in.key && llm_key_looks_masked(w->in.key, w->in.klen)) { /* the target row cannot be read */
-        free(ids);
-        free(fps);
-        free(done);
+        backfill_free(&b);
         reply_err(r, LLM_KEY_ERR_MASKED);
         return;
     }
-    if (!ids && !done) {
+    if (!b.ids && !b.done) {
         write_key(r);
         return;
     }
-    llm_keys_store_backfill(r, ids ? ids : "{}", fps ? fps : "{}", done ? done : "{}", on_backfilled);
-    free(ids);
-    free(fps);
-    free(done);
+    llm_keys_store_backfill(r, b.ids ? b.ids : "{}", b.fps ? b.fps : "{}", b.done ? b.done : "{}",
+                            b.sums ? b.sums : "{}", on_backfilled);
+    backfill_free(&b);
 }
 
 /* Create (id NULL) or PATCH (id the path's key): check the body, keep the write on the

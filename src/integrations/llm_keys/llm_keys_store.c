@@ -41,27 +41,33 @@ static const char SQL_STATUS[] = "SELECT name::text, count(*) FROM %s GROUP BY n
 /* %s: fps, pending, keys, fps, pending, keys; %d: the limit; $1 the target id (0: none).
  * The target row, then the rows listed as lacking a fingerprint (an index probe of a
  * table that is empty when every row has one). */
-enum { PRE_COL_ID, PRE_COL_KEY, PRE_COL_TARGET, PRE_COL_NEEDS_FP, PRE_COL_LISTED };
+enum { PRE_COL_ID, PRE_COL_KEY, PRE_COL_TARGET, PRE_COL_NEEDS_FP, PRE_COL_LISTED, PRE_COL_KEY_MD5 };
 static const char SQL_PREQUERY[] =
     "SELECT k.id, k.key, true, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id),"
-    " EXISTS (SELECT 1 FROM %s p WHERE p.key_id = k.id) FROM %s k WHERE k.id = $1::int"
-    " UNION ALL SELECT k.id, k.key, false, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id), true"
+    " EXISTS (SELECT 1 FROM %s p WHERE p.key_id = k.id), md5(k.key) FROM %s k WHERE k.id = $1::int"
+    " UNION ALL SELECT k.id, k.key, false, NOT EXISTS (SELECT 1 FROM %s f WHERE f.key_id = k.id), true,"
+    " md5(k.key)"
     " FROM (SELECT key_id FROM %s WHERE key_id <> $1::int ORDER BY key_id LIMIT %d) p"
     " JOIN %s k ON k.id = p.key_id";
 
-/* %s: fps, pending; $1 ids, $2 fingerprints, $3 ids listed that already had one (array
- * literals). Older rows' fingerprints are kept whatever the write then finds; a row
- * leaves the list once it has a fingerprint (one taken by another row keeps it listed). */
-static const char SQL_BACKFILL[] = "WITH f AS (INSERT INTO %s (key_id, fingerprint)"
-                                   " SELECT * FROM unnest($1::int[], $2::text[]) ON CONFLICT DO NOTHING"
-                                   " RETURNING key_id)"
+/* %s: keys, fps, pending; $1 ids, $2 fingerprints, $3 ids listed that already had one,
+ * $4 the md5 of each stored key fingerprinted (array literals). Older rows' fingerprints
+ * are kept whatever the write then finds; a row leaves the list once it has a fingerprint
+ * (one taken by another row keeps it listed). A row whose stored key has changed since it
+ * was read gets none and stays listed: the lock re-reads it (and a later change of the
+ * key waits for this statement, whose fingerprint its trigger then drops). */
+static const char SQL_BACKFILL[] = "WITH k AS (SELECT u.id, u.fp, u.sum FROM unnest($1::int[], $2::text[], $4::text[])"
+                                   " u(id, fp, sum) JOIN %s k ON k.id = u.id AND md5(k.key) = u.sum"
+                                   " FOR KEY SHARE OF k),"
+                                   " f AS (INSERT INTO %s (key_id, fingerprint, key_md5) SELECT * FROM k"
+                                   " ON CONFLICT DO NOTHING RETURNING key_id)"
                                    " DELETE FROM %s WHERE key_id IN (SELECT key_id FROM f)"
                                    " OR key_id = ANY($3::int[])";
 
 /* %s: keys, fps; $1 key, $2 provider, $3 url, $4 model, $5 fingerprint */
 static const char SQL_INSERT[] = "WITH k AS (INSERT INTO %s (key, name, url, model)"
                                  " VALUES ($1, $2::public.enum_llm_keys_provider, $3, $4) RETURNING " KEY_COLS "),"
-                                 " f AS (INSERT INTO %s (key_id, fingerprint) SELECT id, $5 FROM k)"
+                                 " f AS (INSERT INTO %s (key_id, fingerprint, key_md5) SELECT id, $5, md5(key) FROM k)"
                                  " SELECT * FROM k";
 
 /* The fields of a PATCH: $1 id, $2 provider, $3 its url, $4 model (NULL: unchanged). */
@@ -74,8 +80,8 @@ static const char SQL_UPDATE[] = "UPDATE %s SET " UPDATE_SET " WHERE id = $1::in
 /* %s: keys, fps; $5 key, $6 its fingerprint */
 static const char SQL_UPDATE_KEY[] =
     "WITH k AS (UPDATE %s SET " UPDATE_SET ", key = $5 WHERE id = $1::int RETURNING " KEY_COLS "),"
-    " f AS (INSERT INTO %s (key_id, fingerprint) SELECT id, $6 FROM k"
-    " ON CONFLICT (key_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint)"
+    " f AS (INSERT INTO %s (key_id, fingerprint, key_md5) SELECT id, $6, md5(key) FROM k"
+    " ON CONFLICT (key_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, key_md5 = EXCLUDED.key_md5)"
     " SELECT * FROM k";
 
 /* %s: keys; $1 id */
@@ -113,7 +119,7 @@ void llm_keys_store_status(struct http_req *r, app_query_done done)
 
 void llm_keys_store_prequery(struct http_req *r, const char *id, app_query_done done)
 {
-    char t[64], f[96], p[96], sql[768];
+    char t[64], f[96], p[96], sql[1024];
     if (tables(r, t, f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
         handler_sql(r, sql, sizeof sql, SQL_PREQUERY, f, p, t, f, p, LLM_KEYS_BACKFILL_MAX, t) < 0)
         return;
@@ -122,14 +128,14 @@ void llm_keys_store_prequery(struct http_req *r, const char *id, app_query_done 
 }
 
 void llm_keys_store_backfill(struct http_req *r, const char *ids, const char *fps, const char *done_ids,
-                             app_query_done done)
+                             const char *sums, app_query_done done)
 {
-    char f[96], p[96], sql[512];
-    if (handler_table(r, FPS, f, sizeof f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
-        handler_sql(r, sql, sizeof sql, SQL_BACKFILL, f, p) < 0)
+    char t[64], f[96], p[96], sql[768];
+    if (tables(r, t, f) < 0 || handler_table(r, PENDING, p, sizeof p) < 0 ||
+        handler_sql(r, sql, sizeof sql, SQL_BACKFILL, t, f, p) < 0)
         return;
-    const char *params[] = {ids, fps, done_ids};
-    app_query(r, sql, 3, params, done);
+    const char *params[] = {ids, fps, done_ids, sums};
+    app_query(r, sql, 4, params, done);
 }
 
 void llm_keys_store_insert(struct http_req *r, const struct llm_key_input *in, const char *enc, const char *fp,
@@ -289,6 +295,7 @@ void llm_keys_prerow(const PGresult *res, int row, struct llm_key_prerow *out)
     out->target = strcmp(PQgetvalue(res, row, PRE_COL_TARGET), "t") == 0;
     out->needs_fp = strcmp(PQgetvalue(res, row, PRE_COL_NEEDS_FP), "t") == 0;
     out->listed = strcmp(PQgetvalue(res, row, PRE_COL_LISTED), "t") == 0;
+    out->key_md5 = PQgetvalue(res, row, PRE_COL_KEY_MD5);
 }
 
 void llm_keys_key_row(const PGresult *res, int row, const char **provider, const char **stored)
