@@ -5,7 +5,9 @@
  * bad framing, 415, and the app's route/method/token checks) is answered from the
  * on_headers hook with Connection: close, before a body byte is read; accepted bodies
  * draw on a global budget (MAX_BUFFERED_BODY_BYTES, else 503). A request waiting for its
- * answer has its socket watched, so a client that hangs up abandons it (logged 499). */
+ * answer has its socket watched, so a client that hangs up abandons it (logged 499). A
+ * Connection: close answer ends the connection's parsing; once flushed the connection
+ * lingers (write side shut, input dropped) before it closes, so no reset loses answers. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -39,12 +41,20 @@
 enum in_phase {
     IN_HEAD,    /* a new request: held until its whole header block is buffered */
     IN_PASS,    /* the header block is complete: libevhtp parses headers and body */
-    IN_CLOSING, /* answered with Connection: close: nothing more is read; freed once flushed */
+    IN_CLOSING, /* answered with Connection: close: nothing more is read until it is flushed */
+    IN_LINGER,  /* flushed, write side shut: what still arrives is dropped until the client
+                 * closes or HTTP_LINGER_MS pass (conn_linger) */
 };
+
+/* A connection past its Connection: close answer (nothing more is parsed). */
+#define CONN_CLOSING(t) ((t)->phase >= IN_CLOSING)
 
 /* Requests one keep-alive connection may carry: the last answer says Connection: close
  * (libevhtp's own limit closed the connection without saying so). */
 #define HTTP_KEEPALIVE_REQUESTS 10000u
+
+/* How long a closing connection drops what its client still sends (conn_linger). */
+#define HTTP_LINGER_MS 2000
 
 struct conn_track {
     struct http_server *srv;
@@ -209,6 +219,26 @@ static void conn_close_after_flush(struct conn_track *t)
         event_del(t->hup);
 }
 
+/* The Connection: close answer is flushed: shut the write side (the client reads the
+ * answers, then end-of-file) and drop what the client still sends until it closes too
+ * (guard_eventcb) or HTTP_LINGER_MS pass (conn_wait_cb). Closing with input unread would
+ * make the kernel reset the connection, and a reset discards the answers the client has
+ * not read yet. */
+static void conn_linger(struct conn_track *t)
+{
+    struct bufferevent *bev = t->conn->bev;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (!t->wait || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+        evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t */
+        return;
+    }
+    t->phase = IN_LINGER;
+    struct timeval tv = {HTTP_LINGER_MS / 1000, (HTTP_LINGER_MS % 1000) * 1000};
+    evtimer_add(t->wait, &tv);
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
+}
+
 /* An answer without a request object (libevhtp has not seen the headers: 431, 503):
  * written as is, then the connection closes; nothing more is read. */
 static void reject_raw(struct conn_track *t, int status, const char *reason, const char *body,
@@ -291,7 +321,7 @@ static bool input_ready(struct conn_track *t)
 static void guard_readcb(struct bufferevent *bev, void *arg)
 {
     struct conn_track *t = track_of(arg);
-    if (t && t->phase == IN_CLOSING) {
+    if (t && CONN_CLOSING(t)) {
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
         return;
     }
@@ -348,12 +378,15 @@ static void guard_writecb(struct bufferevent *bev, void *arg)
     }
     if (t->phase == IN_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t */
+            conn_linger(t);
         return;
     }
-    /* The next request may be waiting in the input: a 431 or 503 for it closes. */
+    if (t->phase == IN_LINGER)
+        return;
+    /* The next request may be waiting in the input: input_ready answers a 431 or 503
+     * for it, which closes. */
     if (!(t->conn->flags & EVHTP_CONN_FLAG_PAUSED) && !input_ready(t) && t->phase == IN_CLOSING)
-        return; /* the answer is flushed, then the connection freed above */
+        return; /* that answer is flushed, then the connection closed above */
     call_hidden(t, run_writecb, bev);
 }
 
@@ -390,10 +423,10 @@ static void guard_resumecb(evutil_socket_t fd, short what, void *arg)
         evhtp_resumecb(fd, what, arg);
         return;
     }
-    if (t->phase == IN_CLOSING)
-        return; /* the reply is flushing; guard_writecb frees the connection */
+    if (CONN_CLOSING(t))
+        return; /* the reply is flushing; guard_writecb then closes the connection */
     if (!input_ready(t) && t->phase == IN_CLOSING)
-        return; /* a 431 or 503 for the next request: flushed, then freed by guard_writecb */
+        return; /* input_ready answered a 431 or 503 for the next request: flushing */
     if (call_hidden(t, run_resumecb, NULL))
         write_now(t);
 }
@@ -405,6 +438,10 @@ static void guard_resumecb(evutil_socket_t fd, short what, void *arg)
 static void guard_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn_track *t = track_of(arg);
+    if (t && t->phase == IN_LINGER) { /* the client closed too, or an error: done */
+        evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t */
+        return;
+    }
     if (t && t->waiting && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
         log_debug("the client closed its connection before its answer");
         evhtp_connection_free(t->conn); /* abandons the request (on_request_fini), frees t */
@@ -596,7 +633,12 @@ static evhtp_res on_conn_fini(evhtp_connection_t *c, void *arg)
 static void conn_wait_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn_track *t = arg;
-    log_debug("closing a connection: no complete request within %d s", t->srv->opts.idle_timeout_s);
+    if (t->phase == IN_LINGER)
+        log_debug("closing a connection: its client still sends after %d ms", HTTP_LINGER_MS);
+    else if (t->phase == IN_CLOSING)
+        log_debug("closing a connection: its answer is not read within %d s", t->srv->opts.idle_timeout_s);
+    else
+        log_debug("closing a connection: no complete request within %d s", t->srv->opts.idle_timeout_s);
     evhtp_connection_free(t->conn); /* runs on_conn_fini, which frees t and this event */
 }
 
@@ -643,7 +685,7 @@ static void hup_cb(evutil_socket_t fd, short what, void *arg)
 
 static void hup_arm(struct conn_track *t)
 {
-    if (!t || t->phase == IN_CLOSING)
+    if (!t || CONN_CLOSING(t))
         return;
     evutil_socket_t fd = bufferevent_getfd(t->conn->bev);
     if (fd < 0)
@@ -877,7 +919,15 @@ static void send_reply(struct http_req *r, int status, const char *content_type,
         r->paused = false;
         evhtp_request_resume(req);
     }
+    /* Connection: close (the connection's last request, draining, or the client's own
+     * close): the requests pipelined behind it are not answered; the connection closes
+     * once this answer is flushed. */
+    bool last = !(evhtp_request_get_flags(req) & EVHTP_REQ_FLAG_KEEPALIVE);
     evhtp_send_reply(req, (evhtp_res)status);
+    if (last && t && t->guarded) {
+        conn_close_after_flush(t);
+        bufferevent_enable(t->conn->bev, EV_WRITE);
+    }
     http_req_unref(r);
 }
 

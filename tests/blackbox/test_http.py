@@ -467,3 +467,62 @@ def test_keepalive_connection_says_close_on_its_last_request(svc):
         s.close()
     st, _, _ = svc.req("GET", "/healthz")  # a new connection is served
     assert st == 200
+
+
+def test_requests_pipelined_past_the_last_are_not_answered(svc):
+    """Requests pipelined behind the Connection: close answer are not answered (the client
+    sends them again on a new connection): the answers stop at the 10,000th, then
+    end-of-file."""
+    req = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+    try:
+        buf, seen = b"", []
+        while len(seen) < KEEPALIVE_REQUESTS - 500:
+            s.sendall(req * 500)
+            got, buf = _answers(s, buf, 500)
+            seen += got
+        s.sendall(req * 550)  # the last 500, and 50 behind them
+        got, buf = _answers(s, buf, 500)
+        assert [h.get("connection") for _, h in got][-2:] == [None, "close"]
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+        assert buf == b"", "answered past the last request: %r" % buf[:80]
+    finally:
+        s.close()
+
+
+def _send_for(sock, seconds):
+    """Send a byte every 50 ms for seconds; the error that stopped it, or None."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            sock.sendall(b"x")
+        except OSError as e:
+            return e
+        time.sleep(0.05)
+    return None
+
+
+def test_closing_connection_lingers_so_its_answer_is_not_reset(svc):
+    """A Connection: close answer followed by input the service never reads: the service
+    shuts its side after the answer and drops what still arrives for 2 s (HTTP_LINGER_MS),
+    so the client reads the whole answer and a clean end-of-file, never a reset (a close
+    with unread input resets the connection, and a reset discards unread answers). After
+    those 2 s the socket is closed, not before."""
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" + b"y" * 65536)
+        assert _send_for(s, 0.3) is None
+        got, buf = _answers(s, b"", 1)
+        assert got[0][0] == "HTTP/1.1 200 OK" and got[0][1].get("connection") == "close"
+        assert buf == b"" and s.recv(1) == b"", "no clean end-of-file after the answer"
+        t0 = time.monotonic()
+        assert _send_for(s, 1.2) is None, "closed before its 2 s of lingering"
+        err = _send_for(s, 2.0)
+        assert isinstance(err, (BrokenPipeError, ConnectionResetError)), "still open %.1f s later: %r" % (
+            time.monotonic() - t0, err)
+    finally:
+        s.close()
