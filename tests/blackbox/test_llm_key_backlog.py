@@ -47,6 +47,19 @@ def insert_like_verifywise(db, org, key, name="OpenAI"):
                      % tenant_hash(org), (key, name, "https://api.openai.com/v1/", "gpt-4o"))
 
 
+def caught_after_rekey(s, token, db, kid, new, old, name):
+    """After row kid's stored key changed from old to new: a create of new (as provider
+    name) settles the row's fingerprint and is refused as a duplicate, writing nothing;
+    old is free to add again."""
+    n = db.llm_count(1)
+    st, _, data = create(s, token, new, name=name)
+    assert st == 400 and data["data"].startswith(DUP), data
+    assert db.llm_count(1) == n
+    assert listed(db, 1) == [] and fingerprint_of_stored_key(db, 1, kid)
+    st, _, data = create(s, token, old)
+    assert st == 201, data
+
+
 @pytest.fixture
 def fresh(service, pg, request):
     db = Db(pg, fresh_db(pg, "itest_backlog_%s" % request.node.name[5:40]))
@@ -95,13 +108,7 @@ def test_key_changed_by_verifywise_loses_its_fingerprint(fresh, tokens):
     db.execute('UPDATE "%s".llm_keys SET model = %%s WHERE id = %%s' % tenant_hash(1), ("gpt-4.1", other))
     db.execute('UPDATE "%s".llm_keys SET key = key WHERE id = %%s' % tenant_hash(1), (other,))
     assert fingerprint(db, 1, other) and listed(db, 1) == [kid]
-    n = db.llm_count(1)
-    st, _, data = create(s, tokens.admin1, new, name="OpenRouter")
-    assert st == 400 and data["data"].startswith(DUP), data
-    assert db.llm_count(1) == n
-    assert listed(db, 1) == [] and fingerprint_of_stored_key(db, 1, kid)
-    st, _, data = create(s, tokens.admin1, old)
-    assert st == 201, data
+    caught_after_rekey(s, tokens.admin1, db, kid, new, old, "OpenRouter")
 
 
 def test_verifywise_row_is_listed_then_fingerprinted_and_caught(fresh, tokens):
@@ -171,22 +178,31 @@ def test_deleted_row_leaves_the_list(fresh, tokens):
     assert listed(db, 1) == []
 
 
-def test_tenant_of_the_previous_version_is_migrated_in_place(service, tokens, pg):
-    db = Db(pg, fresh_db(pg, "itest_backlog_migrate"))
+def _one_key_then_version(service, tokens, pg, dbname, version, undo):
+    """A tenant with one key created through the service, then stopped and put back in the
+    shape tenant DDL version `version` left (the statements of undo, %s: the tenant), with
+    the public objects of the previous release, so the next start upgrades every known
+    tenant. (db, tenant, key, its id)."""
+    db = Db(pg, fresh_db(pg, dbname))
     t = tenant_hash(1)
     s = service(db=db.dbname)
-    k_ours = new_llm_key("OpenAI")
-    st, _, data = create(s, tokens.admin1, k_ours)
+    key = new_llm_key("OpenAI")
+    st, _, data = create(s, tokens.admin1, key)
     assert st == 201, data
-    ours = data["data"]["id"]
     s.stop()
-    # the shape version 3 left: no list, no trigger; then VerifyWise writes two rows
-    db.execute('DROP TABLE "%s".%s' % (t, BACKLOG))
-    db.execute('DROP TRIGGER integrationsd_unfingerprinted ON "%s".llm_keys' % t)
-    db.execute('DROP FUNCTION "%s".integrationsd_llm_keys_unfingerprinted()' % t)
-    db.execute("UPDATE public.integration_tenants SET ddl_version = 3 WHERE schema_name = %s", (t,))
-    # and the public objects of the previous release: start-up upgrades every known tenant
+    for stmt in undo:
+        db.execute(stmt % t)
+    db.execute("UPDATE public.integration_tenants SET ddl_version = %s WHERE schema_name = %s", (version, t))
     db.execute("COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS 'integrationsd schema old'")
+    return db, t, key, data["data"]["id"]
+
+
+def test_tenant_of_the_previous_version_is_migrated_in_place(service, tokens, pg):
+    # the shape version 3 left: no list, no trigger; then VerifyWise writes two rows
+    db, t, k_ours, ours = _one_key_then_version(service, tokens, pg, "itest_backlog_migrate", 3, [
+        'DROP TABLE "%s".' + BACKLOG,
+        'DROP TRIGGER integrationsd_unfingerprinted ON "%s".llm_keys',
+        'DROP FUNCTION "%s".integrationsd_llm_keys_unfingerprinted()'])
     k1, k2 = new_llm_key("OpenAI"), new_llm_key("Anthropic")
     vw1, vw2 = insert_like_verifywise(db, 1, k1), insert_like_verifywise(db, 1, k2, name="Anthropic")
     s2 = service(db=db.dbname)
@@ -257,38 +273,21 @@ def test_key_changed_while_a_create_fingerprints_it_stays_listed(fresh, tokens, 
     th.join(10)
     assert out["r"][0] == 201, out
     assert listed(db, 1) == [vw] and fingerprint(db, 1, vw) is None
-    st, _, data = create(s, tokens.admin1, new, name="OpenRouter")
-    assert st == 400 and data["data"].startswith(DUP), data
-    assert listed(db, 1) == [] and fingerprint_of_stored_key(db, 1, vw)
-    st, _, data = create(s, tokens.admin1, old)
-    assert st == 201, data
+    caught_after_rekey(s, tokens.admin1, db, vw, new, old, "OpenRouter")
 
 
 def test_fingerprints_of_version_4_are_taken_again(service, tokens, pg):
     """A tenant of version 4 (fingerprints without key_md5, no re-key trigger): its
     fingerprints are dropped and their rows listed, and the next create takes them again
     from the keys as stored now, so a key changed before the upgrade is caught too."""
-    db = Db(pg, fresh_db(pg, "itest_backlog_v4"))
-    t = tenant_hash(1)
-    s = service(db=db.dbname)
-    k1 = new_llm_key("OpenAI")
-    st, _, data = create(s, tokens.admin1, k1)
-    assert st == 201, data
-    kid = data["data"]["id"]
-    s.stop()
-    db.execute('DROP TRIGGER integrationsd_rekeyed ON "%s".llm_keys' % t)
-    db.execute('DROP FUNCTION "%s".integrationsd_llm_key_rekeyed()' % t)
-    db.execute('ALTER TABLE "%s".integrationsd_llm_key_fingerprints DROP COLUMN key_md5' % t)
-    db.execute("UPDATE public.integration_tenants SET ddl_version = 4 WHERE schema_name = %s", (t,))
-    db.execute("COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS 'integrationsd schema old'")
+    db, t, k1, kid = _one_key_then_version(service, tokens, pg, "itest_backlog_v4", 4, [
+        'DROP TRIGGER integrationsd_rekeyed ON "%s".llm_keys',
+        'DROP FUNCTION "%s".integrationsd_llm_key_rekeyed()',
+        'ALTER TABLE "%s".integrationsd_llm_key_fingerprints DROP COLUMN key_md5'])
     k2 = new_llm_key("OpenAI")
     update_like_verifywise(db, 1, kid, k2)  # under version 4: nothing notices
     s2 = service(db=db.dbname)
     assert db.scalar("SELECT ddl_version FROM public.integration_tenants WHERE schema_name = %s", (t,)) == 5
     assert listed(db, 1) == [kid] and fingerprint(db, 1, kid) is None
-    st, _, data = create(s2, tokens.admin1, k2, name="Anthropic")
-    assert st == 400 and data["data"].startswith(DUP), data
-    assert listed(db, 1) == [] and fingerprint_of_stored_key(db, 1, kid)
-    st, _, data = create(s2, tokens.admin1, k1)
-    assert st == 201, data
+    caught_after_rekey(s2, tokens.admin1, db, kid, k2, k1, "Anthropic")
     db.close()
