@@ -193,7 +193,7 @@ def _one_key_then_version(service, tokens, pg, dbname, version, undo):
     for stmt in undo:
         db.execute(stmt % t)
     db.execute("UPDATE public.integration_tenants SET ddl_version = %s WHERE schema_name = %s", (version, t))
-    db.execute("UPDATE public.integrationsd_schema SET version = 'old'")
+    db.execute("COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS 'integrationsd schema old'")
     return db, t, key, data["data"]["id"]
 
 

@@ -540,31 +540,6 @@ def test_tenants_in_place_are_read_at_start_up(pg, service):
         db.close()
 
 
-def test_version_row_decides_the_start_up_path(pg, service):
-    """The public objects' version is the one row of public.integrationsd_schema: a start
-    that finds its own version there takes the one-round-trip path (tenants read); a row
-    gone or of another version applies the schema again (under the lock) and writes it."""
-    name = fresh_db(pg, "itest_version_row")
-    db = Db(pg, name)
-    try:
-        admin1 = token_for(1, 1, "Admin")
-        first = service(db=name)
-        assert first.req("GET", "/api/llm-keys", token=admin1)[0] == 200
-        first.stop_and_check()
-        version = db.scalar("SELECT version FROM public.integrationsd_schema")
-        assert version == _schema_ready_line(first)["version"]
-        for undo in ("DELETE FROM public.integrationsd_schema",
-                     "UPDATE public.integrationsd_schema SET version = 'another'", None):
-            if undo:
-                db.execute(undo)
-            svc = service(db=name)
-            assert _schema_ready_line(svc)["tenants"] == (1 if undo is None else 0), undo  # 0: applied again
-            assert db.rows("SELECT version FROM public.integrationsd_schema") == [{"version": version}]
-            svc.stop_and_check()
-    finally:
-        db.close()
-
-
 def test_tenants_read_at_start_up_are_bounded(pg, service):
     """At most 4096 tenants are read at start; the others are checked on their first request."""
     name = fresh_db(pg, "itest_tenant_preload_cap")
