@@ -15,6 +15,8 @@
 
 #include <event2/event.h>
 
+#include "util/json_out.h"
+
 #define LOG_BUF_MAX (64 * 1024)
 
 static enum log_level min_level = LOG_INFO;
@@ -154,6 +156,46 @@ void log_fields(enum log_level lvl, const char *msg, json_t *fields)
         free(extra);
     }
     json_decref(fields);
+}
+
+void log_members(enum log_level lvl, const char *msg, const char *members, size_t n)
+{
+    if (!log_enabled(lvl))
+        return;
+    char ts[40];
+    now_iso(ts, sizeof ts);
+    struct json_out o;
+    json_out_init(&o);
+    if (format == LOG_FORMAT_JSON) {
+        json_out_lit(&o, "{\"time\":");
+        json_out_str(&o, ts, strlen(ts));
+        json_out_lit(&o, ",\"level\":");
+        json_out_str(&o, level_names[lvl], strlen(level_names[lvl]));
+        json_out_lit(&o, ",\"msg\":");
+        json_out_str(&o, msg, strlen(msg));
+        if (n) {
+            json_out_lit(&o, ",");
+            json_out_raw(&o, members, n);
+        }
+        json_out_lit(&o, "}");
+    } else {
+        json_out_raw(&o, ts, strlen(ts));
+        json_out_lit(&o, " ");
+        json_out_raw(&o, level_names[lvl], strlen(level_names[lvl]));
+        json_out_lit(&o, " ");
+        json_out_raw(&o, msg, strlen(msg));
+        if (n) {
+            json_out_lit(&o, " {");
+            json_out_raw(&o, members, n);
+            json_out_lit(&o, "}");
+        }
+    }
+    size_t len;
+    char *line = json_out_finish(&o, &len);
+    if (line) {
+        write_line(line, len, lvl);
+        free(line);
+    }
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)

@@ -20,6 +20,9 @@ void json_out_raw(struct json_out *o, const char *s, size_t n);
 /* A string value: quoted and escaped. Not valid UTF-8: the output fails. */
 void json_out_str(struct json_out *o, const char *s, size_t n);
 void json_out_int(struct json_out *o, long long v);
+/* A real as json_dumps with JSON_REAL_PRECISION(precision) writes it (1-17 digits). Not
+ * finite (jansson refuses it): the output fails. */
+void json_out_real(struct json_out *o, double v, int precision);
 /* The text (malloc'd, NUL-terminated, *len without the NUL), or NULL when anything failed;
  * either way o is emptied. */
 MUSTCHECK char *json_out_finish(struct json_out *o, size_t *len);

@@ -2,6 +2,7 @@
  * check follow jansson's dump and string rules; tests/unit/test_json_out compares the two. */
 #include "util/json_out.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,31 @@ void json_out_int(struct json_out *o, long long v)
     int n = snprintf(b, sizeof b, "%lld", v);
     if (n > 0)
         json_out_raw(o, b, (size_t)n);
+}
+
+void json_out_real(struct json_out *o, double v, int precision)
+{
+    char b[40];
+    int n = isfinite(v) ? snprintf(b, sizeof b - 2, "%.*g", precision, v) : -1;
+    if (n <= 0 || (size_t)n >= sizeof b - 2) {
+        o->failed = true;
+        return;
+    }
+    char *comma = strchr(b, ','); /* a decimal comma of LC_NUMERIC: JSON's is a point */
+    if (comma)
+        *comma = '.';
+    char *e = strchr(b, 'e');
+    if (!e && !strchr(b, '.')) { /* a real stays a real when read back */
+        memcpy(b + n, ".0", 2);
+        n += 2;
+    } else if (e) { /* the exponent without '+' and leading zeros: "1e+07" is "1e7" */
+        char *d = e + 1 + (e[1] == '-'), *z = d;
+        while (*z == '+' || (*z == '0' && z[1]))
+            z++;
+        memmove(d, z, (size_t)(b + n - z) + 1);
+        n -= (int)(z - d);
+    }
+    json_out_raw(o, b, (size_t)n);
 }
 
 char *json_out_finish(struct json_out *o, size_t *len)

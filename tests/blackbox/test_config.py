@@ -311,6 +311,12 @@ def test_log_lines_are_json_and_requests_are_logged(service, tokens):
     assert ids and rec[ids[0]], "no request id field in %r" % rec
     ok = _request_lines(records, "GET", "/api/llm-keys")
     assert any(r["status"] == 200 for r in ok), ok
+    # the members, in the order every release wrote them (the line is written directly)
+    common = ["time", "level", "msg", "request_id", "method", "path", "status", "duration_ms"]
+    assert list(rec) == common, rec
+    served = [r for r in ok if r["status"] == 200][-1]
+    assert list(served) == common + ["route", "user_id"], served
+    assert served["route"] == "llm_keys_list" and served["user_id"] == 1 and served["msg"] == "request", served
     # request ids differ between requests
     rid_key = ids[0]
     rids = [r.get(rid_key) for r in records if "status" in r and r.get(rid_key)]

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,52 @@ static void test_failure_is_sticky(void **state)
     json_out_free(&o); /* harmless after finish */
 }
 
+/* Reals as jansson writes them with JSON_REAL_PRECISION(p): edges, then random bit
+ * patterns and durations; not finite fails (jansson has no such value). */
+static void same_real(double v, int p)
+{
+    json_t *j = json_real(v);
+    assert_non_null(j);
+    char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(p));
+    json_decref(j);
+    struct json_out o;
+    json_out_init(&o);
+    json_out_real(&o, v, p);
+    size_t len;
+    char *got = json_out_finish(&o, &len);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+}
+
+static void test_reals(void **state)
+{
+    (void)state;
+    static const double edges[] = {0.0, -0.0, 1.0, -1.0, 0.5, 12.0, 100000.0, 1000000.0, 1e7, 1e-5, 1.5e-7,
+                                   123456789.0, 1e300, -2.5e-300, 4.9e-324, 1.7976931348623157e308,
+                                   0.001, 0.1234565, 99999.95, 999999.5};
+    for (int p = 1; p <= 17; p++)
+        for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+            same_real(edges[i], p);
+    srand(12345);
+    for (int i = 0; i < 200000; i++) {
+        uint64_t bits = ((uint64_t)rand() << 42) ^ ((uint64_t)rand() << 21) ^ (uint64_t)rand();
+        double v;
+        memcpy(&v, &bits, sizeof v);
+        if (isfinite(v))
+            same_real(v, 1 + i % 17);
+        same_real((double)(rand() % 100000000) / 1000.0, 6); /* a duration in ms */
+    }
+    struct json_out o;
+    json_out_init(&o);
+    json_out_real(&o, INFINITY, 6);
+    json_out_real(&o, NAN, 6);
+    size_t len;
+    assert_null(json_out_finish(&o, &len));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_random_strings),
         cmocka_unit_test(test_ints_and_a_whole_answer),
         cmocka_unit_test(test_failure_is_sticky),
+        cmocka_unit_test(test_reals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
