@@ -22,7 +22,8 @@ int log_enabled(enum log_level lvl);
 /* Log `msg` with extra fields (stolen; may be NULL). */
 void log_fields(enum log_level lvl, const char *msg, json_t *fields);
 /* The same line with its fields already written as JSON object members ("a":1,"b":"x"
- * without the braces; util/json_out): no json_t, for the line of every request. */
+ * without the braces; util/json_out; NULL: none): no json_t, for the line of every
+ * request. log_fields composes its lines through it. */
 void log_members(enum log_level lvl, const char *msg, const char *members, size_t n);
 
 /* printf-style message without extra fields. */

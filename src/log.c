@@ -118,62 +118,27 @@ static void write_line(const char *s, size_t n, enum log_level lvl)
     }
 }
 
-void log_fields(enum log_level lvl, const char *msg, json_t *fields)
-{
-    if (!log_enabled(lvl)) {
-        json_decref(fields);
-        return;
-    }
-    char ts[40];
-    now_iso(ts, sizeof ts);
-    if (format == LOG_FORMAT_JSON) {
-        json_t *o = json_object();
-        if (!o) {
-            json_decref(fields);
-            return;
-        }
-        json_object_set_new(o, "time", json_string(ts));
-        json_object_set_new(o, "level", json_string(level_names[lvl]));
-        json_t *m = json_string(msg);
-        json_object_set_new(o, "msg", m ? m : json_string("(invalid utf-8)"));
-        if (fields)
-            json_object_update(o, fields);
-        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-        if (s) {
-            write_line(s, strlen(s), lvl);
-            free(s);
-        }
-        json_decref(o);
-    } else {
-        char *extra = fields ? json_dumps(fields, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
-        char *line = NULL;
-        int n = asprintf(&line, "%s %s %s%s%s", ts, level_names[lvl], msg, extra ? " " : "",
-                         extra ? extra : "");
-        if (n >= 0) {
-            write_line(line, (size_t)n, lvl);
-            free(line);
-        }
-        free(extra);
-    }
-    json_decref(fields);
-}
-
+/* The one place a line is composed: time, level, msg, then the members (NULL: none). */
 void log_members(enum log_level lvl, const char *msg, const char *members, size_t n)
 {
     if (!log_enabled(lvl))
         return;
     char ts[40];
     now_iso(ts, sizeof ts);
+    const char *level = level_names[lvl];
+    size_t mlen = strlen(msg);
     struct json_out o;
     json_out_init(&o);
     if (format == LOG_FORMAT_JSON) {
+        if (!json_out_valid(msg, mlen))
+            msg = "(invalid utf-8)", mlen = strlen(msg);
         json_out_lit(&o, "{\"time\":");
         json_out_str(&o, ts, strlen(ts));
         json_out_lit(&o, ",\"level\":");
-        json_out_str(&o, level_names[lvl], strlen(level_names[lvl]));
+        json_out_str(&o, level, strlen(level));
         json_out_lit(&o, ",\"msg\":");
-        json_out_str(&o, msg, strlen(msg));
-        if (n) {
+        json_out_str(&o, msg, mlen);
+        if (members && n) {
             json_out_lit(&o, ",");
             json_out_raw(&o, members, n);
         }
@@ -181,10 +146,10 @@ void log_members(enum log_level lvl, const char *msg, const char *members, size_
     } else {
         json_out_raw(&o, ts, strlen(ts));
         json_out_lit(&o, " ");
-        json_out_raw(&o, level_names[lvl], strlen(level_names[lvl]));
+        json_out_raw(&o, level, strlen(level));
         json_out_lit(&o, " ");
-        json_out_raw(&o, msg, strlen(msg));
-        if (n) {
+        json_out_raw(&o, msg, mlen);
+        if (members) {
             json_out_lit(&o, " {");
             json_out_raw(&o, members, n);
             json_out_lit(&o, "}");
@@ -196,6 +161,20 @@ void log_members(enum log_level lvl, const char *msg, const char *members, size_
         write_line(line, len, lvl);
         free(line);
     }
+}
+
+void log_fields(enum log_level lvl, const char *msg, json_t *fields)
+{
+    if (!log_enabled(lvl)) {
+        json_decref(fields);
+        return;
+    }
+    /* "{...}": the members are what the braces hold */
+    char *s = fields ? json_dumps(fields, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+    size_t n = s ? strlen(s) : 0;
+    log_members(lvl, msg, n >= 2 ? s + 1 : NULL, n >= 2 ? n - 2 : 0);
+    free(s);
+    json_decref(fields);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)

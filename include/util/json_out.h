@@ -19,6 +19,8 @@ void json_out_raw(struct json_out *o, const char *s, size_t n);
 #define json_out_lit(o, lit) json_out_raw((o), (lit), sizeof(lit) - 1)
 /* A string value: quoted and escaped. Not valid UTF-8: the output fails. */
 void json_out_str(struct json_out *o, const char *s, size_t n);
+/* Would json_out_str take s[0..n) (valid UTF-8, as jansson requires)? */
+bool json_out_valid(const char *s, size_t n);
 void json_out_int(struct json_out *o, long long v);
 /* A real as json_dumps with JSON_REAL_PRECISION(precision) writes it (1-17 digits). Not
  * finite (jansson refuses it): the output fails. */

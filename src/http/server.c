@@ -862,8 +862,8 @@ static void log_request(struct http_req *r, int status)
     enum log_level lvl = status >= 500 ? LOG_WARN : LOG_INFO;
     if (!log_enabled(lvl))
         return;
-    /* Written directly (about 4 µs a request less than through json_t on this machine);
-     * a path jansson would refuse (not UTF-8) takes the json_t path, as before. */
+    /* Written directly (about 4 µs a request less than through json_t on this machine).
+     * A path that is not UTF-8 leaves the line without fields, as jansson did. */
     const char *path = r->path ? r->path : "", *method = http_method_name(r->method);
     struct json_out o;
     json_out_init(&o);
@@ -885,20 +885,10 @@ static void log_request(struct http_req *r, int status)
         json_out_lit(&o, ",\"user_id\":");
         json_out_int(&o, r->auth.user_id);
     }
-    size_t n;
+    size_t n = 0;
     char *members = json_out_finish(&o, &n);
-    if (members) {
-        log_members(lvl, "request", members, n);
-        free(members);
-        return;
-    }
-    json_t *f = json_pack("{s:s,s:s,s:s,s:i,s:f}", "request_id", r->id, "method", method, "path", path, "status",
-                          status, "duration_ms", (double)dur / 1000.0);
-    if (f && r->route)
-        json_object_set_new(f, "route", json_string(r->route->name));
-    if (f && r->auth.user_id)
-        json_object_set_new(f, "user_id", json_integer(r->auth.user_id));
-    log_fields(lvl, "request", f);
+    log_members(lvl, "request", members, n);
+    free(members);
 }
 
 /* Queue the reply: standard headers (with content_type), CORS, extra headers, body. */

@@ -95,6 +95,11 @@ static size_t escaped_len(const unsigned char *s, size_t n)
     return out;
 }
 
+bool json_out_valid(const char *s, size_t n)
+{
+    return escaped_len((const unsigned char *)s, n) != SIZE_MAX;
+}
+
 void json_out_str(struct json_out *o, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
