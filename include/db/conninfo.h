@@ -1,6 +1,7 @@
 /* db/conninfo: the libpq connection settings of the pool and the LISTEN connection, built
  * once at start from DATABASE_URL or the DB_* pieces, plus what the service always sets
- * (server-side timeouts, TCP keepalives, application_name, target_session_attrs).
+ * (server-side timeouts, TCP keepalives, application_name, target_session_attrs, and
+ * gssencmode=disable unless asked for).
  * Host names in them are never resolved by libpq on the loop: the pool resolves them
  * before every attempt (net/resolve), so the settings stay as given. */
 #ifndef IDX_DB_CONNINFO_H
@@ -14,6 +15,7 @@ struct db_conninfo_params {
     const char *host, *port, *dbname, *user, *password; /* each may be NULL */
     int statement_timeout_ms;      /* server-side statement_timeout */
     int idle_in_transaction_timeout_ms;
+    const char *env_gssencmode;    /* PGGSSENCMODE from the environment, or NULL */
 };
 
 struct db_conninfo;

@@ -35,6 +35,7 @@ static void pieces_and_service_settings(void **state)
     assert_string_equal(get(ci, "target_session_attrs"), "read-write");
     assert_string_equal(get(ci, "keepalives"), "1");
     assert_string_equal(get(ci, "tcp_user_timeout"), "15000");
+    assert_string_equal(get(ci, "gssencmode"), "disable");
     db_conninfo_free(ci);
 }
 
@@ -56,6 +57,30 @@ static void url_wins_and_keeps_its_options(void **state)
     db_conninfo_free(ci);
 }
 
+/* GSSAPI encryption when asked for: the URL's gssencmode is kept, and PGGSSENCMODE is left
+ * for libpq to read (no gssencmode set); otherwise disable. */
+static void gssencmode_when_asked_for(void **state)
+{
+    char err[160];
+    struct db_conninfo_params p = {.database_url = "postgresql://u@a.test/db?gssencmode=require"};
+    struct db_conninfo *ci = db_conninfo_new(&p, err, sizeof err);
+    assert_non_null(ci);
+    assert_string_equal(get(ci, "gssencmode"), "require");
+    db_conninfo_free(ci);
+
+    p = (struct db_conninfo_params){.database_url = "postgresql://u@a.test/db", .env_gssencmode = "prefer"};
+    ci = db_conninfo_new(&p, err, sizeof err);
+    assert_non_null(ci);
+    assert_null(get(ci, "gssencmode"));
+    db_conninfo_free(ci);
+
+    p = (struct db_conninfo_params){.host = "a.test", .env_gssencmode = ""};
+    ci = db_conninfo_new(&p, err, sizeof err);
+    assert_non_null(ci);
+    assert_string_equal(get(ci, "gssencmode"), "disable");
+    db_conninfo_free(ci);
+}
+
 static void refused_settings(void **state)
 {
     char err[160];
@@ -74,6 +99,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pieces_and_service_settings),
         cmocka_unit_test(url_wins_and_keeps_its_options),
+        cmocka_unit_test(gssencmode_when_asked_for),
         cmocka_unit_test(refused_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
