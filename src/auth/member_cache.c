@@ -9,8 +9,9 @@ struct member_cache {
     unsigned mask;
     int64_t ttl_ms;
     bool enabled;
+    bool stored;                /* a slot written since the last clear */
     uint64_t gen;
-    struct member_entry *slots;
+    struct member_entry *slots; /* calloc'ed: untouched pages stay unbacked until used */
 };
 
 static unsigned slot_of(const struct member_cache *c, long long id)
@@ -75,8 +76,9 @@ void member_cache_set_enabled(struct member_cache *c, bool on)
 {
     c->gen++;
     c->enabled = on;
-    if (c->slots)
+    if (c->slots && c->stored) /* a clear of an unused table would page in all of it */
         memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
+    c->stored = false;
 }
 
 void member_cache_put(struct member_cache *c, uint64_t gen, long long user_id, enum member_state st,
@@ -85,6 +87,7 @@ void member_cache_put(struct member_cache *c, uint64_t gen, long long user_id, e
     if (!c->slots || !c->enabled || gen != c->gen)
         return;
     struct member_entry *e = &c->slots[slot_of(c, user_id)];
+    c->stored = true;
     e->user_id = user_id;
     e->org_id = org_id;
     e->role_id = role_id;

@@ -22,6 +22,11 @@ static void off_until_enabled(void **state)
     assert_int_equal(e.role_id, 3);
     member_cache_set_enabled(c, false); /* the LISTEN connection is down */
     assert_false(member_cache_get(c, 7, 1, &e));
+    member_cache_set_enabled(c, true); /* and back: it starts empty */
+    assert_false(member_cache_get(c, 7, 1, &e));
+    member_cache_put(c, member_cache_gen(c), 9, MEMBER_ROW, 2, 1, 0);
+    member_cache_set_enabled(c, true); /* a flush ("all") while enabled empties it too */
+    assert_false(member_cache_get(c, 9, 1, &e));
     member_cache_free(c);
 }
 
