@@ -18,6 +18,7 @@
  * forgets the name. Units of several statements are sent unnamed as before. */
 #include "db/pool.h"
 
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -891,6 +892,12 @@ static int split_list(const char *s, char **out, int max)
     }
 }
 
+static bool is_ip_literal(const char *s)
+{
+    unsigned char bin[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1;
+}
+
 /* host / hostaddr / port as libpq reads them, into targets. */
 static int parse_targets(struct db_pool *p, char *err, size_t errlen)
 {
@@ -924,6 +931,13 @@ static int parse_targets(struct db_pool *p, char *err, size_t errlen)
         }
         p->ntargets++;
         if (!t->port) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        /* an address written as the host is its own hostaddr: the first connection
+         * starts here, without waiting a loop iteration for the resolver's answer */
+        if (!t->hostaddr && is_ip_literal(t->host) && !(t->hostaddr = strdup(t->host))) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
             break;
