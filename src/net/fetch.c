@@ -2,11 +2,12 @@
  * shared libevent loop (curl's socket and timer callbacks; nothing blocks).
  *
  * Ownership:
- * - struct fetch_client owns the CURLM, one evtimer for curl's timeout, one
- *   "deliver" event (activated when finished transfers are queued), the parsed
- *   deny list, the User-Agent string, one struct fetch_sock (a persistent event)
- *   per socket curl asks us to watch, and every struct fetch not yet delivered or
- *   cancelled (on the running list or the done queue).
+ * - struct fetch_client owns the CURLM (made by the first transfer), one evtimer
+ *   for curl's timeout, one "deliver" event (activated when finished transfers
+ *   are queued), the parsed deny list, the User-Agent string, one struct
+ *   fetch_sock (a persistent event) per socket curl asks us to watch, and every
+ *   struct fetch not yet delivered or cancelled (on the running list or the done
+ *   queue).
  * - struct fetch owns its easy handle (until the transfer ends), the request
  *   header slist (until then as well), a copy of the strings that must never
  *   appear in error text (URL userinfo, path, query; auth; cleared when freed),
@@ -821,6 +822,41 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 
 /* ---- client -------------------------------------------------------------- */
 
+/* libcurl and the multi handle, set up by the first transfer: a process that never calls
+ * out never pages in libcurl's code (0.5 MiB), and the start-up does not wait for it
+ * (about 0.4 ms). Safe beside the scrypt thread: this libcurl's global init is
+ * thread-safe, and what it initialises below it (OpenSSL 3, libssh2's OpenSSL backend)
+ * is too. A failure fails this transfer only; the next one tries again. 0, or -1 with
+ * msg set. */
+static int client_curl(struct fetch_client *c, char *msg, size_t msglen)
+{
+    if (c->multi)
+        return 0;
+    if (!c->curl_global) {
+        /* Reference-counted by libcurl, so several clients are fine. */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            snprintf(msg, msglen, "curl_global_init failed");
+            return -1;
+        }
+        c->curl_global = true;
+    }
+    CURLM *m = curl_multi_init();
+    if (!m) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
+    if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl_multi_setopt(m, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        snprintf(msg, msglen, "curl_multi_setopt failed");
+        return -1;
+    }
+    c->multi = m;
+    return 0;
+}
+
 struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_cidrs,
                                       const char *user_agent, char *err, size_t errlen)
 {
@@ -859,26 +895,11 @@ struct fetch_client *fetch_client_new(struct event_base *base, const char *deny_
         free(c);
         return NULL;
     }
-    /* Reference-counted by libcurl, so several clients are fine. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(err, errlen, "curl_global_init failed");
-        goto fail;
-    }
-    c->curl_global = true;
-
     c->user_agent = strdup(user_agent && *user_agent ? user_agent : FETCH_DEFAULT_USER_AGENT);
-    c->multi = curl_multi_init();
     c->timer = evtimer_new(base, on_timer_event, c);
     c->deliver = event_new(base, -1, 0, on_deliver, c);
-    if (!c->user_agent || !c->multi || !c->timer || !c->deliver) {
+    if (!c->user_agent || !c->timer || !c->deliver) {
         snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
-        snprintf(err, errlen, "curl_multi_setopt failed");
         goto fail;
     }
     return c;
@@ -1147,6 +1168,10 @@ struct fetch *fetch_start(struct fetch_client *c, const struct fetch_request *re
 
     char msg[160];
     enum fetch_outcome o;
+    if (client_curl(c, msg, sizeof msg) < 0) {
+        fail_early(f, FETCH_ERROR, msg);
+        return NULL;
+    }
     if (!req || !req->url || !*req->url) {
         fail_early(f, FETCH_BAD_URL, "no URL");
         return NULL;
