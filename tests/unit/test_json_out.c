@@ -139,7 +139,7 @@ static void same_real(double v, int p)
 {
     json_t *j = json_real(v);
     assert_non_null(j);
-    char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(p));
+    char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION((unsigned)p));
     json_decref(j);
     struct json_out o;
     json_out_init(&o);

@@ -176,13 +176,13 @@ static void create_body(void **state)
             for (size_t i = 0; i < n; i += 2)
                 s[i] = (char)0xc3, s[i + 1] = (char)0xa9;
         s[n] = '\0';
-        json_t *j = json_pack("{s:s}", "code", s);
-        assert_non_null(j);
-        enum slack_wh_err e = slack_webhooks_check_create(j, &code, &len);
+        json_t *body = json_pack("{s:s}", "code", s);
+        assert_non_null(body);
+        enum slack_wh_err e = slack_webhooks_check_create(body, &code, &len);
         assert_int_equal(e, n <= SLACK_CODE_MAX ? SLACK_WH_OK : SLACK_WH_ERR_CODE_TOO_LONG);
         if (e == SLACK_WH_OK)
             assert_int_equal(len, n);
-        json_decref(j);
+        json_decref(body);
         free(s);
     }
     assert_int_equal(SLACK_CODE_MAX, 512);
