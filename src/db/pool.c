@@ -40,7 +40,7 @@
 struct target {
     char *host;               /* name, address or socket directory */
     char *port;               /* "" = libpq's default */
-    char *hostaddr;           /* given by the configuration, or NULL */
+    char *hostaddr;           /* given by the configuration (or the host, an address), or NULL */
     bool needs_lookup;        /* a name to resolve */
 };
 
