@@ -459,6 +459,7 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
         .statement_timeout_ms = a->cfg.db_statement_timeout_ms,
         .idle_in_transaction_timeout_ms = a->cfg.db_idle_in_transaction_timeout_ms,
         .env_gssencmode = getenv("PGGSSENCMODE"),
+        .env_service = getenv("PGSERVICE"),
     };
     if (!(a->conninfo = db_conninfo_new(&cp, err, errlen)))
         return -1;

@@ -16,6 +16,7 @@ struct db_conninfo_params {
     int statement_timeout_ms;      /* server-side statement_timeout */
     int idle_in_transaction_timeout_ms;
     const char *env_gssencmode;    /* PGGSSENCMODE from the environment, or NULL */
+    const char *env_service;       /* PGSERVICE from the environment, or NULL */
 };
 
 struct db_conninfo;

@@ -3,6 +3,7 @@
 #include "db/conninfo.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,11 @@ static int build(struct db_conninfo *ci, const struct db_conninfo_params *c, cha
     ci_set(ci, "tcp_user_timeout", "15000");
     /* libpq's default, prefer, makes every connection look for a Kerberos credential
      * cache first (the Kerberos libraries' code paged in: 0.6 MiB of the process).
-     * GSSAPI encryption is used when asked for: in the URL or by PGGSSENCMODE. */
-    if (!ci_get(ci, "gssencmode") && !(c->env_gssencmode && *c->env_gssencmode))
+     * GSSAPI encryption is used when asked for: in the URL, by PGGSSENCMODE, or by a
+     * connection service file entry (which a keyword set here would override). */
+    bool asked = ci_get(ci, "gssencmode") || ci_get(ci, "service") ||
+                 (c->env_gssencmode && *c->env_gssencmode) || (c->env_service && *c->env_service);
+    if (!asked)
         ci_set(ci, "gssencmode", "disable");
     return check_session_attrs(ci, err, errlen);
 }

@@ -57,8 +57,8 @@ static void url_wins_and_keeps_its_options(void **state)
     db_conninfo_free(ci);
 }
 
-/* GSSAPI encryption when asked for: the URL's gssencmode is kept, and PGGSSENCMODE is left
- * for libpq to read (no gssencmode set); otherwise disable. */
+/* GSSAPI encryption when asked for: the URL's gssencmode is kept; PGGSSENCMODE, a service
+ * (keyword or PGSERVICE) are left for libpq to read (no gssencmode set); otherwise disable. */
 static void gssencmode_when_asked_for(void **state)
 {
     char err[160];
@@ -78,6 +78,19 @@ static void gssencmode_when_asked_for(void **state)
     ci = db_conninfo_new(&p, err, sizeof err);
     assert_non_null(ci);
     assert_string_equal(get(ci, "gssencmode"), "disable");
+    db_conninfo_free(ci);
+
+    /* a service file entry may ask for it: a keyword set here would override it */
+    p = (struct db_conninfo_params){.database_url = "postgresql:///db?service=vw"};
+    ci = db_conninfo_new(&p, err, sizeof err);
+    assert_non_null(ci);
+    assert_null(get(ci, "gssencmode"));
+    db_conninfo_free(ci);
+
+    p = (struct db_conninfo_params){.host = "a.test", .env_service = "vw"};
+    ci = db_conninfo_new(&p, err, sizeof err);
+    assert_non_null(ci);
+    assert_null(get(ci, "gssencmode"));
     db_conninfo_free(ci);
 }
 
