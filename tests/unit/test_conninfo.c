@@ -59,39 +59,29 @@ static void url_wins_and_keeps_its_options(void **state)
 
 /* GSSAPI encryption when asked for: the URL's gssencmode is kept; PGGSSENCMODE, a service
  * (keyword or PGSERVICE) are left for libpq to read (no gssencmode set); otherwise disable. */
-static void gssencmode_when_asked_for(void **state)
+/* The gssencmode the settings p give libpq (NULL: none, libpq decides). */
+static void expect_gssencmode(struct db_conninfo_params p, const char *want)
 {
     char err[160];
-    struct db_conninfo_params p = {.database_url = "postgresql://u@a.test/db?gssencmode=require"};
     struct db_conninfo *ci = db_conninfo_new(&p, err, sizeof err);
     assert_non_null(ci);
-    assert_string_equal(get(ci, "gssencmode"), "require");
+    if (want)
+        assert_string_equal(get(ci, "gssencmode"), want);
+    else
+        assert_null(get(ci, "gssencmode"));
     db_conninfo_free(ci);
+}
 
-    p = (struct db_conninfo_params){.database_url = "postgresql://u@a.test/db", .env_gssencmode = "prefer"};
-    ci = db_conninfo_new(&p, err, sizeof err);
-    assert_non_null(ci);
-    assert_null(get(ci, "gssencmode"));
-    db_conninfo_free(ci);
-
-    p = (struct db_conninfo_params){.host = "a.test", .env_gssencmode = ""};
-    ci = db_conninfo_new(&p, err, sizeof err);
-    assert_non_null(ci);
-    assert_string_equal(get(ci, "gssencmode"), "disable");
-    db_conninfo_free(ci);
-
+static void gssencmode_when_asked_for(void **state)
+{
+    expect_gssencmode((struct db_conninfo_params){.database_url = "postgresql://u@a.test/db?gssencmode=require"},
+                      "require");
+    expect_gssencmode(
+        (struct db_conninfo_params){.database_url = "postgresql://u@a.test/db", .env_gssencmode = "prefer"}, NULL);
+    expect_gssencmode((struct db_conninfo_params){.host = "a.test", .env_gssencmode = ""}, "disable");
     /* a service file entry may ask for it: a keyword set here would override it */
-    p = (struct db_conninfo_params){.database_url = "postgresql:///db?service=vw"};
-    ci = db_conninfo_new(&p, err, sizeof err);
-    assert_non_null(ci);
-    assert_null(get(ci, "gssencmode"));
-    db_conninfo_free(ci);
-
-    p = (struct db_conninfo_params){.host = "a.test", .env_service = "vw"};
-    ci = db_conninfo_new(&p, err, sizeof err);
-    assert_non_null(ci);
-    assert_null(get(ci, "gssencmode"));
-    db_conninfo_free(ci);
+    expect_gssencmode((struct db_conninfo_params){.database_url = "postgresql:///db?service=vw"}, NULL);
+    expect_gssencmode((struct db_conninfo_params){.host = "a.test", .env_service = "vw"}, NULL);
 }
 
 static void refused_settings(void **state)
