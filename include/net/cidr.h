@@ -1,4 +1,5 @@
-/* net/cidr: parsing and matching of IPv4/IPv6 CIDR lists (the outbound deny list). Pure. */
+/* net/cidr: parsing and matching of IPv4/IPv6 CIDR lists (the outbound deny list), and the
+ * test for an address in text form. Pure. */
 #ifndef IDX_NET_CIDR_H
 #define IDX_NET_CIDR_H
 #include <stdbool.h>
@@ -23,5 +24,7 @@ void cidr_list_free(struct cidr_list *l);
 /* Does the textual address ip (as libcurl reports it; IPv4-mapped IPv6 counts as
  * IPv4) fall in any range? An unparsable address counts as a match (fail closed). */
 bool cidr_list_match(const struct cidr_list *l, const char *ip);
+/* Is s an IPv4 or IPv6 address in text form (no brackets, no zone, no prefix)? */
+bool cidr_is_address(const char *s);
 
 #endif

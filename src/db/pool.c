@@ -18,7 +18,6 @@
  * forgets the name. Units of several statements are sent unnamed as before. */
 #include "db/pool.h"
 
-#include <arpa/inet.h>
 #include <event2/event.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +28,7 @@
 
 #include "db/stmt_cache.h"
 #include "log.h"
+#include "net/cidr.h"
 #include "net/resolve.h"
 #include "util/clock.h"
 
@@ -892,12 +892,6 @@ static int split_list(const char *s, char **out, int max)
     }
 }
 
-static bool is_ip_literal(const char *s)
-{
-    unsigned char bin[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1;
-}
-
 /* host / hostaddr / port as libpq reads them, into targets. */
 static int parse_targets(struct db_pool *p, char *err, size_t errlen)
 {
@@ -937,7 +931,7 @@ static int parse_targets(struct db_pool *p, char *err, size_t errlen)
         }
         /* an address written as the host is its own hostaddr: the first connection
          * starts here, without waiting a loop iteration for the resolver's answer */
-        if (!t->hostaddr && is_ip_literal(t->host) && !(t->hostaddr = strdup(t->host))) {
+        if (!t->hostaddr && cidr_is_address(t->host) && !(t->hostaddr = strdup(t->host))) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
             break;

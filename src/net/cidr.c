@@ -230,3 +230,9 @@ bool cidr_list_match(const struct cidr_list *l, const char *ip)
     }
     return false;
 }
+
+bool cidr_is_address(const char *s)
+{
+    unsigned char probe[16];
+    return inet_pton(AF_INET, s, probe) == 1 || inet_pton(AF_INET6, s, probe) == 1;
+}

@@ -3,7 +3,6 @@
  * leftwards through X-Forwarded-For). No I/O, no globals. */
 #include "net/proxy.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -85,16 +84,10 @@ void proxy_trust_free(struct proxy_trust *t)
     memset(t, 0, sizeof *t);
 }
 
-static bool is_ip(const char *s)
-{
-    unsigned char probe[16];
-    return inet_pton(AF_INET, s, probe) == 1 || inet_pton(AF_INET6, s, probe) == 1;
-}
-
 static bool trusted(const struct proxy_trust *t, const char *addr, int index)
 {
     if (t->cidrs.n)
-        return is_ip(addr) && cidr_list_match(&t->cidrs, addr);
+        return cidr_is_address(addr) && cidr_list_match(&t->cidrs, addr);
     return index < t->hops;
 }
 
@@ -125,7 +118,7 @@ void proxy_client_addr(const struct proxy_trust *t, const char *peer, const char
             return; /* not an address: keep the hop that reported it */
         memcpy(addr, a, (size_t)(b - a));
         addr[b - a] = '\0';
-        if (!is_ip(addr))
+        if (!cidr_is_address(addr))
             return;
         snprintf(buf, len, "%s", addr);
         if (!trusted(t, addr, index))

@@ -234,6 +234,19 @@ static void test_match_empty_list(void **state)
     cidr_list_free(&l);
 }
 
+/* The address test the database pool (an address as the host) and the proxy trust use. */
+static void test_is_address(void **state)
+{
+    (void)state;
+    const char *yes[] = {"127.0.0.1", "10.1.2.3", "::1", "fe80::1", "::ffff:192.0.2.1"};
+    const char *no[] = {"", "localhost", "db.example", "[::1]", "fe80::1%eth0", "10.0.0.0/8",
+                        "127.0.0.1:5432", "1.2.3", "/var/run/postgresql"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        assert_true(cidr_is_address(yes[i]));
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_false(cidr_is_address(no[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_match_ipv4_mapped),
         cmocka_unit_test(test_match_fails_closed),
         cmocka_unit_test(test_match_empty_list),
+        cmocka_unit_test(test_is_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
