@@ -540,6 +540,34 @@ def test_tenants_in_place_are_read_at_start_up(pg, service):
         db.close()
 
 
+def test_version_comment_decides_the_start_up_path(pg, service):
+    """The public objects' version is the comment of integrationsd_ensure_tenant: a start that
+    finds its own version there takes the one-round-trip path (tenants read); a comment gone
+    or of another version (an older build started meanwhile) applies the schema again, under
+    the lock, and writes it back."""
+    name = fresh_db(pg, "itest_version_comment")
+    db = Db(pg, name)
+    comment = ("SELECT obj_description('public.integrationsd_ensure_tenant(text,bigint)'::regprocedure,"
+               " 'pg_proc')")
+    try:
+        first = service(db=name)
+        assert first.req("GET", "/api/llm-keys", token=token_for(1, 1, "Admin"))[0] == 200
+        first.stop_and_check()
+        written = db.scalar(comment)
+        assert written == "integrationsd schema " + _schema_ready_line(first)["version"]
+        for undo in ("COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS NULL",
+                     "COMMENT ON FUNCTION public.integrationsd_ensure_tenant(text, bigint) IS"
+                     " 'integrationsd schema another'", None):
+            if undo:
+                db.execute(undo)
+            svc = service(db=name)
+            assert _schema_ready_line(svc)["tenants"] == (1 if undo is None else 0), undo  # 0: applied again
+            assert db.scalar(comment) == written, undo
+            svc.stop_and_check()
+    finally:
+        db.close()
+
+
 def test_tenants_read_at_start_up_are_bounded(pg, service):
     """At most 4096 tenants are read at start; the others are checked on their first request."""
     name = fresh_db(pg, "itest_tenant_preload_cap")
