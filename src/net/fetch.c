@@ -50,6 +50,7 @@
 
 #include "log.h"
 #include "net/cidr.h"
+#include "net/curl_lib.h"
 #include "util/machine.h"
 
 #define FETCH_DEFAULT_TIMEOUT_MS 30000L
@@ -143,6 +144,7 @@ struct fetch_client {
     size_t norgs, orgs_cap;
     bool closing;       /* inside fetch_client_free */
     bool *freed_flag;   /* set while on_deliver runs user callbacks */
+    const struct curl_lib *curl; /* libcurl's entry points, once loaded (net/curl_lib) */
     bool curl_global;   /* we hold a curl_global_init reference */
     fetch_observer_fn observe; /* told of every finished call (metrics), or NULL */
 };
@@ -276,10 +278,12 @@ static void release(struct fetch *f)
 
 static void fetch_destroy(struct fetch *f)
 {
+    const struct curl_lib *cl = f->c->curl; /* set whenever a handle or list exists */
     release(f);
     if (f->easy)
-        curl_easy_cleanup(f->easy); /* only reached when not in a multi */
-    curl_slist_free_all(f->req_headers);
+        cl->easy_cleanup(f->easy); /* only reached when not in a multi */
+    if (f->req_headers)
+        cl->slist_free_all(f->req_headers);
     if (f->secrets) {
         explicit_bzero(f->secrets, f->secrets_len);
         free(f->secrets);
@@ -601,7 +605,7 @@ static void queue_done(struct fetch *f)
 static void fail_early(struct fetch *f, enum fetch_outcome o, const char *msg)
 {
     if (f->easy) {
-        curl_easy_cleanup(f->easy); /* never added to the multi */
+        f->c->curl->easy_cleanup(f->easy); /* never added to the multi */
         f->easy = NULL;
     }
     snprintf(f->error, sizeof f->error, "%s", msg);
@@ -620,9 +624,9 @@ static void transfer_finished(struct fetch *f, CURLcode rc)
 {
     struct fetch_client *c = f->c;
     long status = 0;
-    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(c->multi, f->easy);
-    curl_easy_cleanup(f->easy);
+    c->curl->easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+    c->curl->multi_remove_handle(c->multi, f->easy);
+    c->curl->easy_cleanup(f->easy);
     f->easy = NULL;
     list_remove(&c->running, f);
 
@@ -637,14 +641,14 @@ static void transfer_finished(struct fetch *f, CURLcode rc)
         size_t n = strlen(f->errbuf);
         while (n && (f->errbuf[n - 1] == '\n' || f->errbuf[n - 1] == '\r'))
             f->errbuf[--n] = '\0';
-        const char *detail = n ? f->errbuf : curl_easy_strerror(rc);
+        const char *detail = n ? f->errbuf : c->curl->easy_strerror(rc);
         if (text_leaks_secret(f, detail))
-            detail = curl_easy_strerror(rc);
+            detail = c->curl->easy_strerror(rc);
         snprintf(f->error, sizeof f->error, "%s", detail);
     }
 
     /* The request side is no longer needed. */
-    curl_slist_free_all(f->req_headers);
+    c->curl->slist_free_all(f->req_headers);
     f->req_headers = NULL;
     if (f->secrets) {
         explicit_bzero(f->secrets, f->secrets_len);
@@ -676,13 +680,13 @@ static void drain(struct fetch_client *c)
 {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(c->multi, &left))) {
+    while ((msg = c->curl->multi_info_read(c->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         CURL *e = msg->easy_handle;
         CURLcode rc = msg->data.result; /* read before the handle is removed */
         char *priv = NULL;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+        c->curl->easy_getinfo(e, CURLINFO_PRIVATE, &priv);
         if (priv)
             transfer_finished((struct fetch *)priv, rc);
     }
@@ -726,9 +730,9 @@ static void on_socket_event(evutil_socket_t fd, short what, void *arg)
         flags |= CURL_CSELECT_IN;
     if (what & EV_WRITE)
         flags |= CURL_CSELECT_OUT;
-    CURLMcode mc = curl_multi_socket_action(c->multi, fd, flags, &running);
+    CURLMcode mc = c->curl->multi_socket_action(c->multi, fd, flags, &running);
     if (mc != CURLM_OK)
-        log_error("fetch: curl_multi_socket_action: %s", curl_multi_strerror(mc));
+        log_error("fetch: curl_multi_socket_action: %s", c->curl->multi_strerror(mc));
     drain(c);
 }
 
@@ -738,9 +742,9 @@ static void on_timer_event(evutil_socket_t fd, short what, void *arg)
     int running = 0;
     (void)fd;
     (void)what;
-    CURLMcode mc = curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    CURLMcode mc = c->curl->multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     if (mc != CURLM_OK)
-        log_error("fetch: curl_multi_socket_action: %s", curl_multi_strerror(mc));
+        log_error("fetch: curl_multi_socket_action: %s", c->curl->multi_strerror(mc));
     drain(c);
 }
 
@@ -767,7 +771,7 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
         if (s) {
             sock_destroy(c, s);
             if (!c->closing)
-                curl_multi_assign(c->multi, fd, NULL);
+                c->curl->multi_assign(c->multi, fd, NULL);
         }
         return 0;
     }
@@ -796,7 +800,7 @@ static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void
         if (c->socks)
             c->socks->prev = s;
         c->socks = s;
-        curl_multi_assign(c->multi, fd, s);
+        c->curl->multi_assign(c->multi, fd, s);
     } else {
         event_del(s->ev);
         if (event_assign(s->ev, c->base, fd, kind, on_socket_event, c) != 0)
@@ -823,8 +827,8 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
 /* ---- client -------------------------------------------------------------- */
 
 /* libcurl and the multi handle, set up by the first transfer: a process that never calls
- * out never pages in libcurl's code (0.5 MiB), and the start-up does not wait for it
- * (about 0.4 ms). Safe beside the scrypt thread: this libcurl's global init is
+ * out never maps libcurl (net/curl_lib) nor pages in its code, and the start-up does not
+ * wait for it. Safe beside the scrypt thread: this libcurl's global init is
  * thread-safe, and what it initialises below it (OpenSSL 3, libssh2's OpenSSL backend)
  * is too. A failure fails this transfer only; the next one tries again. 0, or -1 with
  * msg set. */
@@ -832,24 +836,26 @@ static int client_curl(struct fetch_client *c, char *msg, size_t msglen)
 {
     if (c->multi)
         return 0;
+    if (!c->curl && !(c->curl = curl_lib_load(msg, msglen)))
+        return -1;
     if (!c->curl_global) {
         /* Reference-counted by libcurl, so several clients are fine. */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (c->curl->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             snprintf(msg, msglen, "curl_global_init failed");
             return -1;
         }
         c->curl_global = true;
     }
-    CURLM *m = curl_multi_init();
+    CURLM *m = c->curl->multi_init();
     if (!m) {
         snprintf(msg, msglen, "out of memory");
         return -1;
     }
-    if (curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-        curl_multi_setopt(m, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
-        curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(m, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
-        curl_multi_cleanup(m);
+    if (c->curl->multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        c->curl->multi_setopt(m, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
+        c->curl->multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        c->curl->multi_setopt(m, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
+        c->curl->multi_cleanup(m);
         snprintf(msg, msglen, "curl_multi_setopt failed");
         return -1;
     }
@@ -914,8 +920,8 @@ static void cancel_running(struct fetch *f)
     struct fetch_client *c = f->c;
     list_remove(&c->running, f);
     if (f->easy) {
-        curl_multi_remove_handle(c->multi, f->easy);
-        curl_easy_cleanup(f->easy);
+        c->curl->multi_remove_handle(c->multi, f->easy);
+        c->curl->easy_cleanup(f->easy);
         f->easy = NULL;
     }
 }
@@ -939,7 +945,7 @@ void fetch_client_free(struct fetch_client *c)
         fetch_destroy(f);
     }
     if (c->multi)
-        curl_multi_cleanup(c->multi); /* may report CURL_POLL_REMOVE for cached connections */
+        c->curl->multi_cleanup(c->multi); /* may report CURL_POLL_REMOVE for cached connections */
     while (c->socks)
         sock_destroy(c, c->socks);
     if (c->timer)
@@ -950,7 +956,7 @@ void fetch_client_free(struct fetch_client *c)
     free(c->orgs);
     free(c->user_agent);
     if (c->curl_global)
-        curl_global_cleanup();
+        c->curl->global_cleanup();
     free(c);
 }
 
@@ -1007,27 +1013,28 @@ static bool header_line_ok(const char *h)
  * the parts that may carry secrets so error text never shows them. */
 static enum fetch_outcome check_url(struct fetch *f, const char *url, char *msg, size_t msglen)
 {
-    CURLU *u = curl_url();
+    const struct fetch_client *c = f->c;
+    CURLU *u = c->curl->url();
     char *scheme = NULL, *host = NULL;
     enum fetch_outcome o = FETCH_OK;
     if (!u) {
         snprintf(msg, msglen, "out of memory");
         return FETCH_ERROR;
     }
-    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+    CURLUcode uc = c->curl->url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
     if (uc != CURLUE_OK) {
-        snprintf(msg, msglen, "malformed URL (%s)", curl_url_strerror(uc));
+        snprintf(msg, msglen, "malformed URL (%s)", c->curl->url_strerror(uc));
         o = uc == CURLUE_OUT_OF_MEMORY ? FETCH_ERROR : FETCH_BAD_URL;
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || !scheme ||
+    if (c->curl->url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || !scheme ||
         (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
         snprintf(msg, msglen, "URL scheme \"%.16s\" is not allowed (http and https only)",
                  scheme ? scheme : "");
         o = FETCH_BAD_URL;
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+    if (c->curl->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
         snprintf(msg, msglen, "URL has no host");
         o = FETCH_BAD_URL;
         goto out;
@@ -1044,10 +1051,10 @@ static enum fetch_outcome check_url(struct fetch *f, const char *url, char *msg,
         char *part = NULL;
         CURLUPart which = parts[i / 2];
         unsigned flags = (i % 2) ? CURLU_URLDECODE : 0; /* as written and decoded */
-        if (curl_url_get(u, which, &part, flags) == CURLUE_OK && part) {
+        if (c->curl->url_get(u, which, &part, flags) == CURLUE_OK && part) {
             int rc = (which == CURLUPART_PATH && strlen(part) <= 1) ? 0 : secrets_add(f, part);
             explicit_bzero(part, strlen(part));
-            curl_free(part);
+            c->curl->free(part);
             if (rc != 0) {
                 snprintf(msg, msglen, "out of memory");
                 o = FETCH_ERROR;
@@ -1056,15 +1063,15 @@ static enum fetch_outcome check_url(struct fetch *f, const char *url, char *msg,
         }
     }
 out:
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
+    c->curl->free(scheme);
+    c->curl->free(host);
+    c->curl->url_cleanup(u);
     return o;
 }
 
 #define SETOPT(opt, val)                                  \
     do {                                                  \
-        if (curl_easy_setopt(e, (opt), (val)) != CURLE_OK) \
+        if (c->curl->easy_setopt(e, (opt), (val)) != CURLE_OK) \
             return -1;                                    \
     } while (0)
 
@@ -1114,12 +1121,12 @@ static int setup_easy(struct fetch *f, const struct fetch_request *req)
     }
 
     for (const char *const *h = req->headers; h && *h; h++) {
-        struct curl_slist *n = curl_slist_append(f->req_headers, *h);
+        struct curl_slist *n = c->curl->slist_append(f->req_headers, *h);
         if (!n)
             return -1;
         f->req_headers = n;
     }
-    struct curl_slist *n = curl_slist_append(f->req_headers, "Expect:");
+    struct curl_slist *n = c->curl->slist_append(f->req_headers, "Expect:");
     if (!n)
         return -1;
     f->req_headers = n;
@@ -1210,17 +1217,17 @@ struct fetch *fetch_start(struct fetch_client *c, const struct fetch_request *re
     if (f->max_response > FETCH_MAX_RESPONSE_LIMIT)
         f->max_response = FETCH_MAX_RESPONSE_LIMIT;
 
-    f->easy = curl_easy_init();
+    f->easy = c->curl->easy_init();
     if (!f->easy || setup_easy(f, req) != 0) {
         fail_early(f, FETCH_ERROR, "could not set up the transfer");
         return NULL;
     }
     set_state(f, FETCH_STATE_RUNNING);
     list_append(&c->running, f);
-    CURLMcode mc = curl_multi_add_handle(c->multi, f->easy);
+    CURLMcode mc = c->curl->multi_add_handle(c->multi, f->easy);
     if (mc != CURLM_OK) {
         list_remove(&c->running, f);
-        snprintf(msg, sizeof msg, "could not start the transfer (%s)", curl_multi_strerror(mc));
+        snprintf(msg, sizeof msg, "could not start the transfer (%s)", c->curl->multi_strerror(mc));
         fail_early(f, FETCH_ERROR, msg);
         return NULL;
     }
