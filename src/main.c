@@ -17,6 +17,7 @@
 #include "jobs/cron.h"
 #include "log.h"
 #include "net/cidr.h"
+#include "net/curl_lib.h"
 #include "ops/metrics.h"
 #include "ops/sdnotify.h"
 #include "util/clock.h"
@@ -49,7 +50,8 @@ static void print_problem(const char *problem, void *arg)
 }
 
 /* --check-config: every problem start-up would stop at, one line each (names, never
- * values); 0 and "configuration OK" when there is none. */
+ * values), and a libcurl that cannot be loaded (start-up does not need it, every
+ * outbound call does); 0 and "configuration OK" when there is none. */
 static int check_config(void)
 {
     int n = 0;
@@ -79,6 +81,12 @@ static int check_config(void)
     if (n) {
         fprintf(stderr, "integrationsd: %d configuration problem%s; the service would not start\n", n,
                 n == 1 ? "" : "s");
+        return 1;
+    }
+    char why[128];
+    if (!curl_lib_load(why, sizeof why)) {
+        fprintf(stderr, "integrationsd: %s: the service would start, but every outbound call (GitHub, "
+                        "Slack, MLflow, LLM providers) would fail (Debian: apt-get install libcurl4)\n", why);
         return 1;
     }
     printf("configuration OK\n");
