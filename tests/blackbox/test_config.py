@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import (ENCRYPTION_KEY, ENCRYPTION_PASSWORD, JWT_SECRET, INTEGRATIONSD_BIN, _clean_env,
-                      apply_overrides, base_env, free_port, require_binary, token_for)
+                      apply_overrides, base_env, free_port, new_gh_token, require_binary, token_for)
 
 REQUIRED = ["JWT_SECRET", "ENCRYPTION_KEY", "ENCRYPTION_PASSWORD", "ENCRYPTION_ALGORITHM"]
 
@@ -226,6 +226,55 @@ def test_key_derivation_waits_for_the_database(service):
     assert st == 503 and body["database"] == "down" and body["keys"] == "pending", body
     assert _threads(svc.proc.pid) == 1, "the key derivation began with no database"
     assert "key derived" not in svc.log_text()
+
+
+def _maps(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return f.read()
+
+
+GH_TEST = "/api/integrations/github/token/test"
+
+
+def test_libcurl_is_loaded_by_the_first_outbound_call(service, tokens, fake_github):
+    """The binary does not link libcurl (nor the eight libraries only it needs): a process
+    serves without it and maps it at its first outbound call."""
+    svc = service(GITHUB_API_URL=fake_github.url)
+    st, _, data = svc.req("GET", "/api/llm-keys", token=tokens.admin1)
+    assert st == 200, data
+    assert "libcurl.so.4" not in _maps(svc.proc.pid), "libcurl mapped before any outbound call"
+    st, _, data = svc.req("POST", GH_TEST, body={"token": new_gh_token()}, token=tokens.admin1, timeout=20)
+    assert st == 200 and data["data"]["valid"] is True, data
+    assert "libcurl.so.4" in _maps(svc.proc.pid)
+
+
+def test_without_libcurl_the_service_serves_and_outbound_calls_fail_clearly(service, tokens, fake_github,
+                                                                            full_env, tmp_path):
+    """A libcurl that cannot be loaded (here a broken file found first on the library path)
+    stops nothing but the outbound calls: each fails with the library's name (the loader's
+    reason, which names files, goes to the log only), nothing is sent, the next call tries
+    again, and --check-config says so."""
+    (tmp_path / "libcurl.so.4").write_bytes(b"not a library\n")
+    svc = service(GITHUB_API_URL=fake_github.url, LD_LIBRARY_PATH=str(tmp_path))
+    fake_github.clear()
+    st, _, data = svc.req("GET", "/api/llm-keys", token=tokens.admin1)
+    assert st == 200, data
+    for _ in range(2):
+        st, _, data = svc.req("POST", GH_TEST, body={"token": new_gh_token()}, token=tokens.admin1, timeout=20)
+        assert st == 200, data
+        assert data["data"] == {"valid": False, "error": "Could not reach GitHub: cannot load libcurl.so.4"}, data
+    assert fake_github.requests == []
+    log = svc.log_text()
+    assert log.count("curl_lib: cannot load libcurl.so.4: %s/libcurl.so.4" % tmp_path) == 2, log[-2000:]
+    assert str(tmp_path) not in json.dumps(data)
+    svc.stop_and_check()
+
+    rc, out, err = run_binary(apply_overrides(dict(full_env), {"LD_LIBRARY_PATH": str(tmp_path)}), ["--check-config"])
+    assert rc == 1, (out, err)
+    assert "configuration OK" not in out
+    assert "cannot load libcurl.so.4: the service would start, but every outbound call" in err, err
+    rc, out, err = run_binary(full_env, ["--check-config"])
+    assert rc == 0 and "configuration OK" in out, (out, err)
 
 
 def test_pool_opens_one_connection_until_there_is_work_for_more(service):
