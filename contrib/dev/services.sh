@@ -301,6 +301,13 @@ svc_write_env() {
 	mv -f "$tmp" "$SVC_ENV_FILE"
 }
 
+# Export the environment the systemd unit sets (its Environment= lines), so a service started
+# from here runs as installed.
+svc_unit_env() {
+	local kv
+	while IFS= read -r kv; do export "${kv?}"; done < <(sed -n 's/^Environment=//p' "$SVC_ROOT/systemd/integrationsd.service.in")
+}
+
 # Export the env file's variables into the current shell.
 svc_env_load() {
 	set -a
