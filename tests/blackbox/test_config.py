@@ -277,6 +277,22 @@ def test_without_libcurl_the_service_serves_and_outbound_calls_fail_clearly(serv
     assert rc == 0 and "configuration OK" in out, (out, err)
 
 
+def test_serves_with_and_without_the_units_environment(service, tokens, fake_github):
+    """Every suite runs the service with the unit's Environment= lines; without them (a
+    plain exec, GnuTLS initialising itself at load) it serves the same, outbound calls too."""
+    from conftest import unit_environment
+    assert unit_environment() == {"GNUTLS_NO_IMPLICIT_INIT": "1"}
+    for overrides in ({}, {"GNUTLS_NO_IMPLICIT_INIT": None}):
+        svc = service(GITHUB_API_URL=fake_github.url, **overrides)
+        assert ("GNUTLS_NO_IMPLICIT_INIT=1" in open("/proc/%d/environ" % svc.proc.pid).read().replace("\0", " ")) \
+            == (overrides == {})
+        st, _, data = svc.req("GET", "/api/llm-keys", token=tokens.admin1)
+        assert st == 200, data
+        st, _, data = svc.req("POST", GH_TEST, body={"token": new_gh_token()}, token=tokens.admin1, timeout=20)
+        assert st == 200 and data["data"]["valid"] is True, data
+        svc.stop_and_check()
+
+
 def test_pool_opens_one_connection_until_there_is_work_for_more(service):
     """Start-up opens one database connection: the server forks one backend before the
     first answer. The others follow once the schema is in place (a tick later with no

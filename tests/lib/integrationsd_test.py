@@ -643,11 +643,24 @@ def require_binary():
                     % INTEGRATIONSD_BIN, pytrace=False)
 
 
+def unit_environment():
+    """The Environment= lines of the systemd unit (GNUTLS_NO_IMPLICIT_INIT): every suite runs
+    the service with them, as installed."""
+    env = {}
+    with open(os.path.join(TOP_SRCDIR, "systemd", "integrationsd.service.in")) as f:
+        for line in f:
+            if line.startswith("Environment="):
+                k, _, v = line[len("Environment="):].strip().partition("=")
+                env[k] = v
+    return env
+
+
 def base_env(pg, redis_url, db=DEFAULT_DB, port=None):
     env = _clean_env()
     for k in _PASSTHRU:
         if k in os.environ:
             env[k] = os.environ[k]
+    env.update(unit_environment())
     env.update({
         "PORT": str(port if port is not None else free_port()),
         "BIND_ADDRESS": "127.0.0.1",
