@@ -23,32 +23,8 @@ static const char *resolve(void *h)
         if (!p_)                                                     \
             return "curl_" #name;                                    \
         memcpy(&lib.name, &p_, sizeof p_); /* POSIX: same representation */ \
-    } while (0)
-    SYM(global_init);
-    SYM(global_cleanup);
-    SYM(version_info);
-    SYM(easy_init);
-    SYM(easy_setopt);
-    SYM(easy_getinfo);
-    SYM(easy_cleanup);
-    SYM(easy_strerror);
-    SYM(multi_init);
-    SYM(multi_setopt);
-    SYM(multi_add_handle);
-    SYM(multi_remove_handle);
-    SYM(multi_socket_action);
-    SYM(multi_info_read);
-    SYM(multi_assign);
-    SYM(multi_cleanup);
-    SYM(multi_strerror);
-    SYM(slist_append);
-    SYM(slist_free_all);
-    SYM(url);
-    SYM(url_set);
-    SYM(url_get);
-    SYM(url_cleanup);
-    SYM(url_strerror);
-    SYM(free);
+    } while (0);
+    CURL_LIB_ENTRY_POINTS(SYM)
 #undef SYM
     return NULL;
 }
