@@ -103,6 +103,10 @@ struct fetch {
     char *target; /* label for logs, may be NULL */
     char *host;   /* host part of the URL (no userinfo), may be NULL */
 
+    /* libcurl's entry points (net/curl_lib: static, so valid after the client is freed,
+     * which a callback may do before its fetch is destroyed); set before easy or
+     * req_headers exist. */
+    const struct curl_lib *curl;
     CURL *easy;
     struct curl_slist *req_headers;
     char *secrets; /* NUL-separated strings never to echo in error text */
@@ -278,12 +282,11 @@ static void release(struct fetch *f)
 
 static void fetch_destroy(struct fetch *f)
 {
-    const struct curl_lib *cl = f->c->curl; /* set whenever a handle or list exists */
     release(f);
     if (f->easy)
-        cl->easy_cleanup(f->easy); /* only reached when not in a multi */
+        f->curl->easy_cleanup(f->easy); /* only reached when not in a multi */
     if (f->req_headers)
-        cl->slist_free_all(f->req_headers);
+        f->curl->slist_free_all(f->req_headers);
     if (f->secrets) {
         explicit_bzero(f->secrets, f->secrets_len);
         free(f->secrets);
@@ -605,7 +608,7 @@ static void queue_done(struct fetch *f)
 static void fail_early(struct fetch *f, enum fetch_outcome o, const char *msg)
 {
     if (f->easy) {
-        f->c->curl->easy_cleanup(f->easy); /* never added to the multi */
+        f->curl->easy_cleanup(f->easy); /* never added to the multi */
         f->easy = NULL;
     }
     snprintf(f->error, sizeof f->error, "%s", msg);
@@ -1179,6 +1182,7 @@ struct fetch *fetch_start(struct fetch_client *c, const struct fetch_request *re
         fail_early(f, FETCH_ERROR, msg);
         return NULL;
     }
+    f->curl = c->curl;
     if (!req || !req->url || !*req->url) {
         fail_early(f, FETCH_BAD_URL, "no URL");
         return NULL;
