@@ -20,9 +20,8 @@ void github_store_save(struct http_req *r, const char *enc, const char *name, ap
 void github_store_delete(struct http_req *r, app_query_done done);
 /* The newest token's id and ciphertext. */
 void github_store_stored(struct http_req *r, app_query_done done);
-/* Record that token id was used (last_used_at), without waiting for the answer: a
- * failure is logged. */
-void github_store_touch(struct http_req *r, const char *id);
+/* Record that token id was used (last_used_at); done gets the UPDATE's result. */
+void github_store_touch(struct http_req *r, const char *id, app_query_done done);
 
 /* The reference status object ({configured, token_name?, last_used_at?, created_at?})
  * of a status row set. */

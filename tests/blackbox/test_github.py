@@ -622,6 +622,36 @@ def test_test_stored_token_updates_last_used_at(svc, tokens, db, fake_github):
     assert len(fake_github.requests_with(tok)) == 2
 
 
+def test_test_stored_token_answers_once_last_used_at_is_recorded(svc, tokens, db, pg, fake_github):
+    """The answer waits for the last_used_at UPDATE, so a status read right after it shows
+    the use: with the row locked by another session the test is not answered until the
+    lock goes, and then last_used_at is already set."""
+    wipe(svc, tokens.admin1)
+    tok = new_gh_token()
+    save(svc, tokens.admin1, tok, name="Stored")
+    lock = pg.connect(db.dbname)
+    lock.autocommit = False
+    try:
+        with lock.cursor() as cur:
+            cur.execute("SELECT id FROM %s FOR UPDATE" % gh_table(1))
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(r=try_token(svc, tokens.admin1)))
+        t.start()
+        only_request(fake_github, tok)  # GitHub has been asked
+        t.join(0.5)
+        assert t.is_alive(), "answered while last_used_at could not be written yet: %r" % answer
+        assert gh_rows(db, 1)[0]["last_used_at"] is None
+    finally:
+        lock.rollback()
+        lock.close()
+    t.join(20)
+    st, _, data = answer["r"]
+    assert st == 200 and data["data"]["valid"] is True, data
+    assert gh_rows(db, 1)[0]["last_used_at"] is not None
+    st, _, data = call(svc, "GET", TOKEN, tokens.admin1)
+    assert_status_object(data["data"], name="Stored", last_used=True)
+
+
 def test_test_stored_invalid_token(svc, tokens, fake_github):
     tok = new_gh_token("bad")
     save(svc, tokens.admin1, tok)

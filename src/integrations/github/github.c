@@ -108,11 +108,14 @@ void github_token_delete(struct http_req *r)
 
 struct test_state {
     char stored_id[24];       /* "" when the token came from the body */
+    json_t *result;           /* the answer, held while last_used_at is recorded */
 };
 
 static void free_state(void *p)
 {
-    free(p);
+    struct test_state *ts = p;
+    json_decref(ts->result);
+    free(ts);
 }
 
 static void iso_from_epoch(time_t t, char out[32])
@@ -188,16 +191,32 @@ static json_t *test_result(const struct fetch_response *res)
     return json_pack("{s:b,s:s}", "valid", 0, "error", msg);
 }
 
+/* last_used_at recorded (or not: logged, the test's answer stands). */
+static void on_touched(struct http_req *r, const struct db_result *res)
+{
+    struct test_state *ts = r->handler_state;
+    if (res->status != DB_OK)
+        log_warn("github: updating last_used_at failed: %s", res->message);
+    json_t *result = ts->result;
+    ts->result = NULL;
+    reply_data(r, 200, result);
+}
+
 static void on_github(struct http_req *r, const struct fetch_response *res)
 {
     struct test_state *ts = r->handler_state;
-    if (ts && ts->stored_id[0] && res->outcome == FETCH_OK)
-        github_store_touch(r, ts->stored_id);
     if (res->outcome != FETCH_OK)
         log_fields(LOG_WARN, "github token test failed",
                    json_pack("{s:s,s:s,s:s}", "request_id", r->id, "outcome",
                              fetch_outcome_name(res->outcome), "error", res->error ? res->error : ""));
-    reply_data(r, 200, test_result(res));
+    json_t *result = test_result(res);
+    if (ts && ts->stored_id[0] && res->outcome == FETCH_OK) {
+        /* Answered once the UPDATE is done, so the next status read shows the use. */
+        ts->result = result;
+        github_store_touch(r, ts->stored_id, on_touched);
+        return;
+    }
+    reply_data(r, 200, result);
 }
 
 static void call_github(struct http_req *r, const char *tok, size_t len)

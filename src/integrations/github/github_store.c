@@ -9,10 +9,8 @@
 #include <stdlib.h>
 
 #include "db/pool.h"
-#include "db/schema.h"
 #include "http/reply.h"
 #include "integrations/handler.h"
-#include "log.h"
 
 #define TOKENS "github_tokens"
 #define DEFAULT_NAME "GitHub Personal Access Token"
@@ -90,22 +88,13 @@ void github_store_stored(struct http_req *r, app_query_done done)
     app_query(r, sql, 0, NULL, done);
 }
 
-static void on_touched(const struct db_result *res, void *arg)
-{
-    (void)arg;
-    if (res->status != DB_OK)
-        log_warn("github: updating last_used_at failed: %s", res->message);
-}
-
-void github_store_touch(struct http_req *r, const char *id)
+void github_store_touch(struct http_req *r, const char *id, app_query_done done)
 {
     char t[64], sql[160];
-    if (db_table(t, sizeof t, r->auth.tenant, TOKENS) < 0) /* no reply here: the caller answers r */
-        return;
-    if (handler_sql(NULL, sql, sizeof sql, SQL_TOUCH, t) < 0)
+    if (handler_table(r, TOKENS, t, sizeof t) < 0 || handler_sql(r, sql, sizeof sql, SQL_TOUCH, t) < 0)
         return;
     const char *params[] = {id};
-    db_query(r->app->db, sql, 1, params, on_touched, NULL);
+    app_query(r, sql, 1, params, done);
 }
 
 /* ---- decoding ------------------------------------------------------------------ */
