@@ -1016,28 +1016,27 @@ static bool header_line_ok(const char *h)
  * the parts that may carry secrets so error text never shows them. */
 static enum fetch_outcome check_url(struct fetch *f, const char *url, char *msg, size_t msglen)
 {
-    const struct fetch_client *c = f->c;
-    CURLU *u = c->curl->url();
+    CURLU *u = f->curl->url();
     char *scheme = NULL, *host = NULL;
     enum fetch_outcome o = FETCH_OK;
     if (!u) {
         snprintf(msg, msglen, "out of memory");
         return FETCH_ERROR;
     }
-    CURLUcode uc = c->curl->url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+    CURLUcode uc = f->curl->url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
     if (uc != CURLUE_OK) {
-        snprintf(msg, msglen, "malformed URL (%s)", c->curl->url_strerror(uc));
+        snprintf(msg, msglen, "malformed URL (%s)", f->curl->url_strerror(uc));
         o = uc == CURLUE_OUT_OF_MEMORY ? FETCH_ERROR : FETCH_BAD_URL;
         goto out;
     }
-    if (c->curl->url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || !scheme ||
+    if (f->curl->url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || !scheme ||
         (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
         snprintf(msg, msglen, "URL scheme \"%.16s\" is not allowed (http and https only)",
                  scheme ? scheme : "");
         o = FETCH_BAD_URL;
         goto out;
     }
-    if (c->curl->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+    if (f->curl->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
         snprintf(msg, msglen, "URL has no host");
         o = FETCH_BAD_URL;
         goto out;
@@ -1054,10 +1053,10 @@ static enum fetch_outcome check_url(struct fetch *f, const char *url, char *msg,
         char *part = NULL;
         CURLUPart which = parts[i / 2];
         unsigned flags = (i % 2) ? CURLU_URLDECODE : 0; /* as written and decoded */
-        if (c->curl->url_get(u, which, &part, flags) == CURLUE_OK && part) {
+        if (f->curl->url_get(u, which, &part, flags) == CURLUE_OK && part) {
             int rc = (which == CURLUPART_PATH && strlen(part) <= 1) ? 0 : secrets_add(f, part);
             explicit_bzero(part, strlen(part));
-            c->curl->free(part);
+            f->curl->free(part);
             if (rc != 0) {
                 snprintf(msg, msglen, "out of memory");
                 o = FETCH_ERROR;
@@ -1066,9 +1065,9 @@ static enum fetch_outcome check_url(struct fetch *f, const char *url, char *msg,
         }
     }
 out:
-    c->curl->free(scheme);
-    c->curl->free(host);
-    c->curl->url_cleanup(u);
+    f->curl->free(scheme);
+    f->curl->free(host);
+    f->curl->url_cleanup(u);
     return o;
 }
 
