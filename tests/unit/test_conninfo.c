@@ -57,8 +57,6 @@ static void url_wins_and_keeps_its_options(void **state)
     db_conninfo_free(ci);
 }
 
-/* GSSAPI encryption when asked for: the URL's gssencmode is kept; PGGSSENCMODE, a service
- * (keyword or PGSERVICE) are left for libpq to read (no gssencmode set); otherwise disable. */
 /* The gssencmode the settings p give libpq (NULL: none, libpq decides). */
 static void expect_gssencmode(struct db_conninfo_params p, const char *want)
 {
@@ -72,6 +70,8 @@ static void expect_gssencmode(struct db_conninfo_params p, const char *want)
     db_conninfo_free(ci);
 }
 
+/* GSSAPI encryption when asked for: the URL's gssencmode is kept; PGGSSENCMODE, a service
+ * (keyword or PGSERVICE) are left for libpq to read (no gssencmode set); otherwise disable. */
 static void gssencmode_when_asked_for(void **state)
 {
     expect_gssencmode((struct db_conninfo_params){.database_url = "postgresql://u@a.test/db?gssencmode=require"},
