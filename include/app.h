@@ -62,7 +62,9 @@ int64_t app_uptime_us(const struct app *a);
  * tenant's cached answers now. */
 void app_cache_invalidate(struct app *a, const char *tenant);
 
-/* Create the modules in order, then start the integrations (src/integrations.c).
+/* Create the modules in order, the connections to PostgreSQL and Redis first, then set
+ * up the encryption keys (a->cfg's, already checked with secrets_key_check), then start
+ * the integrations (src/integrations.c).
  * Returns 0 or -1 with err set; either way app_free undoes what was done. */
 MUSTCHECK int app_init(struct app *a, struct event_base *base, char *err, size_t errlen);
 /* Stop the integrations (reverse order), then free the modules in reverse order. */

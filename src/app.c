@@ -424,16 +424,6 @@ static void on_key_derived(evutil_socket_t fd, short what, void *arg)
 int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
 {
     a->base = base;
-    int kfd = secrets_a_done_fd(&a->secrets);
-    if (kfd >= 0 && (!(a->key_derived = event_new(base, kfd, EV_READ, on_key_derived, a)) ||
-                     event_add(a->key_derived, NULL) < 0)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if (!(a->key_start = evtimer_new(base, on_key_start, a))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     a->routes = app_routes(&a->nroutes);
     if (!(a->cors = cors_new(a->cfg.frontend_url, a->cfg.allowed_origins, err, errlen)))
         return -1;
@@ -511,6 +501,24 @@ int app_init(struct app *a, struct event_base *base, char *err, size_t errlen)
     };
     if (!(a->events = events_new(base, &eo, err, errlen)))
         return -1;
+    /* The connections are on their way: PostgreSQL forks and sets up a backend, the
+     * longest wait of start-up, while OpenSSL initialises here (its first use, the
+     * fingerprint key's HMAC: about 3 ms). The key itself was checked before anything
+     * started (secrets_key_check in main). */
+    if (secrets_init(&a->secrets, a->cfg.encryption_password, a->cfg.encryption_key) < 0) {
+        snprintf(err, errlen, "cannot set up the encryption keys (out of memory, or OpenSSL failed)");
+        return -1;
+    }
+    int kfd = secrets_a_done_fd(&a->secrets);
+    if (kfd >= 0 && (!(a->key_derived = event_new(base, kfd, EV_READ, on_key_derived, a)) ||
+                     event_add(a->key_derived, NULL) < 0)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!(a->key_start = evtimer_new(base, on_key_start, a))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     char ua[64];
     snprintf(ua, sizeof ua, "integrationsd/%s", PACKAGE_VERSION);
     if (!(a->fetch = fetch_client_new(base, a->cfg.outbound_deny_cidrs, ua, err, errlen)))

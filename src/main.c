@@ -143,7 +143,8 @@ int main(int argc, char **argv)
     }
     log_setup(app.cfg.log_level, app.cfg.log_format);
     log_capture_libevent();
-    if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0) {
+    /* Only checked here: app_init derives the keys once its connections are under way. */
+    if (secrets_key_check(app.cfg.encryption_key) < 0) {
         fprintf(stderr, "integrationsd: configuration error: ENCRYPTION_KEY must be ASCII "
                         "(its first 32 characters are the AES key)\n");
         config_free(&app.cfg);

@@ -30,6 +30,10 @@ enum secrets_a_state {
     SECRETS_A_PENDING = 2,      /* not started yet */
 };
 
+/* 0 when encryption_key can be scheme B's key (its first 32 bytes are ASCII), -1 when
+ * not: the check secrets_init makes, without touching OpenSSL, so start-up can refuse
+ * the configuration before it opens any connection. */
+MUSTCHECK int secrets_key_check(const char *encryption_key);
 /* Derive scheme B's key and the fingerprint key; keep the password for scheme A's
  * scrypt, which secrets_a_start (or the first secrets_a_wait) begins. password and key
  * are NUL-terminated. Returns 0, or -1 when a derivation fails, memory runs out or the

@@ -47,6 +47,14 @@ static int secrets_key_b(const char *key, unsigned char out[SECRETS_KEY_LEN])
     return 0;
 }
 
+int secrets_key_check(const char *encryption_key)
+{
+    unsigned char k[SECRETS_KEY_LEN];
+    int rc = encryption_key ? secrets_key_b(encryption_key, k) : -1;
+    OPENSSL_cleanse(k, sizeof k);
+    return rc;
+}
+
 /* The scrypt derivation, on its own thread: touches nothing but the job. */
 struct secrets_a_job {
     pthread_t thread;

@@ -89,6 +89,42 @@ def test_refuses_bad_failover_settings(full_env, var, value):
     assert var in err, err
 
 
+def test_refuses_a_non_ascii_encryption_key_before_connecting(full_env):
+    # Node cannot use such a key either ("Invalid key length"). The keys are derived once
+    # the connections are under way, so the key is checked before: a refused configuration
+    # opens no connection to PostgreSQL or Redis.
+    import socket
+    listeners = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        s.setblocking(False)
+        listeners.append(s)
+    pg_port, redis_port = (s.getsockname()[1] for s in listeners)
+    key = "0123456789abcdef0123456789ABCDE\u00e9 and more"  # the 32nd byte is not ASCII
+    env = apply_overrides(dict(full_env), {
+        "ENCRYPTION_KEY": key,
+        "DATABASE_URL": "postgresql://postgres:pw-s3cret@127.0.0.1:%d/db" % pg_port,
+        "REDIS_URL": "redis://127.0.0.1:%d/0" % redis_port})
+    try:
+        rc, out, err = run_binary(env)
+        assert rc == 1, err
+        assert "configuration error: ENCRYPTION_KEY must be ASCII" in err, err
+        assert key not in out + err and "pw-s3cret" not in out + err
+        for s, what in zip(listeners, ("PostgreSQL", "Redis")):
+            with pytest.raises(BlockingIOError):
+                s.accept()[0].close()
+                pytest.fail("a connection reached the fake %s" % what)
+    finally:
+        for s in listeners:
+            s.close()
+    # The same key with its non-ASCII byte past the 32 the cipher uses is accepted.
+    env["ENCRYPTION_KEY"] = "0123456789abcdef0123456789ABCDEF\u00e9"
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc == 0 and "configuration OK" in out + err, err
+
+
 # ---------------------------------------------------------------- --check-config, --version
 
 def test_check_config_ok(full_env):

@@ -336,6 +336,27 @@ static void test_key_b_derivation(void **state)
     assert_int_equal(secrets_init(NULL, DEFAULT_PASSWORD, DEFAULT_KEY), -1);
 }
 
+/* secrets_key_check, which start-up runs before it connects, agrees with secrets_init
+ * on every key above. */
+static void test_key_check_agrees_with_init(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {
+        "short", "", "0123456789abcdef0123456789ABCDEF", "0123456789abcdef0123456789ABCDEF\xc3\xa9",
+        "0123456789abcdef0123456789ABCDE\xc3\xa9", "\xc3\xa9" "23456789abcdef0123456789ABCDEF",
+        "cl\xc3\xa9", DEFAULT_KEY,
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        struct secrets k;
+        int init = secrets_init(&k, DEFAULT_PASSWORD, keys[i]);
+        secrets_clear(&k);
+        assert_int_equal(secrets_key_check(keys[i]), init);
+    }
+    assert_int_equal(secrets_key_check("0123456789abcdef0123456789ABCDE\xc3\xa9"), -1);
+    assert_int_equal(secrets_key_check(DEFAULT_KEY), 0);
+    assert_int_equal(secrets_key_check(NULL), -1);
+}
+
 static void test_mask(void **state)
 {
     (void)state;
@@ -406,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_b_decrypt_failures),
         cmocka_unit_test(test_b_refuses_empty),
         cmocka_unit_test(test_key_b_derivation),
+        cmocka_unit_test(test_key_check_agrees_with_init),
         cmocka_unit_test(test_mask),
         cmocka_unit_test(test_fingerprint),
     };
