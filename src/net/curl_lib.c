@@ -50,8 +50,9 @@ const struct curl_lib *curl_lib_load(char *msg, size_t msglen)
     }
     const curl_version_info_data *v = lib.version_info(CURLVERSION_NOW);
     if (!v || v->version_num < CURL_LIB_MIN_VERSION) {
-        snprintf(msg, msglen, "%s is libcurl %s; 7.85.0 or later is needed", CURL_LIB_SONAME,
-                 v && v->version ? v->version : "of an unknown version");
+        snprintf(msg, msglen, "%s is libcurl %s; %d.%d.%d or later is needed", CURL_LIB_SONAME,
+                 v && v->version ? v->version : "of an unknown version", CURL_LIB_MIN_VERSION >> 16,
+                 (CURL_LIB_MIN_VERSION >> 8) & 0xff, CURL_LIB_MIN_VERSION & 0xff);
         dlclose(h);
         return NULL;
     }

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -93,7 +94,6 @@ def test_refuses_a_non_ascii_encryption_key_before_connecting(full_env):
     # Node cannot use such a key either ("Invalid key length"). The keys are derived once
     # the connections are under way, so the key is checked before: a refused configuration
     # opens no connection to PostgreSQL or Redis.
-    import socket
     listeners = []
     for _ in range(2):
         s = socket.socket()
@@ -113,9 +113,11 @@ def test_refuses_a_non_ascii_encryption_key_before_connecting(full_env):
         assert "configuration error: ENCRYPTION_KEY must be ASCII" in err, err
         assert key not in out + err and "pw-s3cret" not in out + err
         for s, what in zip(listeners, ("PostgreSQL", "Redis")):
-            with pytest.raises(BlockingIOError):
+            try:
                 s.accept()[0].close()
-                pytest.fail("a connection reached the fake %s" % what)
+            except BlockingIOError:  # nothing connected
+                continue
+            pytest.fail("a connection reached the fake %s" % what)
     finally:
         for s in listeners:
             s.close()
@@ -143,7 +145,6 @@ def test_check_config_does_not_serve(full_env):
     env = apply_overrides(dict(full_env), {"PORT": port})
     rc, _, err = run_binary(env, ["--check-config"])
     assert rc == 0, err
-    import socket
     with socket.socket() as s:
         s.settimeout(1)
         assert s.connect_ex(("127.0.0.1", port)) != 0, "--check-config left something listening"
