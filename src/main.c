@@ -25,6 +25,8 @@
 #include "autoconfig.h"
 
 static struct app app;
+/* What secrets_key_check refuses, as start-up and --check-config say it. */
+static const char KEY_RULE[] = "ENCRYPTION_KEY must be ASCII (its first 32 characters are the AES key)";
 static struct event *drain_tick;
 static int drain_waited_ms;
 
@@ -57,9 +59,8 @@ static int check_config(void)
     int n = 0;
     char err[256];
     if (config_check(env_get, NULL, print_problem, &n) == 0 && config_load(&app.cfg, env_get, NULL, err, sizeof err) == 0) {
-        if (secrets_init(&app.secrets, app.cfg.encryption_password, app.cfg.encryption_key) < 0)
-            print_problem("ENCRYPTION_KEY must be ASCII (its first 32 characters are the AES key)", &n);
-        secrets_clear(&app.secrets);
+        if (secrets_key_check(app.cfg.encryption_key) < 0)
+            print_problem(KEY_RULE, &n);
         struct cron_expr cron;
         char why[200];
         if (cron_parse(&cron, app.cfg.mlflow_sync_schedule, why, sizeof why) < 0) {
@@ -145,8 +146,7 @@ int main(int argc, char **argv)
     log_capture_libevent();
     /* Only checked here: app_init derives the keys once its connections are under way. */
     if (secrets_key_check(app.cfg.encryption_key) < 0) {
-        fprintf(stderr, "integrationsd: configuration error: ENCRYPTION_KEY must be ASCII "
-                        "(its first 32 characters are the AES key)\n");
+        fprintf(stderr, "integrationsd: configuration error: %s\n", KEY_RULE);
         config_free(&app.cfg);
         return 1;
     }

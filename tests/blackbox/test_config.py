@@ -121,6 +121,10 @@ def test_refuses_a_non_ascii_encryption_key_before_connecting(full_env):
     finally:
         for s in listeners:
             s.close()
+    # --check-config says the same, without the key
+    rc, out, err = run_binary(env, ["--check-config"])
+    assert rc == 1 and "configuration: ENCRYPTION_KEY must be ASCII" in err, (out, err)
+    assert key not in out + err
     # The same key with its non-ASCII byte past the 32 the cipher uses is accepted.
     env["ENCRYPTION_KEY"] = "0123456789abcdef0123456789ABCDEF\u00e9"
     rc, out, err = run_binary(env, ["--check-config"])
