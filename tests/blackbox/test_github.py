@@ -6,6 +6,7 @@
 # valid/scopes/rate_limit, bad credentials, permissions vs rate-limit 403, 5xx, reset,
 # close, huge body, timeout, stored token and last_used_at), tenant isolation, malformed
 # bodies, the SSRF deny list, and the token never appearing in a response or the log.
+import contextlib
 import datetime
 import http.client
 import json
@@ -622,10 +623,11 @@ def test_test_stored_token_updates_last_used_at(svc, tokens, db, fake_github):
     assert len(fake_github.requests_with(tok)) == 2
 
 
-def test_test_stored_token_answers_once_last_used_at_is_recorded(svc, tokens, db, pg, fake_github):
-    """The answer waits for the last_used_at UPDATE, so a status read right after it shows
-    the use: with the row locked by another session the test is not answered until the
-    lock goes, and then last_used_at is already set."""
+@contextlib.contextmanager
+def stored_token_test_behind_a_lock(svc, tokens, db, pg, fake_github):
+    """A stored token tested (POST /token/test, {}) while another session holds its row
+    (SELECT ... FOR UPDATE): yields (the locking connection, the thread that made the call,
+    the dict that gets its answer as "r") once GitHub has been asked; the lock goes at exit."""
     wipe(svc, tokens.admin1)
     tok = new_gh_token()
     save(svc, tokens.admin1, tok, name="Stored")
@@ -638,18 +640,53 @@ def test_test_stored_token_answers_once_last_used_at_is_recorded(svc, tokens, db
         t = threading.Thread(target=lambda: answer.update(r=try_token(svc, tokens.admin1)))
         t.start()
         only_request(fake_github, tok)  # GitHub has been asked
-        t.join(0.5)
-        assert t.is_alive(), "answered while last_used_at could not be written yet: %r" % answer
-        assert gh_rows(db, 1)[0]["last_used_at"] is None
+        yield lock, t, answer
     finally:
         lock.rollback()
         lock.close()
+
+
+def test_test_stored_token_answers_once_last_used_at_is_recorded(svc, tokens, db, pg, fake_github):
+    """The answer waits for the last_used_at UPDATE, so a status read right after it shows
+    the use: with the row locked by another session the test is not answered until the
+    lock goes, and then last_used_at is already set."""
+    with stored_token_test_behind_a_lock(svc, tokens, db, pg, fake_github) as (_, t, answer):
+        t.join(0.5)
+        assert t.is_alive(), "answered while last_used_at could not be written yet: %r" % answer
+        assert gh_rows(db, 1)[0]["last_used_at"] is None
     t.join(20)
     st, _, data = answer["r"]
     assert st == 200 and data["data"]["valid"] is True, data
     assert gh_rows(db, 1)[0]["last_used_at"] is not None
     st, _, data = call(svc, "GET", TOKEN, tokens.admin1)
     assert_status_object(data["data"], name="Stored", last_used=True)
+
+
+def test_test_stored_token_when_the_database_goes_during_the_update(svc, tokens, db, pg, fake_github):
+    """The database lost while last_used_at is being recorded: 503 "database unavailable",
+    as for the MLflow test's record (the client tries again), nothing recorded; the next
+    test is answered once the pool is back."""
+    with stored_token_test_behind_a_lock(svc, tokens, db, pg, fake_github) as (lock, t, answer):
+        killed, deadline = 0, time.monotonic() + 5
+        while not killed and time.monotonic() < deadline:  # the UPDATE waits for the lock
+            with lock.cursor() as cur:
+                cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s"
+                            " AND application_name = 'integrationsd' AND wait_event_type = 'Lock'",
+                            (db.dbname,))
+                killed = cur.fetchone()[0]
+            time.sleep(0 if killed else 0.02)
+        assert killed == 1, "the service's UPDATE never waited for the lock"
+        t.join(10)
+        assert not t.is_alive()
+    st, _, data = answer["r"]
+    assert st == 503 and data == {"message": "Service Unavailable", "error": "database unavailable"}, (st, data)
+    assert gh_rows(db, 1)[0]["last_used_at"] is None
+    deadline = time.monotonic() + 5
+    while call(svc, "GET", TOKEN, tokens.admin1)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    st, _, data = try_token(svc, tokens.admin1)
+    assert st == 200 and data["data"]["valid"] is True, data
+    assert gh_rows(db, 1)[0]["last_used_at"] is not None
 
 
 def test_test_stored_invalid_token(svc, tokens, fake_github):

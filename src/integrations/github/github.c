@@ -191,7 +191,8 @@ static json_t *test_result(const struct fetch_response *res)
     return json_pack("{s:b,s:s}", "valid", 0, "error", msg);
 }
 
-/* last_used_at recorded (or not: logged, the test's answer stands). */
+/* last_used_at recorded, or the UPDATE failed (logged: the test's answer stands); with the
+ * database unavailable app_query has answered 503, as for the MLflow test's record. */
 static void on_touched(struct http_req *r, const struct db_result *res)
 {
     struct test_state *ts = r->handler_state;
